@@ -1,0 +1,56 @@
+"""The engine: numpy + torch + sam2 only (no napari, no Qt).  Usable from any script."""
+
+from .backends import ClassicalBackend, Prediction, Predictor
+from .cache import EmbeddingCache
+from .errors import (
+    CheckpointCorruptError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    DeviceError,
+    HubUnavailableError,
+    ImageError,
+    LabelsError,
+    ModelError,
+    NapariSam2Error,
+    PromptError,
+    UnknownModelError,
+)
+from .labels import LabelEdit, apply_edit, next_label_id, plan_object_write, write_object
+from .models import ModelSpec, get_spec, load_sam2
+from .planes import Normalization, PlaneSource
+from .prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
+from .segmenter import Segmenter
+
+__all__ = [
+    "Box",
+    "CheckpointCorruptError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "ClassicalBackend",
+    "DeviceError",
+    "EmbeddingCache",
+    "HubUnavailableError",
+    "ImageError",
+    "LabelEdit",
+    "LabelsError",
+    "MaskPrompt",
+    "ModelError",
+    "ModelSpec",
+    "NapariSam2Error",
+    "Normalization",
+    "ObjectPrompt",
+    "PlaneSource",
+    "Points",
+    "Prediction",
+    "Predictor",
+    "PromptError",
+    "Segmenter",
+    "UnknownModelError",
+    "apply_edit",
+    "get_spec",
+    "load_sam2",
+    "make_objects",
+    "next_label_id",
+    "plan_object_write",
+    "write_object",
+]

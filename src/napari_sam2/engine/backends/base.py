@@ -1,0 +1,62 @@
+"""The predictor protocol every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..prompts import ObjectPrompt
+
+
+@dataclass
+class Prediction:
+    """Result for one object.
+
+    ``candidates`` (K, H, W) bool masks ordered by decreasing ``scores`` (K,);
+    ``mask`` is the best one.  ``low_res`` holds the backend's low-resolution logits of
+    each candidate when it has them (SAM 2), for iterative refinement.
+    """
+
+    candidates: np.ndarray
+    scores: np.ndarray
+    low_res: np.ndarray | None = None
+    prompt: ObjectPrompt | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.candidates[0]
+
+    @property
+    def score(self) -> float:
+        return float(self.scores[0])
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A promptable segmenter of 2-D planes.
+
+    ``encode`` is the expensive, cacheable step (image → embedding); ``predict`` is cheap.
+    """
+
+    name: str
+
+    def encode(self, image: np.ndarray) -> Any:
+        """Embed a float32 (H, W, 3) image in [0, 1]; the result is opaque and cacheable."""
+
+    def predict(
+        self, embedding: Any, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per object, in order."""
+
+    def describe(self) -> dict:
+        """JSON-friendly facts for status lines and provenance."""
+
+
+def sort_candidates(masks: np.ndarray, scores: np.ndarray, low_res=None):
+    """Order candidates by decreasing score."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return masks[order], np.asarray(scores)[order], (None if low_res is None else low_res[order])

@@ -1,0 +1,191 @@
+"""SAM 2 image backend: the real model behind the :class:`Predictor` protocol."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ImageError
+from ..models import LoadedModel, autocast
+from ..prompts import ObjectPrompt
+from .base import Prediction, sort_candidates
+
+MASK_LOGIT = 10.0  # logit magnitude given to a binary mask prompt
+
+
+def to_xy(rc: np.ndarray) -> np.ndarray:
+    """(row, col) → SAM's (x, y).  The one and only place where the axes are swapped."""
+    rc = np.asarray(rc, dtype=np.float32)
+    return rc[..., ::-1].copy()
+
+
+def has_compiled_extension() -> bool:
+    """Whether ``sam2._C`` (CUDA hole filling) is importable."""
+    try:
+        from sam2 import _C  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError or a broken build
+        return False
+    return True
+
+
+class Sam2Backend:
+    """Wraps ``SAM2ImagePredictor`` with explicit, cacheable embeddings.
+
+    Hole filling/sprinkle removal of sam2 needs its compiled ``_C`` extension; it is turned
+    off here (``max_hole_area=0``) so nothing warns when the extension is missing.
+    """
+
+    name = "sam2"
+
+    def __init__(self, loaded: LoadedModel, *, mask_threshold: float = 0.0):
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        self.loaded = loaded
+        self.device = loaded.device
+        self.precision = loaded.precision
+        with warnings.catch_warnings():  # torch.jit.script deprecation inside sam2
+            warnings.simplefilter("ignore", FutureWarning)
+            self._predictor = SAM2ImagePredictor(
+                loaded.model,
+                mask_threshold=mask_threshold,
+                max_hole_area=0.0,
+                max_sprinkle_area=0.0,
+            )
+        s = int(loaded.model.image_size)
+        # sam2 hard-codes these for 1024 px; they must follow image_size
+        self._predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        self.image_size = s
+        self.low_res_size = s // 4
+        self.mask_threshold = mask_threshold
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        lm = self.loaded
+        return {
+            "backend": self.name,
+            "model": lm.spec.name,
+            "size": lm.spec.size,
+            "version": lm.spec.version,
+            "checkpoint": str(lm.checkpoint) if lm.checkpoint else None,
+            "checkpoint_sha256": lm.checkpoint_sha256,
+            "random_weights": lm.checkpoint is None,
+            "device": str(self.device),
+            "precision": self.precision,
+            "image_size": self.image_size,
+            "hole_filling": False,
+        }
+
+    def cache_key(self) -> tuple:
+        lm = self.loaded
+        return (
+            self.name,
+            lm.spec.name,
+            lm.checkpoint_sha256 or str(lm.checkpoint) or id(lm.model),
+            str(self.device),
+            self.precision,
+            self.image_size,
+        )
+
+    # ------------------------------------------------------------------ encode
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> dict:
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
+            raise ImageError(
+                f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
+            )
+        t0 = time.perf_counter()
+        with self._lock, autocast(self.device, self.precision):
+            self._predictor.set_image(image)
+            feats = self._predictor._features
+            emb = {
+                "image_embed": feats["image_embed"],
+                "high_res_feats": list(feats["high_res_feats"]),
+                "orig_hw": tuple(int(v) for v in image.shape[:2]),
+            }
+            self._predictor.reset_predictor()
+        emb["encode_s"] = time.perf_counter() - t0
+        return emb
+
+    # ----------------------------------------------------------------- predict
+    def mask_to_logits(self, mask: np.ndarray) -> torch.Tensor:
+        """Binary (H, W) mask → (1, s/4, s/4) logits in SAM's (non aspect-preserving) frame."""
+        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+        low = F.interpolate(m, (self.low_res_size, self.low_res_size), mode="area")[0]
+        return (low * 2.0 - 1.0) * MASK_LOGIT
+
+    def _prompt_tensors(self, objects: Sequence[ObjectPrompt], hw):
+        """Pack points and boxes of a batch into SAM's (B, N, 2) coords / (B, N) labels.
+
+        Boxes become two points labelled 2 and 3 (what SAM2ImagePredictor does); shorter
+        prompts are padded with label -1 ("not a point").
+        """
+        rows = []
+        for obj in objects:
+            coords, labels = [], []
+            if obj.box is not None:
+                b = obj.box
+                coords += [to_xy([b.r0, b.c0]), to_xy([b.r1, b.c1])]
+                labels += [2, 3]
+            if obj.points is not None:
+                coords += list(to_xy(obj.points.coords))
+                labels += list(obj.points.labels)
+            rows.append((coords, labels))
+        n = max(len(r[1]) for r in rows)
+        if n == 0:
+            return None
+        pc = np.zeros((len(rows), n, 2), np.float32)
+        pl = -np.ones((len(rows), n), np.int32)
+        for i, (c, lab) in enumerate(rows):
+            if lab:
+                pc[i, : len(lab)] = np.asarray(c, np.float32)
+                pl[i, : len(lab)] = lab
+        coords = torch.as_tensor(pc, device=self.device)
+        coords = self._predictor._transforms.transform_coords(coords, normalize=True, orig_hw=hw)
+        return coords, torch.as_tensor(pl, device=self.device)
+
+    @torch.inference_mode()
+    def _decode(self, emb, objects, multimask: bool):
+        hw = emb["orig_hw"]
+        model = self._predictor.model
+        points = self._prompt_tensors(objects, hw)
+        masks_in = None
+        if any(o.mask is not None for o in objects):
+            masks_in = torch.stack([self.mask_to_logits(o.mask.mask) for o in objects]).to(
+                self.device
+            )
+        sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=masks_in)
+        batched = len(objects) > 1
+        low_res, iou, _, _ = model.sam_mask_decoder(
+            image_embeddings=emb["image_embed"],
+            image_pe=model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=batched,
+            high_res_features=list(emb["high_res_feats"]),
+        )
+        full = self._predictor._transforms.postprocess_masks(low_res.float(), hw)
+        masks = (full > self.mask_threshold).cpu().numpy()
+        return masks, iou.float().cpu().numpy(), low_res.float().clamp(-32, 32).cpu().numpy()
+
+    def predict(
+        self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
+    ):
+        out: list[Prediction | None] = [None] * len(objects)
+        groups: dict[tuple, list[int]] = {}
+        for i, obj in enumerate(objects):
+            mm = obj.single_point if multimask is None else bool(multimask)
+            groups.setdefault((obj.mask is not None, mm), []).append(i)
+        with self._lock, autocast(self.device, self.precision):
+            for (_, mm), idx in groups.items():
+                masks, scores, low = self._decode(embedding, [objects[i] for i in idx], mm)
+                for j, i in enumerate(idx):
+                    c, s, lr = sort_candidates(masks[j], scores[j], low[j])
+                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+        return out

@@ -1,0 +1,50 @@
+"""Typed exceptions of the engine.
+
+Every message says what went wrong *and* what the user can do about it.
+"""
+
+from __future__ import annotations
+
+
+class NapariSam2Error(Exception):
+    """Base class of all napari-sam2 errors."""
+
+
+class ModelError(NapariSam2Error):
+    """A SAM 2 model could not be set up."""
+
+
+class UnknownModelError(ModelError, ValueError):
+    """The requested model size / version is not in the registry."""
+
+
+class CheckpointNotFoundError(ModelError, FileNotFoundError):
+    """No checkpoint file could be found for the requested model."""
+
+
+class CheckpointCorruptError(ModelError):
+    """The checkpoint file exists but cannot be read (truncated or not a checkpoint)."""
+
+
+class CheckpointMismatchError(ModelError):
+    """The checkpoint does not fit the chosen model size."""
+
+
+class HubUnavailableError(ModelError):
+    """The Hugging Face hub cannot be used (not installed, offline or unreachable)."""
+
+
+class DeviceError(ModelError, ValueError):
+    """The requested device does not exist on this machine."""
+
+
+class ImageError(NapariSam2Error, ValueError):
+    """The image cannot be used (wrong dimensions, no image set, bad channel...)."""
+
+
+class PromptError(NapariSam2Error, ValueError):
+    """A prompt is invalid: empty, outside the image, wrong shape."""
+
+
+class LabelsError(NapariSam2Error, ValueError):
+    """The labels array cannot take the result (shape or dtype mismatch)."""

@@ -1,0 +1,419 @@
+"""SAM 2 model registry, checkpoint discovery and loading, device and precision.
+
+Loading never touches hydra's global state: the model config is read with OmegaConf
+from the installed ``sam2`` package and instantiated directly, so loading twice, or after
+another library initialised hydra, works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import (
+    CheckpointCorruptError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    DeviceError,
+    HubUnavailableError,
+    UnknownModelError,
+)
+
+log = logging.getLogger(__name__)
+
+SIZES = ("tiny", "small", "base_plus", "large")
+VERSIONS = ("2.1", "2.0")
+CHECKPOINT_DIR_ENV = "NAPARI_SAM2_CHECKPOINT_DIR"
+_DL_BASE = {
+    "2.1": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/",
+    "2.0": "https://dl.fbaipublicfiles.com/segment_anything_2/072824/",
+}
+# (trunk embed_dim, number of trunk blocks) identifies a size in a state dict
+_ARCH = {"tiny": (96, 12), "small": (96, 16), "base_plus": (112, 24), "large": (144, 48)}
+_SHORT = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+_HF = {"tiny": "tiny", "small": "small", "base_plus": "base-plus", "large": "large"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One SAM 2 model: size, version, config, checkpoint file name and hub id."""
+
+    size: str
+    version: str = "2.1"
+
+    @property
+    def config(self) -> str:
+        """Config path inside the ``sam2`` package (the name ``build_sam2`` takes)."""
+        if self.version == "2.1":
+            return f"configs/sam2.1/sam2.1_hiera_{_SHORT[self.size]}.yaml"
+        return f"configs/sam2/sam2_hiera_{_SHORT[self.size]}.yaml"
+
+    @property
+    def checkpoint_name(self) -> str:
+        prefix = "sam2.1" if self.version == "2.1" else "sam2"
+        return f"{prefix}_hiera_{self.size}.pt"
+
+    @property
+    def hf_id(self) -> str:
+        prefix = "sam2.1" if self.version == "2.1" else "sam2"
+        return f"facebook/{prefix}-hiera-{_HF[self.size]}"
+
+    @property
+    def url(self) -> str:
+        return _DL_BASE[self.version] + self.checkpoint_name
+
+    @property
+    def name(self) -> str:
+        return f"sam{self.version}-{self.size}"
+
+
+def get_spec(model: str = "tiny", version: str | None = None) -> ModelSpec:
+    """Parse ``"tiny"``, ``"base_plus"``, ``"base-plus"``, ``"sam2.1-small"``, a hub id..."""
+    name = str(model).strip().lower().replace("-", "_").replace("+", "_plus")
+    ver = version
+    for prefix, v in (
+        ("facebook/sam2.1_hiera_", "2.1"),
+        ("facebook/sam2_hiera_", "2.0"),
+        ("sam2.1_hiera_", "2.1"),
+        ("sam2_hiera_", "2.0"),
+        ("sam2.1_", "2.1"),
+        ("sam2_", "2.0"),
+        ("sam2.0_", "2.0"),
+    ):
+        if name.startswith(prefix):
+            name, ver = name[len(prefix) :], ver or v
+            break
+    name = {
+        "t": "tiny",
+        "s": "small",
+        "b_plus": "base_plus",
+        "b": "base_plus",
+        "base": "base_plus",
+        "l": "large",
+    }.get(name, name)
+    ver = ver or "2.1"
+    if name not in SIZES or ver not in VERSIONS:
+        raise UnknownModelError(
+            f"Unknown SAM 2 model {model!r}: choose a size among {', '.join(SIZES)} "
+            f"and a version among {', '.join(VERSIONS)}."
+        )
+    return ModelSpec(name, ver)
+
+
+def default_checkpoint_dirs() -> list[Path]:
+    """Where we look for official checkpoint files, in order."""
+    dirs = []
+    env = os.environ.get(CHECKPOINT_DIR_ENV)
+    if env:
+        dirs.extend(Path(p).expanduser() for p in env.split(os.pathsep) if p)
+    dirs += [
+        Path.home() / ".cache" / "napari-sam2",
+        Path.home() / ".cache" / "sam2",
+        Path.cwd() / "checkpoints",
+    ]
+    return dirs
+
+
+def find_checkpoint(spec: ModelSpec, checkpoint=None, search_dirs=None) -> Path | None:
+    """Resolve a checkpoint file without the network; None when nothing is found.
+
+    ``checkpoint`` may be a file (returned if it exists, else an error) or a directory
+    holding the official file name.
+    """
+    if checkpoint is not None:
+        p = Path(checkpoint).expanduser()
+        if p.is_dir():
+            cand = p / spec.checkpoint_name
+            if cand.is_file():
+                return cand
+            raise CheckpointNotFoundError(_missing_message(spec, [p]))
+        if p.is_file():
+            return p
+        raise CheckpointNotFoundError(
+            f"Checkpoint file {str(p)!r} does not exist. " + _how_to_get(spec)
+        )
+    dirs = list(search_dirs) if search_dirs is not None else default_checkpoint_dirs()
+    for d in dirs:
+        cand = Path(d) / spec.checkpoint_name
+        if cand.is_file():
+            return cand
+    return _hf_cached(spec)
+
+
+def _hf_cached(spec: ModelSpec) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        p = try_to_load_from_cache(spec.hf_id, spec.checkpoint_name)
+    except Exception:  # noqa: BLE001 - a broken cache is just "not cached"
+        return None
+    return Path(p) if isinstance(p, str) and Path(p).is_file() else None
+
+
+def download_checkpoint(spec: ModelSpec) -> Path:
+    """Fetch the checkpoint from the Hugging Face hub (needs huggingface_hub + network)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:
+        raise HubUnavailableError(
+            "huggingface_hub is not installed (pip install 'napari-sam2[hub]'). "
+            + _how_to_get(spec)
+        ) from e
+    try:
+        return Path(hf_hub_download(spec.hf_id, spec.checkpoint_name))
+    except Exception as e:  # noqa: BLE001 - offline, DNS, 404, auth...
+        raise HubUnavailableError(
+            f"Could not download {spec.checkpoint_name} from the Hugging Face hub "
+            f"({spec.hf_id}): {type(e).__name__}: {e}. " + _how_to_get(spec)
+        ) from e
+
+
+def _how_to_get(spec: ModelSpec) -> str:
+    return (
+        f"Download {spec.checkpoint_name} from {spec.url} (or the Hugging Face repo "
+        f"{spec.hf_id}) and pass its path as checkpoint=..., or put it in one of: "
+        + ", ".join(str(d) for d in default_checkpoint_dirs())
+        + f" (set {CHECKPOINT_DIR_ENV} to add a folder)."
+    )
+
+
+def _missing_message(spec: ModelSpec, dirs) -> str:
+    where = ", ".join(str(d) for d in dirs)
+    return (
+        f"No SAM {spec.version} '{spec.size}' checkpoint ({spec.checkpoint_name}) found in {where}. "
+        + _how_to_get(spec)
+    )
+
+
+def resolve_checkpoint(spec: ModelSpec, checkpoint=None, *, allow_download: bool = False) -> Path:
+    """Like :func:`find_checkpoint` but raises a helpful error when nothing is found."""
+    found = find_checkpoint(spec, checkpoint)
+    if found is not None:
+        return found
+    if allow_download:
+        return download_checkpoint(spec)
+    raise CheckpointNotFoundError(_missing_message(spec, default_checkpoint_dirs()))
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------- devices
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(device: str = "auto"):
+    """``"auto"`` → cuda > mps > cpu; an explicit device must exist here."""
+    import torch
+
+    dev = (device or "auto").lower()
+    if dev == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(
+            "device='cuda' was requested but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'."
+        )
+    if dev == "mps" and not _mps_available():
+        raise DeviceError(
+            "device='mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'."
+        )
+    try:
+        return torch.device(dev)
+    except RuntimeError as e:
+        raise DeviceError(f"Unknown device {device!r}: use auto, cuda, mps or cpu.") from e
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPUs where bf16 autocast can beat fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(device, precision: str = "auto") -> str:
+    """``"auto"``: bf16 on CUDA; fp32 elsewhere (CPU bf16 only when asked explicitly —
+    see ``benchmarks/bench_precision.py``: it is a loss on CPUs without native bf16)."""
+    p = (precision or "auto").lower()
+    if p not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}.")
+    if p == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return p
+
+
+def autocast(device, precision: str):
+    """Context manager for the chosen precision."""
+    import torch
+
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------- building
+def load_model_config(spec: ModelSpec, image_size: int | None = None):
+    """The model's OmegaConf config, read from the sam2 package (no hydra globals)."""
+    from omegaconf import OmegaConf
+
+    text = resources.files("sam2").joinpath(spec.config).read_text()
+    cfg = OmegaConf.create(text)
+    # what sam2.build_sam applies for inference ("apply_postprocessing")
+    extra = OmegaConf.create(
+        {
+            "model": {
+                "sam_mask_decoder_extra_args": {
+                    "dynamic_multimask_via_stability": True,
+                    "dynamic_multimask_stability_delta": 0.05,
+                    "dynamic_multimask_stability_thresh": 0.98,
+                }
+            }
+        }
+    )
+    cfg = OmegaConf.merge(cfg, extra)
+    if image_size is not None:
+        if image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32, got {image_size}.")
+        cfg.model.image_size = int(image_size)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def build_model(spec: ModelSpec, *, image_size: int | None = None):
+    """Instantiate the SAM 2 architecture with random weights (on CPU)."""
+    from hydra.utils import instantiate
+
+    cfg = load_model_config(spec, image_size)
+    return instantiate(cfg.model, _recursive_=True)
+
+
+def read_state_dict(path) -> dict:
+    """``torch.load(weights_only=True)`` with clear errors for bad files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"Checkpoint file {str(path)!r} does not exist.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as e:
+        raise CheckpointCorruptError(
+            f"Checkpoint {str(path)!r} ({path.stat().st_size} bytes) cannot be read — it is "
+            f"probably truncated or not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}). "
+            "Download it again."
+        ) from e
+    sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict) or not sd:
+        raise CheckpointCorruptError(
+            f"Checkpoint {str(path)!r} holds no model weights (expected a dict with a 'model' state dict)."
+        )
+    return sd
+
+
+def guess_size(state_dict: dict) -> str | None:
+    """Which registry size a state dict looks like (from the trunk's width and depth)."""
+    w = state_dict.get("image_encoder.trunk.patch_embed.proj.weight")
+    if w is None:
+        return None
+    blocks = {k.split(".")[3] for k in state_dict if k.startswith("image_encoder.trunk.blocks.")}
+    arch = (int(w.shape[0]), len(blocks))
+    for size, a in _ARCH.items():
+        if a == arch:
+            return size
+    return None
+
+
+def guess_version(state_dict: dict) -> str:
+    return "2.1" if "no_obj_embed_spatial" in state_dict else "2.0"
+
+
+def load_weights(model, spec: ModelSpec, path) -> None:
+    """Load a checkpoint into ``model``, explaining any mismatch."""
+    sd = read_state_dict(path)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=True), ()
+    except RuntimeError as e:
+        size = guess_size(sd)
+        looks = (
+            f"it looks like a SAM {guess_version(sd)} '{size}' checkpoint"
+            if size
+            else "it does not look like any SAM 2 size"
+        )
+        raise CheckpointMismatchError(
+            f"Checkpoint {str(path)!r} does not match the chosen model SAM {spec.version} "
+            f"'{spec.size}': {looks}. Choose the matching model size/version or another file."
+        ) from e
+    del missing, unexpected
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    spec: ModelSpec
+    device: object
+    precision: str
+    checkpoint: Path | None
+    checkpoint_sha256: str | None
+
+
+def load_sam2(
+    model: str = "tiny",
+    checkpoint=None,
+    *,
+    version: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    image_size: int | None = None,
+    allow_download: bool = False,
+    random_weights: bool = False,
+    hash_checkpoint: bool = True,
+) -> LoadedModel:
+    """Build a SAM 2 model and load its checkpoint.
+
+    ``random_weights=True`` skips the checkpoint (tests, plumbing checks); the result then
+    says so in :attr:`LoadedModel.checkpoint` (None).
+    """
+    spec = get_spec(model, version)
+    dev = resolve_device(device)
+    prec = resolve_precision(dev, precision)
+    path = (
+        None
+        if random_weights
+        else resolve_checkpoint(spec, checkpoint, allow_download=allow_download)
+    )
+    net = build_model(spec, image_size=image_size)
+    if path is not None:
+        load_weights(net, spec, path)
+    net = net.to(dev).eval()
+    sha = file_sha256(path) if (path is not None and hash_checkpoint) else None
+    log.info("Loaded %s on %s (%s) from %s", spec.name, dev, prec, path or "random weights")
+    return LoadedModel(net, spec, dev, prec, path, sha)

@@ -1,0 +1,253 @@
+"""The scripted API: one object that owns a backend, an image and an embedding cache.
+
+>>> seg = Segmenter(model="tiny", checkpoint="sam2.1_hiera_tiny.pt", device="auto")
+>>> seg.set_image(stack, contrast_limits=(100, 4000))
+>>> [obj] = seg.predict(plane=(12,), points=[(40, 52)])
+>>> ids = seg.segment_into(labels, plane=(12,), boxes=[(10, 10, 60, 80), (70, 5, 120, 50)])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from . import labels as _labels
+from .backends.base import Prediction, Predictor
+from .backends.classical import ClassicalBackend
+from .cache import EmbeddingCache
+from .errors import ImageError, LabelsError, PromptError
+from .models import find_checkpoint, get_spec, load_sam2
+from .planes import DEFAULT_PERCENTILES, PlaneSource
+from .prompts import ObjectPrompt, make_objects
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "sam2", "classical")
+CLASSICAL_NOTICE = (
+    "No SAM 2 checkpoint found: using the weight-free classical backend (thresholding + "
+    "region growing). For SAM 2, download a SAM 2.1 checkpoint (see docs/models.md) and "
+    "choose it in the widget or pass checkpoint=..."
+)
+
+
+class Segmenter:
+    """Promptable segmentation of the planes of one image.
+
+    Parameters
+    ----------
+    model : str
+        SAM 2 size: ``tiny``, ``small``, ``base_plus`` or ``large`` (SAM 2.1 unless
+        ``version="2.0"``).
+    checkpoint : path, optional
+        A checkpoint file or a folder holding the official file.  When None, the usual
+        folders (``$NAPARI_SAM2_CHECKPOINT_DIR``, ``~/.cache/napari-sam2``, ...) and the
+        Hugging Face cache are searched.
+    backend : {"auto", "sam2", "classical"}
+        ``sam2`` requires a checkpoint (error if missing); ``classical`` needs none;
+        ``auto`` uses SAM 2 when a checkpoint is found, else the classical backend and sets
+        :attr:`notice`.
+    device, precision : str
+        ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.
+    image_size : int, optional
+        Override SAM 2's input size (smaller = faster, coarser; tests use 256).
+    random_weights : bool
+        Build SAM 2 without a checkpoint (plumbing checks only: the masks are meaningless).
+    allow_download : bool
+        Download the checkpoint from the Hugging Face hub when not found locally.
+    cache_bytes : int
+        Budget of the embedding cache.
+    predictor : Predictor, optional
+        Use this backend object instead (custom or fine-tuned models, tests).
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        checkpoint=None,
+        *,
+        backend: str = "auto",
+        version: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        image_size: int | None = None,
+        random_weights: bool = False,
+        allow_download: bool = False,
+        cache_bytes: int = 2 * 1024**3,
+        predictor: Predictor | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")
+        self.notice: str | None = None
+        if predictor is not None:
+            self.backend = predictor
+        elif backend == "classical":
+            self.backend = ClassicalBackend()
+        else:
+            spec = get_spec(model, version)
+            if (
+                backend == "auto"
+                and not random_weights
+                and checkpoint is None
+                and not allow_download
+            ) and find_checkpoint(spec) is None:
+                self.backend = ClassicalBackend()
+                self.notice = CLASSICAL_NOTICE
+                log.warning(CLASSICAL_NOTICE)
+            if not hasattr(self, "backend"):
+                from .backends.sam2_backend import Sam2Backend
+
+                loaded = load_sam2(
+                    spec.size,
+                    checkpoint,
+                    version=spec.version,
+                    device=device,
+                    precision=precision,
+                    image_size=image_size,
+                    allow_download=allow_download,
+                    random_weights=random_weights,
+                )
+                self.backend = Sam2Backend(loaded)
+        self.cache = EmbeddingCache(cache_bytes)
+        self.source: PlaneSource | None = None
+
+    # ------------------------------------------------------------------ image
+    def set_image(
+        self,
+        image,
+        *,
+        contrast_limits=None,
+        rgb: bool | None = None,
+        channel_axis: int | None = None,
+        channel: int | str = "mean",
+        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    ) -> Segmenter:
+        """Use ``image`` (2-D to n-D, numpy/dask/zarr).  Nothing is encoded yet."""
+        self.source = PlaneSource(
+            image,
+            rgb=rgb,
+            channel_axis=channel_axis,
+            channel=channel,
+            contrast_limits=contrast_limits,
+            percentiles=percentiles,
+        )
+        return self
+
+    def _require_source(self) -> PlaneSource:
+        if self.source is None:
+            raise ImageError("No image set: call set_image(array) first.")
+        return self.source
+
+    @property
+    def stats(self):
+        """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``."""
+        return self.cache.stats
+
+    def embedding(self, plane=()):
+        """The plane's embedding, from the cache or freshly encoded."""
+        src = self._require_source()
+        index = src.check_index(plane)
+        key = (src.plane_key(index), self.backend.cache_key())
+        emb = self.cache.get(key)
+        if emb is None:
+            t0 = time.perf_counter()
+            emb = self.backend.encode(src.sam_image(index))
+            self.cache.stats.encodes += 1
+            self.cache.stats.last_encode_s = time.perf_counter() - t0
+            self.cache.put(key, emb)
+        return emb
+
+    def is_encoded(self, plane=()) -> bool:
+        src = self._require_source()
+        return (src.plane_key(src.check_index(plane)), self.backend.cache_key()) in self.cache
+
+    # --------------------------------------------------------------- predict
+    def predict(
+        self,
+        plane=(),
+        *,
+        points=None,
+        point_labels=None,
+        boxes=None,
+        masks=None,
+        objects: Sequence[ObjectPrompt] | None = None,
+        multimask: bool | None = None,
+    ) -> list[Prediction]:
+        """Segment objects on one plane; prompts are data pixel (row, col).
+
+        Either ``objects`` (a list of :class:`ObjectPrompt`) or the plain-array form:
+        ``points`` (N, 2) with ``point_labels`` (1 positive / 0 negative), ``boxes``
+        (B, 4) as (r0, c0, r1, c1) — one object per box, points inside a box join it —
+        and ``masks`` (M, H, W).  ``multimask`` None: three candidates for a lone click,
+        one otherwise.  Returns one :class:`Prediction` per object.
+        """
+        src = self._require_source()
+        index = src.check_index(plane)
+        if objects is None:
+            objects = make_objects(points, point_labels, boxes, masks)
+        if not objects:
+            raise PromptError("No prompt given: add a point, a box or a mask.")
+        objects = [o.validated(src.plane_shape) for o in objects]
+        emb = self.embedding(index)
+        return self.backend.predict(emb, objects, multimask=multimask)
+
+    def segment_into(
+        self,
+        labels,
+        plane=(),
+        *,
+        label_id: int | None = None,
+        policy: str = _labels.KEEP,
+        replace: bool = False,
+        **prompts,
+    ) -> list[int]:
+        """Predict and write each object into ``labels`` (modified in place).
+
+        ``labels`` has the image's non-channel shape.  New objects get ``max + 1``,
+        ``max + 2``...; ``label_id`` (one object only) writes that ID, and with
+        ``replace=True`` the object's old pixels on this plane are replaced (refinement).
+        Returns the IDs written.
+        """
+        src = self._require_source()
+        index = src.check_index(plane)
+        expected = src.index_shape + src.plane_shape
+        if tuple(labels.shape) != expected:
+            raise LabelsError(
+                f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
+            )
+        preds = self.predict(index, **prompts)
+        if label_id is not None and len(preds) > 1:
+            raise LabelsError("label_id can only be given for a single object.")
+        edits = plan_edits(labels, preds, index, label_id=label_id, policy=policy, replace=replace)
+        for e in edits:
+            _labels.apply_edit(labels, e)
+        return [e.label_id for e in edits]
+
+    def describe(self) -> dict:
+        """Backend, normalisation and cache facts (for status lines and provenance)."""
+        d = dict(self.backend.describe())
+        if self.source is not None:
+            d["normalization"] = self.source.normalization.to_dict()
+            d["channel"] = self.source.channel
+        d["cache"] = self.stats.as_dict()
+        return d
+
+
+def plan_edits(
+    labels, preds: Sequence[Prediction], index, *, label_id=None, policy="keep", replace=False
+):
+    """One :class:`LabelEdit` per prediction, with consecutive new IDs (max computed once)."""
+    next_id = _labels.next_label_id(labels) if label_id is None else None
+    edits = []
+    for p in preds:
+        lid = label_id if label_id is not None else next_id
+        if not p.mask.any():
+            continue
+        edits.append(
+            _labels.plan_object_write(
+                labels, p.mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
+            )
+        )
+        if label_id is None:
+            next_id += 1
+    return edits
