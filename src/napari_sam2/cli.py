@@ -1,0 +1,367 @@
+"""The ``napari-sam2`` console script: ``demo``, ``info`` and ``segment``.
+
+Exit codes: 0 success, 1 unexpected failure, 2 usage error or bad input (with a one-line
+message on stderr, no traceback; ``--debug`` shows the traceback).
+
+Examples
+--------
+::
+
+    napari-sam2 demo --sample nuclei_3d
+    napari-sam2 info
+    napari-sam2 segment cells.tif --points "120,85;40,200" -o cells_labels.tif
+    napari-sam2 segment stack.tif --plane 12 --boxes "10,10,60,80;70,5,120,50" -o labels.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PROG = "napari-sam2"
+SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
+SIZES = ("tiny", "small", "base_plus", "large")
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+# ----------------------------------------------------------------------- parsing helpers
+def parse_coords(text: str | None, n: int, what: str) -> list[tuple[float, ...]]:
+    """``"r,c;r,c"`` → ``[(r, c), (r, c)]`` with ``n`` numbers per item."""
+    if not text:
+        return []
+    out = []
+    for item in text.replace(" ", "").split(";"):
+        if not item:
+            continue
+        try:
+            vals = tuple(float(v) for v in item.split(","))
+        except ValueError:
+            vals = ()
+        if len(vals) != n:
+            form = "r,c" if n == 2 else "r0,c0,r1,c1"
+            raise UsageError(f"bad {what} {item!r}: expected {form} numbers, ';' between items.")
+        out.append(vals)
+    return out
+
+
+def parse_plane(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"bad --plane {text!r}: expected integers such as 12 or 3,12.") from None
+
+
+def parse_limits(text: str | None):
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = 0.0
+    if not lo < hi:
+        raise UsageError(f"bad --contrast-limits {text!r}: expected lo,hi with lo < hi.")
+    return lo, hi
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="SAM 2 segmentation for napari: open the demo, check the set-up, or "
+        "segment a TIFF from the command line.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment}")
+
+    def model_args(sp):
+        g = sp.add_argument_group("model")
+        g.add_argument("--model", default="tiny", help="SAM 2 size: " + ", ".join(SIZES))
+        g.add_argument("--checkpoint", help="checkpoint file (or a folder holding it)")
+
+    d = sub.add_parser("demo", help="open napari with a sample image and the SAM 2 widget")
+    d.add_argument("--sample", choices=SAMPLES, default="nuclei_2d")
+    model_args(d)
+    d.add_argument("--screenshot", metavar="PNG", help="save a window screenshot and exit")
+    d.add_argument("--wait", type=float, default=2.0, help="seconds before the screenshot")
+
+    sub.add_parser("info", help="versions, device, precision and the checkpoints found")
+
+    s = sub.add_parser(
+        "segment",
+        help="segment objects of a TIFF image from points/boxes and write a labels TIFF",
+        description="Coordinates are data pixels (row,col) of the plane. One object per box "
+        "(points inside a box join it); points without boxes make one object.",
+    )
+    s.add_argument("image", help="input TIFF image")
+    s.add_argument("--points", help='positive clicks "r,c;r,c"')
+    s.add_argument("--negative", help='negative clicks "r,c;r,c"')
+    s.add_argument("--boxes", help='boxes "r0,c0,r1,c1;..."')
+    s.add_argument("--plane", help="plane index on the non-spatial axes, e.g. 12 or 3,12")
+    s.add_argument("-o", "--output", required=True, help="labels TIFF to write")
+    model_args(s)
+    s.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
+    s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    s.add_argument(
+        "--image-size", type=int, help="SAM 2 input size, multiple of 32 (default 1024)"
+    )
+    s.add_argument("--contrast-limits", help="intensity window lo,hi (default: stack percentiles)")
+    s.add_argument("--channel", default="mean", help="channel index, 'mean' or 'max'")
+    return p
+
+
+# ----------------------------------------------------------------------------- info
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    from .engine.backends.sam2_backend import has_compiled_extension
+    from .engine.models import (
+        CHECKPOINT_DIR_ENV,
+        SIZES,
+        cpu_has_native_bf16,
+        default_checkpoint_dirs,
+        find_checkpoint,
+        get_spec,
+        resolve_device,
+        resolve_precision,
+    )
+    from .engine.segmenter import CLASSICAL_NOTICE
+
+    print(f"napari-sam2 {_version('napari-sam2')}  (Python {platform.python_version()})")
+    for dist in ("napari", "torch", "sam2", "numpy", "scikit-image", "tifffile", "PyQt6"):
+        print(f"  {dist:13s} {_version(dist)}")
+    import torch
+
+    dev = resolve_device("auto")
+    extra = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+    print(f"device:      {dev}{extra}")
+    bf16 = "native bf16 (AVX-512 BF16/AMX)" if cpu_has_native_bf16() else "no native bf16"
+    print(f"precision:   {resolve_precision(dev, 'auto')} by default (CPU: {bf16})")
+    ext = has_compiled_extension()
+    print(f"sam2._C:     {'present' if ext else 'missing'} (hole filling is off in napari-sam2)")
+    print(
+        f"checkpoint folders searched, then the Hugging Face cache ({CHECKPOINT_DIR_ENV} adds folders):"
+    )
+    for d in default_checkpoint_dirs():
+        print(f"  {d}{'' if d.is_dir() else '  (does not exist)'}")
+    print("checkpoints:")
+    found = 0
+    for version in ("2.1", "2.0"):
+        for size in SIZES:
+            spec = get_spec(size, version)
+            path = find_checkpoint(spec)
+            found += path is not None
+            if path is not None or version == "2.1":
+                print(f"  SAM {version} {size:10s} {path or 'not found'}")
+    if not found:
+        print(f"note: {CLASSICAL_NOTICE}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    import inspect
+
+    import napari
+
+    viewer = napari.Viewer(title=f"napari-sam2 demo: {args.sample}")
+    try:
+        viewer.open_sample("napari-sam2", args.sample)
+    except Exception as e:  # noqa: BLE001 - plugin not registered (e.g. source tree)
+        logging.getLogger(__name__).info("open_sample failed (%s); loading directly", e)
+        from .io import samples
+
+        for data, kwargs, layer_type in getattr(samples, args.sample)():
+            getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    try:
+        from ._widget import SAM2Widget
+    except ImportError as e:
+        viewer.close()
+        raise UsageError(f"the SAM 2 widget is not available: {e}") from e
+    params = inspect.signature(SAM2Widget).parameters
+    kwargs = {k: getattr(args, k) for k in ("model", "checkpoint") if k in params}
+    widget = SAM2Widget(viewer, **kwargs)
+    viewer.window.add_dock_widget(widget, name="SAM 2 segmentation", area="right")
+    if args.screenshot:
+        import time
+
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + max(args.wait, 0.0)
+        while True:
+            QApplication.processEvents()
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.05)
+        out = Path(args.screenshot)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(out), canvas_only=False)
+        viewer.close()
+        print(f"screenshot written to {out}")
+        return 0
+    napari.run()
+    return 0
+
+
+# -------------------------------------------------------------------------- segment
+def read_image(path: Path):
+    """(array, axes, scale, units) of the first series of a TIFF."""
+    if not path.is_file():
+        raise UsageError(f"no such image file: {path}")
+    try:
+        from .io.reader import open_tiff
+    except ImportError:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            data, axes = tif.series[0].asarray(), tif.series[0].axes
+        return data, axes, None, None
+    data, info = open_tiff(path)
+    return data, info.axes, info.scale, info.units
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+
+    from .engine.segmenter import Segmenter
+
+    points = parse_coords(args.points, 2, "--points")
+    negative = parse_coords(args.negative, 2, "--negative")
+    boxes = parse_coords(args.boxes, 4, "--boxes")
+    if not (points or boxes):
+        raise UsageError("give at least one positive point (--points) or box (--boxes).")
+    plane = parse_plane(args.plane)
+    limits = parse_limits(args.contrast_limits)
+    channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
+
+    data, axes, scale, units = read_image(Path(args.image))
+    axes = axes or ""
+    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
+    c_axis = axes.index("C") if "C" in axes else None
+    keep = [i for i, a in enumerate(axes) if a not in "CS"] if axes else list(range(data.ndim))
+
+    seg = Segmenter(
+        args.model,
+        args.checkpoint,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+    )
+    seg.set_image(data, contrast_limits=limits, rgb=rgb, channel_axis=c_axis, channel=channel)
+    src = seg.source
+    if not plane and src.index_shape:
+        raise UsageError(
+            f"the image has non-spatial axes of shape {src.index_shape}: choose a plane "
+            f"with --plane (e.g. --plane {','.join(str(n // 2) for n in src.index_shape)})."
+        )
+    labels = np.zeros(src.index_shape + src.plane_shape, dtype=np.int32)
+    coords = points + negative
+    ids = seg.segment_into(
+        labels,
+        plane,
+        points=coords or None,
+        point_labels=[1] * len(points) + [0] * len(negative) if coords else None,
+        boxes=boxes or None,
+    )
+    prov = {
+        "source_image": str(Path(args.image).resolve()),
+        "plane": list(plane),
+        "command": "napari-sam2 segment",
+        **seg.describe(),
+        "objects": {
+            int(i): {"points": points, "negative": negative, "boxes": boxes, "plane": list(plane)}
+            for i in ids
+        },
+    }
+    lab_axes = "".join(axes[i] for i in keep) if axes else None
+    write_labels_tiff(
+        Path(args.output),
+        labels,
+        prov,
+        axes=lab_axes,
+        scale=[scale[i] for i in keep] if scale else None,
+        units=[units[i] for i in keep] if units else None,
+    )
+    backend = seg.describe().get("backend")
+    print(
+        f"wrote {len(ids)} object(s) (IDs {', '.join(map(str, ids)) or '-'}) "
+        f"with the {backend} backend to {args.output}"
+    )
+    return 0
+
+
+def write_labels_tiff(path: Path, labels, provenance: dict, *, axes, scale, units) -> None:
+    """Our writer (ImageJ/OME metadata + provenance) when present, else plain zlib TIFF."""
+    try:
+        from .io.provenance import make_provenance
+        from .io.writer import save_labels
+    except ImportError:
+        save_labels = None
+    if save_labels is not None:
+        if not (axes and len(set(axes)) == len(axes) and set(axes) <= set("TZYX")):
+            axes = scale = units = None  # let the writer pick TZYX defaults
+        save_labels(
+            path, labels, scale=scale, units=units, axes=axes,
+            provenance=make_provenance(**provenance),
+        )  # fmt: skip
+        return
+    import json
+
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(
+        path,
+        labels.astype("uint16" if labels.max() < 65536 else "uint32"),
+        compression="zlib",
+        description=json.dumps(provenance, default=str),
+    )
+
+
+# ----------------------------------------------------------------------------- main
+COMMANDS = {"demo": cmd_demo, "info": cmd_info, "segment": cmd_segment}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (``--help`` returns 0)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help/--version (0) or usage error (2)
+        return int(e.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    from .engine.errors import NapariSam2Error
+
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, NapariSam2Error, OSError, ValueError) as e:
+        if args.debug:
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
