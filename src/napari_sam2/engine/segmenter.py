@@ -234,15 +234,28 @@ class Segmenter:
 
 
 def plan_edits(
-    labels, preds: Sequence[Prediction], index, *, label_id=None, policy="keep", replace=False
+    labels,
+    preds: Sequence[Prediction],
+    index,
+    *,
+    label_id: int | None = None,
+    policy: str = "keep",
+    replace: bool = False,
+    start_id: int | None = None,
 ):
-    """One :class:`LabelEdit` per prediction, with consecutive new IDs (max computed once)."""
-    next_id = _labels.next_label_id(labels) if label_id is None else None
+    """One :class:`LabelEdit` per non-empty prediction.
+
+    ``label_id`` writes every object under that ID (refinement); otherwise IDs are
+    consecutive from ``start_id`` (default ``max(labels) + 1``, computed once).
+    """
+    next_id = None
+    if label_id is None:
+        next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
     edits = []
     for p in preds:
-        lid = label_id if label_id is not None else next_id
         if not p.mask.any():
             continue
+        lid = label_id if label_id is not None else next_id
         edits.append(
             _labels.plan_object_write(
                 labels, p.mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
