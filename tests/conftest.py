@@ -1,0 +1,63 @@
+"""Shared fixtures of the test suite.
+
+- ``shared_data``: the real microscopy files in ``../shared/data`` (skips when absent).
+- ``sam2_random_checkpoint``: the real SAM 2.1 tiny architecture with random weights,
+  saved as an official-looking checkpoint file (``sam2.1_hiera_tiny.pt``) in a tmp folder.
+- ``sam2_random_segmenter``: a :class:`Segmenter` loaded from that checkpoint through the
+  real checkpoint path (CPU, ``image_size=256`` to keep encodes fast).
+- ``classical_segmenter``: the deterministic, weight-free backend (the tests' oracle).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_IMAGE_SIZE = 256
+SAM2_SEED = 1234
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real test images (``../shared/data``, see its SOURCES.md)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sam2_random_checkpoint(tmp_path_factory) -> Path:
+    """A SAM 2.1 tiny checkpoint with random weights, saved under its official name."""
+    torch = pytest.importorskip("torch")
+    from napari_sam2.engine.models import build_model, get_spec
+
+    with torch.random.fork_rng():
+        torch.manual_seed(SAM2_SEED)
+        model = build_model(get_spec("tiny"), image_size=TEST_IMAGE_SIZE)
+    path = tmp_path_factory.mktemp("sam2_ckpt") / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sam2_random_segmenter(sam2_random_checkpoint):
+    """The real SAM 2 backend on CPU, loaded from the random checkpoint."""
+    from napari_sam2.engine import Segmenter
+
+    return Segmenter(
+        "tiny",
+        checkpoint=sam2_random_checkpoint,
+        backend="sam2",
+        device="cpu",
+        image_size=TEST_IMAGE_SIZE,
+    )
+
+
+@pytest.fixture
+def classical_segmenter():
+    """The weight-free classical backend (deterministic oracle)."""
+    from napari_sam2.engine import Segmenter
+
+    return Segmenter(backend="classical")
