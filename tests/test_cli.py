@@ -292,3 +292,15 @@ def test_demo_screenshot(tmp_path, no_checkpoints):
                 env={**no_checkpoints, "QT_API": "pyqt6"}, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_demo_bad_checkpoint_exit_2(tmp_path, capsys):
+    pytest.importorskip("napari")
+    try:
+        import napari_sam2._widget  # noqa: F401
+    except ImportError:
+        pytest.skip("the dock widget is not available")
+    rc = main(["demo", "--checkpoint", str(tmp_path / "nope.pt"), "--screenshot", "x.png"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "nope.pt" in err and "Traceback" not in err

@@ -179,6 +179,20 @@ def cmd_demo(args) -> int:
 
     import napari
 
+    try:
+        from ._widget import SAM2Widget
+    except ImportError as e:
+        raise UsageError(f"the SAM 2 widget is not available: {e}") from e
+    params = inspect.signature(SAM2Widget).parameters
+    kwargs = {}
+    if args.checkpoint or args.model != "tiny":
+        if "segmenter" in params:  # load now: a bad checkpoint fails before the window opens
+            from .engine.segmenter import Segmenter
+
+            kwargs["segmenter"] = Segmenter(args.model, args.checkpoint)
+        else:
+            kwargs = {k: getattr(args, k) for k in ("model", "checkpoint") if k in params}
+
     viewer = napari.Viewer(title=f"napari-sam2 demo: {args.sample}")
     try:
         viewer.open_sample("napari-sam2", args.sample)
@@ -186,15 +200,8 @@ def cmd_demo(args) -> int:
         logging.getLogger(__name__).info("open_sample failed (%s); loading directly", e)
         from .io import samples
 
-        for data, kwargs, layer_type in getattr(samples, args.sample)():
-            getattr(viewer, f"add_{layer_type}")(data, **kwargs)
-    try:
-        from ._widget import SAM2Widget
-    except ImportError as e:
-        viewer.close()
-        raise UsageError(f"the SAM 2 widget is not available: {e}") from e
-    params = inspect.signature(SAM2Widget).parameters
-    kwargs = {k: getattr(args, k) for k in ("model", "checkpoint") if k in params}
+        for data, kw, layer_type in getattr(samples, args.sample)():
+            getattr(viewer, f"add_{layer_type}")(data, **kw)
     widget = SAM2Widget(viewer, **kwargs)
     viewer.window.add_dock_widget(widget, name="SAM 2 segmentation", area="right")
     if args.screenshot:
@@ -348,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    if args.command != "demo":  # napari reports warnings itself
+        logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     from .engine.errors import NapariSam2Error
 
     try:
