@@ -6,6 +6,7 @@
 - ``sam2_random_segmenter``: a :class:`Segmenter` loaded from that checkpoint through the
   real checkpoint path (CPU, ``image_size=256`` to keep encodes fast).
 - ``classical_segmenter``: the deterministic, weight-free backend (the tests' oracle).
+- ``no_checkpoints``: no checkpoint can be found anywhere (HOME, cwd, env var, HF cache).
 """
 
 from __future__ import annotations
@@ -25,6 +26,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def no_checkpoints(tmp_path, monkeypatch) -> Path:
+    """A machine on which no SAM 2 checkpoint exists anywhere the engine looks.
+
+    ``HOME`` and the working directory point into ``tmp_path``,
+    ``NAPARI_SAM2_CHECKPOINT_DIR`` is unset and the Hugging Face cache lookup finds nothing.
+    """
+    from napari_sam2.engine import models
+
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv(models.CHECKPOINT_DIR_ENV, raising=False)
+    monkeypatch.setattr(models, "_hf_cached", lambda spec: None)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

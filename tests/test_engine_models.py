@@ -22,20 +22,6 @@ from napari_sam2.engine.models import (
 )
 
 
-@pytest.fixture
-def no_checkpoints(tmp_path, monkeypatch):
-    """A machine on which no checkpoint exists anywhere we look."""
-    home = tmp_path / "home"
-    work = tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
-    monkeypatch.delenv(CHECKPOINT_DIR_ENV, raising=False)
-    monkeypatch.setattr(models, "_hf_cached", lambda spec: None)
-    return tmp_path
-
-
 # ----------------------------------------------------------------------------- registry
 @pytest.mark.parametrize(
     ("name", "size", "version"),

@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from . import labels as _labels
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
@@ -247,20 +249,31 @@ def plan_edits(
 
     ``label_id`` writes every object under that ID (refinement); otherwise IDs are
     consecutive from ``start_id`` (default ``max(labels) + 1``, computed once).
+
+    All edits are planned against ``labels`` as it is now and applied in order; with the
+    ``keep`` policy, pixels claimed by an earlier object of the same batch are therefore
+    left out of the later objects (else a later object would take them over).
     """
     next_id = None
     if label_id is None:
         next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
     edits = []
+    claimed = None  # plane pixels written by earlier objects of this batch
     for p in preds:
-        if not p.mask.any():
+        mask = p.mask
+        if claimed is not None and policy == _labels.KEEP:
+            mask = mask & ~claimed
+        if not mask.any():
             continue
         lid = label_id if label_id is not None else next_id
-        edits.append(
-            _labels.plan_object_write(
-                labels, p.mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
-            )
+        edit = _labels.plan_object_write(
+            labels, mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
         )
+        edits.append(edit)
+        if claimed is None:
+            claimed = np.zeros(mask.shape, bool)
+        mine = edit.values == edit.label_id
+        claimed[edit.indices[-2][mine], edit.indices[-1][mine]] = True
         if label_id is None:
             next_id += 1
     return edits
