@@ -25,7 +25,7 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from ..prompts import ObjectPrompt
+from ..prompts import Box, ObjectPrompt
 from .base import Prediction
 
 _STEPS = (0.0, -0.05, 0.05)
@@ -89,6 +89,14 @@ class ClassicalBackend:
             rs, cs = obj.box.slices()
         elif obj.mask is not None:
             b = obj.mask.bbox()
+            if obj.points is not None and len(obj.points.positive):  # the clicks count too
+                p = obj.points.positive
+                b = Box(
+                    min(b.r0, p[:, 0].min()),
+                    min(b.c0, p[:, 1].min()),
+                    max(b.r1, p[:, 0].max()),
+                    max(b.c1, p[:, 1].max()),
+                )
             pad_r = max(5, int(0.25 * (b.r1 - b.r0 + 1)))
             pad_c = max(5, int(0.25 * (b.c1 - b.c0 + 1)))
             rs = slice(max(0, int(b.r0) - pad_r), min(h, int(b.r1) + pad_r + 1))

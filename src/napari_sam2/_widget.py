@@ -1,0 +1,456 @@
+"""The dock widget: Qt only.  All layer logic lives in :mod:`napari_sam2.adapter`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import napari
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
+from .adapter.preview import PreviewLayer
+from .adapter.session import SegmentationSession
+from .engine.errors import NapariSam2Error
+from .engine.models import SIZES
+from .engine.segmenter import BACKENDS, Segmenter
+
+
+def _avoid_llvm_clash() -> None:
+    """Keep ``triton`` out of GUI sessions.
+
+    triton (pulled in by torchvision when present) ships its own LLVM; loading it after
+    Mesa's LLVM-based OpenGL (software rendering, AMD/Intel drivers) is already in the
+    process crashes with a segmentation fault.  We never use ``torch.compile``, so
+    triton is not needed; set ``NAPARI_SAM2_ALLOW_TRITON=1`` to opt out.
+    """
+    if "triton" not in sys.modules and not os.environ.get("NAPARI_SAM2_ALLOW_TRITON"):
+        sys.modules["triton"] = None  # torch then treats triton as not installed
+
+
+_avoid_llvm_clash()
+
+KEYS = {"segment": "s", "commit": "c", "next": "n", "toggle": "t"}
+NONE = "—"
+
+
+class LayerCombo(QComboBox):
+    """A combo box listing the viewer's layers of one type, kept in sync."""
+
+    def __init__(self, viewer, layer_type, allow_none=True):
+        super().__init__()
+        self.viewer, self.layer_type, self.allow_none = viewer, layer_type, allow_none
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    def layers(self):
+        return [lay for lay in self.viewer.layers if isinstance(lay, self.layer_type)]
+
+    def refresh(self, event=None):
+        cur = self.value()
+        self.blockSignals(True)
+        self.clear()
+        if self.allow_none:
+            self.addItem(NONE, None)
+        for lay in self.layers():
+            self.addItem(lay.name, lay)
+        self.blockSignals(False)
+        self.set_value(cur if cur in self.layers() else None, emit=cur not in self.layers())
+
+    def value(self):
+        return self.currentData()
+
+    def set_value(self, layer, emit=True):
+        i = self.findData(layer) if layer is not None else (0 if self.allow_none else -1)
+        if i < 0 and self.count():
+            i = self.count() - 1
+        self.blockSignals(not emit)
+        self.setCurrentIndex(max(i, 0) if self.count() else -1)
+        self.blockSignals(False)
+
+
+class SAM2Widget(QWidget):
+    """SAM 2 segmentation: Points/Shapes prompts in, per-object labels out."""
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        segmenter: Segmenter | None = None,
+        autoload: bool = True,
+    ):
+        super().__init__()
+        self.viewer = viewer
+        self.session = SegmentationSession(viewer, segmenter)
+        self.preview = PreviewLayer(viewer)
+        self._worker = None
+        self._pending = None
+        self._bound_layers = []
+        self._live_timer = QTimer(self, singleShot=True, interval=400)
+        self._live_timer.timeout.connect(self.segment)
+        self._build()
+        viewer.layers.selection.events.active.connect(self._follow_active)
+        viewer.dims.events.current_step.connect(self._on_slice)
+        self._follow_active()
+        if segmenter is not None:
+            self._set_status(self._describe())
+        elif autoload:
+            self.load_model()
+
+    # ----------------------------------------------------------------- UI
+    def _build(self):
+        v = self.viewer
+        lay = QVBoxLayout(self)
+        layers = QGroupBox("Layers")
+        form = QFormLayout(layers)
+        self.image_combo = LayerCombo(v, napari.layers.Image, allow_none=False)
+        self.points_combo = LayerCombo(v, napari.layers.Points)
+        self.shapes_combo = LayerCombo(v, napari.layers.Shapes)
+        self.labels_combo = LayerCombo(v, napari.layers.Labels)
+        self.new_points_btn = QPushButton("New")
+        self.new_shapes_btn = QPushButton("New")
+        self.new_labels_btn = QPushButton("New")
+        for label, combo, btn in (
+            ("Image", self.image_combo, None),
+            ("Points", self.points_combo, self.new_points_btn),
+            ("Boxes/masks", self.shapes_combo, self.new_shapes_btn),
+            ("Labels out", self.labels_combo, self.new_labels_btn),
+        ):
+            row = QHBoxLayout()
+            row.addWidget(combo, 1)
+            if btn is not None:
+                row.addWidget(btn)
+            form.addRow(label, row)
+        lay.addWidget(layers)
+
+        model = QGroupBox("Model")
+        mform = QFormLayout(model)
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(BACKENDS)
+        self.size_combo = QComboBox()
+        self.size_combo.addItems(SIZES)
+        self.ckpt_edit = QLineEdit()
+        self.ckpt_edit.setPlaceholderText("auto: search the usual folders")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        crow = QHBoxLayout()
+        crow.addWidget(self.ckpt_edit, 1)
+        crow.addWidget(browse)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cuda", "mps", "cpu"])
+        self.load_btn = QPushButton("Load model")
+        self.load_btn.clicked.connect(self.load_model)
+        mform.addRow("Backend", self.backend_combo)
+        mform.addRow("Size", self.size_combo)
+        mform.addRow("Checkpoint", crow)
+        mform.addRow("Device", self.device_combo)
+        mform.addRow(self.load_btn)
+        lay.addWidget(model)
+
+        act = QGroupBox("Segment")
+        a = QVBoxLayout(act)
+        self.live_check = QCheckBox("Live: re-run on every prompt change")
+        self.overwrite_check = QCheckBox("Overwrite other objects' pixels")
+        self.refine_check = QCheckBox("Refine selected label (same ID)")
+        for w in (self.live_check, self.overwrite_check, self.refine_check):
+            a.addWidget(w)
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        self.segment_btn = QPushButton("Segment [S]")
+        self.commit_btn = QPushButton("Commit [C]")
+        self.next_btn = QPushButton("Next object [N]")
+        self.candidate_btn = QPushButton("Next candidate")
+        self.cancel_btn = QPushButton("Cancel")
+        for b in (self.segment_btn, self.commit_btn, self.next_btn):
+            row1.addWidget(b)
+        for b in (self.candidate_btn, self.cancel_btn):
+            row2.addWidget(b)
+        a.addLayout(row1)
+        a.addLayout(row2)
+        lay.addWidget(act)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        self.new_points_btn.clicked.connect(self.new_points)
+        self.new_shapes_btn.clicked.connect(self.new_shapes)
+        self.new_labels_btn.clicked.connect(self.new_labels)
+        self.segment_btn.clicked.connect(self.segment)
+        self.commit_btn.clicked.connect(self.commit)
+        self.next_btn.clicked.connect(self.next_object)
+        self.candidate_btn.clicked.connect(self.next_candidate)
+        self.cancel_btn.clicked.connect(self.cancel)
+        for combo in (self.image_combo, self.points_combo, self.shapes_combo, self.labels_combo):
+            combo.currentIndexChanged.connect(self._sync_layers)
+        self.overwrite_check.toggled.connect(self._sync_layers)
+        self.refine_check.toggled.connect(self._sync_layers)
+        self._sync_layers()
+
+    # -------------------------------------------------------------- layers
+    def _follow_active(self, event=None):
+        active = self.viewer.layers.selection.active
+        if isinstance(active, napari.layers.Image) and active is not self.image_combo.value():
+            self.image_combo.set_value(active)
+
+    def _sync_layers(self, *args):
+        s = self.session
+        if s.image_layer is not self.image_combo.value():
+            self.preview.clear()
+            s.result = None
+        s.image_layer = self.image_combo.value()
+        s.points_layer = self.points_combo.value()
+        s.shapes_layer = self.shapes_combo.value()
+        if s.labels_layer is not self.labels_combo.value():
+            if s.labels_layer is not None:
+                s.labels_layer.events.paint.disconnect(s.invalidate_max)
+                s.labels_layer.events.data.disconnect(s.invalidate_max)
+            s.labels_layer = self.labels_combo.value()
+            if s.labels_layer is not None:
+                s.labels_layer.events.paint.connect(s.invalidate_max)
+                s.labels_layer.events.data.connect(s.invalidate_max)
+            s.invalidate_max()
+        s.overwrite = self.overwrite_check.isChecked()
+        s.refine = self.refine_check.isChecked()
+        for layer in (s.points_layer, s.shapes_layer, s.labels_layer):
+            self._bind_keys(layer)
+
+    def _need_image(self):
+        img = self.image_combo.value()
+        if img is None:
+            show_warning("Open an image first: no Image layer in the viewer.")
+        return img
+
+    def new_points(self):
+        if (img := self._need_image()) is not None:
+            layer = new_points_layer(self.viewer, img)
+            layer.mode = "add"
+            self.points_combo.set_value(layer)
+
+    def new_shapes(self):
+        if (img := self._need_image()) is not None:
+            layer = new_shapes_layer(self.viewer, img)
+            layer.mode = "add_rectangle"
+            self.shapes_combo.set_value(layer)
+
+    def new_labels(self):
+        if (img := self._need_image()) is not None:
+            self.labels_combo.set_value(new_labels_layer(self.viewer, img))
+            self.viewer.layers.selection.active = (
+                self.session.points_layer or self.viewer.layers[-1]
+            )
+
+    def _bind_keys(self, layer):
+        """S/C/N (and T, Shift-click on points) on *our chosen* layers only."""
+        if layer is None or any(layer is b for b in self._bound_layers):
+            return
+        self._bound_layers.append(layer)
+        layer.bind_key(KEYS["segment"], lambda _l: self.segment(), overwrite=True)
+        layer.bind_key(KEYS["commit"], lambda _l: self.commit(), overwrite=True)
+        layer.bind_key(KEYS["next"], lambda _l: self.next_object(), overwrite=True)
+        if isinstance(layer, napari.layers.Points):
+            layer.bind_key(KEYS["toggle"], toggle_polarity, overwrite=True)
+            layer.mouse_drag_callbacks.insert(0, _shift_click_negative)
+            layer.events.data.connect(self._prompts_changed)
+        if isinstance(layer, napari.layers.Shapes):
+            layer.events.data.connect(self._prompts_changed)
+
+    # --------------------------------------------------------------- model
+    def _browse(self):
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth)"
+        )
+        if path:
+            self.ckpt_edit.setText(path)
+
+    def load_model(self):
+        kw = dict(
+            model=self.size_combo.currentText(),
+            checkpoint=self.ckpt_edit.text().strip() or None,
+            backend=self.backend_combo.currentText(),
+            device=self.device_combo.currentText(),
+        )
+        self._set_status(f"Loading {kw['backend']} model ({kw['model']})…")
+        self.load_btn.setEnabled(False)
+        worker = create_worker(
+            Segmenter,
+            **kw,
+            _progress={"desc": "SAM 2: loading model"},
+            _connect={
+                "returned": self._model_loaded,
+                "errored": self._model_failed,
+                "finished": lambda: self.load_btn.setEnabled(True),
+            },
+            _start_thread=False,
+        )
+        worker.start()
+        self._load_worker = worker
+
+    def _model_loaded(self, seg):
+        self.set_segmenter(seg)
+        if seg.notice:
+            show_warning(seg.notice)
+
+    def _model_failed(self, exc):
+        self._set_status(f"Model not loaded: {exc}")
+        show_error(f"SAM 2 model not loaded: {exc}")
+
+    def set_segmenter(self, seg: Segmenter):
+        self.session.segmenter = seg
+        self.session._source_sig = None
+        self._set_status(self._describe())
+
+    def _describe(self) -> str:
+        seg = self.session.segmenter
+        if seg is None:
+            return "No model."
+        d = seg.describe()
+        c = d.get("cache", {})
+        txt = (
+            f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {d.get('precision', '')}"
+            f" · last encode {c.get('last_encode_s', 0):.2f} s · encodes {c.get('encodes', 0)}"
+            f" · cache hits {c.get('hits', 0)}"
+        )
+        if seg.notice:
+            txt = "Classical backend (no SAM 2 checkpoint found). " + txt
+        return txt
+
+    def _set_status(self, text):
+        self.status.setText(text)
+
+    # ------------------------------------------------------------ actions
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def segment(self):
+        try:
+            req = self.session.prepare()
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return
+        for note in req.prompts.notes:
+            show_info(note)
+        if self._worker is not None:  # newest request wins; the running one is dropped
+            self._pending = req
+            return
+        self._run(req)
+
+    def _run(self, req):
+        self._set_status(f"Segmenting plane {req.plane or '(2D)'}…")
+        worker = create_worker(
+            self.session.compute,
+            req,
+            _progress={"desc": "SAM 2: segmenting"},
+            _connect={
+                "returned": self._segmented,
+                "errored": self._failed,
+                "finished": self._worker_done,
+            },
+            _start_thread=False,
+        )
+        self._worker = worker
+        worker.start()
+
+    def _segmented(self, result):
+        if self.session.accept(result):
+            self.preview.show(result.request.image_layer, result.masks())
+            self._set_status(self._describe())
+        else:
+            self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
+
+    def _failed(self, exc):
+        show_error(f"Segmentation failed: {exc}")
+        self._set_status(f"Segmentation failed: {exc}")
+
+    def _worker_done(self):
+        self._worker = None
+        if self._pending is not None:
+            req, self._pending = self._pending, None
+            self._run(req)
+
+    def cancel(self):
+        self._pending = None
+        self.session.cancel()
+        if self._worker is not None:
+            self._worker.quit()
+        self._set_status("Cancelled.")
+
+    def commit(self):
+        try:
+            ids = self.session.commit()
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return
+        self.preview.clear()
+        self._set_status(f"Wrote label(s) {', '.join(map(str, ids))}. " + self._describe())
+
+    def next_object(self):
+        self.session.result = None
+        self.preview.clear()
+        for layer in (self.session.points_layer, self.session.shapes_layer):
+            if layer is not None and len(layer.data):
+                layer.data = (
+                    np.empty((0, layer.ndim)) if isinstance(layer, napari.layers.Points) else []
+                )
+        if isinstance(self.session.points_layer, napari.layers.Points):
+            self.session.points_layer.feature_defaults[POSITIVE] = True
+
+    def next_candidate(self):
+        if self.session.result is None:
+            show_info("No preview: press Segment first.")
+            return
+        k = self.session.cycle_candidate()
+        self.preview.show(self.session.result.request.image_layer, self.session.result.masks())
+        self._set_status(f"Candidate {k + 1}.")
+
+    def _prompts_changed(self, event=None):
+        if self.live_check.isChecked():
+            self._live_timer.start()
+
+    def _on_slice(self, event=None):
+        if self.session.result is not None and not self.session.is_current(
+            self.session.result.request
+        ):
+            self.session.result = None
+            self.preview.clear()
+
+
+def toggle_polarity(layer):
+    """Flip the polarity of new points (and of the selected ones)."""
+    new = not bool(layer.feature_defaults[POSITIVE][0])
+    layer.feature_defaults[POSITIVE] = new
+    sel = list(layer.selected_data)
+    if sel:
+        feats = layer.features.copy()
+        feats.loc[sel, POSITIVE] = new
+        layer.features = feats
+        layer.refresh_colors()
+    show_info(f"New points are {'positive' if new else 'negative'}.")
+
+
+def _shift_click_negative(layer, event):
+    """Shift-click in add mode adds a negative point."""
+    if layer.mode != "add" or "Shift" not in event.modifiers:
+        return
+    old = bool(layer.feature_defaults[POSITIVE][0])
+    layer.feature_defaults[POSITIVE] = False
+    yield
+    while event.type == "mouse_move":
+        yield
+    layer.feature_defaults[POSITIVE] = old

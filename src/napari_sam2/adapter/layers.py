@@ -1,0 +1,144 @@
+"""Layer helpers: engine input from an Image layer, matching prompt/labels layers, undoable writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..engine.errors import LabelsError
+from ..engine.labels import LabelEdit
+
+POSITIVE = "positive"  # Points feature column: True = positive click
+POINT_COLORS = {True: "#39ff14", False: "#ff2d55"}
+CHANNEL_LABELS = ("c", "ch", "channel", "channels")
+
+
+def channel_axis_of(image_layer) -> int | None:
+    """An axis the layer itself labels as channels (napari splits channel_axis into layers)."""
+    if getattr(image_layer, "rgb", False):
+        return None
+    labels = [str(a).lower() for a in getattr(image_layer, "axis_labels", ())]
+    for i, a in enumerate(labels[: image_layer.ndim - 2]):
+        if a in CHANNEL_LABELS:
+            return i
+    return None
+
+
+def image_source_kwargs(image_layer, *, use_contrast_limits: bool = True, channel="mean") -> dict:
+    """Keyword arguments for ``Segmenter.set_image`` from an Image layer.
+
+    The layer's contrast limits (what the user sees) set the intensity window.
+    """
+    kw = {
+        "rgb": bool(getattr(image_layer, "rgb", False)),
+        "channel_axis": channel_axis_of(image_layer),
+    }
+    if kw["channel_axis"] is not None:
+        kw["channel"] = channel
+    if use_contrast_limits and not kw["rgb"]:
+        lo, hi = (float(v) for v in image_layer.contrast_limits)
+        if hi > lo:
+            kw["contrast_limits"] = (lo, hi)
+    return kw
+
+
+def spatial_shape(image_layer) -> tuple[int, ...]:
+    """Shape a Labels layer for this image must have (no RGB axis, no channel axis)."""
+    shape = list(image_layer.data.shape[: image_layer.ndim])
+    ch = channel_axis_of(image_layer)
+    if ch is not None:
+        del shape[ch]
+    return tuple(int(s) for s in shape)
+
+
+def _geometry(image_layer, drop: int | None = None) -> dict:
+    """Transform keywords copying the image layer's geometry (minus one axis)."""
+    nd = image_layer.ndim
+    keep = [i for i in range(nd) if i != drop]
+    geo = {
+        "scale": np.asarray(image_layer.scale)[keep],
+        "translate": np.asarray(image_layer.translate)[keep],
+        "rotate": np.asarray(image_layer.rotate)[np.ix_(keep, keep)],
+        "shear": None,
+        "affine": np.asarray(image_layer.affine.affine_matrix)[np.ix_(keep + [nd], keep + [nd])],
+        "axis_labels": tuple(np.asarray(image_layer.axis_labels)[keep]),
+        "units": tuple(np.asarray([str(u) for u in image_layer.units])[keep]),
+    }
+    shear = np.asarray(image_layer.shear)
+    if shear.size and np.any(shear) and drop is None:
+        geo["shear"] = shear
+    if geo["shear"] is None:
+        del geo["shear"]
+    return geo
+
+
+def new_points_layer(viewer, image_layer, name: str | None = None):
+    """A Points layer for prompts: same geometry as the image, `positive` feature coloured."""
+    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    nd = len(geo["scale"])
+    return viewer.add_points(
+        np.empty((0, nd)),
+        ndim=nd,
+        name=name or f"{image_layer.name} prompts",
+        features={POSITIVE: np.zeros(0, bool)},
+        feature_defaults={POSITIVE: True},
+        face_color=POSITIVE,
+        face_color_cycle=POINT_COLORS,
+        border_color="white",
+        size=max(3.0, min(spatial_shape(image_layer)[-2:]) / 80),
+        **geo,
+    )
+
+
+def new_shapes_layer(viewer, image_layer, name: str | None = None):
+    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    return viewer.add_shapes(
+        ndim=len(geo["scale"]),
+        name=name or f"{image_layer.name} boxes",
+        edge_color="#ffd60a",
+        face_color="transparent",
+        edge_width=max(1.0, min(spatial_shape(image_layer)[-2:]) / 300),
+        **geo,
+    )
+
+
+def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.int32):
+    """A zero Labels layer matching the image's spatial shape and geometry."""
+    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    return viewer.add_labels(
+        np.zeros(spatial_shape(image_layer), dtype=dtype),
+        name=name or f"{image_layer.name} labels",
+        **geo,
+    )
+
+
+def labels_matching(labels_layer, image_layer) -> str | None:
+    """None when the labels fit the image, else a message saying why not."""
+    if labels_layer is None:
+        return "No Labels layer chosen: pick one or press 'New labels'."
+    want = spatial_shape(image_layer)
+    have = tuple(labels_layer.data.shape)
+    if have != want:
+        return (
+            f"Labels layer '{labels_layer.name}' has shape {have} but image "
+            f"'{image_layer.name}' needs {want}: nothing was written."
+        )
+    if np.asarray(labels_layer.data).dtype.kind not in "iu":
+        return f"Labels layer '{labels_layer.name}' is not an integer array."
+    return None
+
+
+def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
+    """Apply edits to a Labels layer as **one** undo step; returns the IDs written."""
+    edits = [e for e in edits if e.size]
+    if not edits:
+        return []
+    dtype = labels_layer.data.dtype
+    for e in edits:
+        if e.label_id > np.iinfo(dtype).max:
+            raise LabelsError(f"Label {e.label_id} does not fit labels dtype {dtype}.")
+    with labels_layer.block_history():
+        for e in edits:
+            labels_layer.data_setitem(e.indices, np.asarray(e.values, dtype=dtype))
+    return [e.label_id for e in edits]

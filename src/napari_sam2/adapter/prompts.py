@@ -1,0 +1,140 @@
+"""Points and Shapes layers → engine object prompts on the viewed plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from skimage.draw import polygon2mask
+
+from ..engine.errors import PromptError
+from ..engine.prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
+from .coords import layer_to_image_data, on_plane
+from .layers import POSITIVE, channel_axis_of
+
+BOX_TYPES = ("rectangle",)
+MASK_TYPES = ("polygon", "ellipse")
+IGNORED_TYPES = ("line", "path", "polyline")
+_ELLIPSE_SAMPLES = 72
+
+
+@dataclass
+class PromptSet:
+    """Object prompts of one plane plus what was skipped and why."""
+
+    objects: list[ObjectPrompt]
+    notes: list[str] = field(default_factory=list)
+    n_points: int = 0
+    n_boxes: int = 0
+    n_masks: int = 0
+
+    def to_dicts(self) -> list[dict]:
+        return [o.to_dict() for o in self.objects]
+
+
+def _spatial(coords: np.ndarray, image_layer) -> np.ndarray:
+    """Drop the channel axis (if any) and keep the plane's (row, col)."""
+    ch = channel_axis_of(image_layer)
+    if ch is not None:
+        coords = np.delete(coords, ch, axis=1)
+    return coords
+
+
+def point_prompts(points_layer, image_layer, plane, world_point=None):
+    """(coords_rc, labels) of the points lying on ``plane``."""
+    if points_layer is None or len(points_layer.data) == 0:
+        return np.empty((0, 2)), np.empty(0, int)
+    data = _spatial(
+        layer_to_image_data(points_layer, points_layer.data, image_layer, world_point), image_layer
+    )
+    feats = getattr(points_layer, "features", None)
+    if feats is not None and POSITIVE in feats:
+        labels = np.asarray(feats[POSITIVE], dtype=bool).astype(int)
+    else:
+        labels = np.ones(len(data), int)
+    keep = on_plane(data, plane)
+    return data[keep][:, -2:], labels[keep]
+
+
+def _ellipse_outline(verts: np.ndarray) -> np.ndarray:
+    """Outline of a napari ellipse given by its 4 bounding-box corners."""
+    c = verts.mean(axis=0)
+    a = (verts[1] - verts[0]) / 2
+    b = (verts[3] - verts[0]) / 2
+    t = np.linspace(0, 2 * np.pi, _ELLIPSE_SAMPLES, endpoint=False)[:, None]
+    return c + np.cos(t) * a + np.sin(t) * b
+
+
+def shape_prompts(shapes_layer, image_layer, plane, plane_shape, world_point=None):
+    """(boxes, masks, notes) from the shapes lying on ``plane``."""
+    boxes, masks, notes = [], [], []
+    if shapes_layer is None or len(shapes_layer.data) == 0:
+        return boxes, masks, notes
+    ignored = 0
+    for verts, kind in zip(shapes_layer.data, shapes_layer.shape_type, strict=True):
+        if kind in IGNORED_TYPES:
+            ignored += 1
+            continue
+        if kind == "ellipse":
+            lead = verts[:1, :-2].repeat(_ELLIPSE_SAMPLES, axis=0)
+            verts = np.concatenate([lead, _ellipse_outline(verts[:, -2:])], axis=1)
+        data = _spatial(
+            layer_to_image_data(shapes_layer, verts, image_layer, world_point), image_layer
+        )
+        if not on_plane(data, plane).all():
+            continue
+        rc = data[:, -2:]
+        if kind in BOX_TYPES:
+            boxes.append(Box.from_corners(rc))
+        elif kind in MASK_TYPES:
+            m = polygon2mask(plane_shape, rc)
+            if m.any():
+                masks.append(MaskPrompt(m))
+            else:
+                notes.append("A polygon/ellipse covers no pixel of the image and was ignored.")
+    if ignored:
+        notes.append(
+            f"{ignored} line/path shape(s) ignored: draw rectangles (boxes) or polygons/ellipses (masks)."
+        )
+    return boxes, masks, notes
+
+
+def collect_prompts(
+    image_layer,
+    plane: tuple[int, ...],
+    plane_shape: tuple[int, int],
+    *,
+    points_layer=None,
+    shapes_layer=None,
+    world_point=None,
+    refine_mask: np.ndarray | None = None,
+) -> PromptSet:
+    """Build the object prompts of the viewed plane.
+
+    Rectangles are boxes (one object each; points inside a box join it); polygons and
+    ellipses are mask prompts; lines/paths are ignored with a note.  ``refine_mask``
+    (an existing object's pixels) becomes the mask prompt of a single object that the
+    points refine.
+    """
+    coords, labels = point_prompts(points_layer, image_layer, plane, world_point)
+    boxes, masks, notes = shape_prompts(shapes_layer, image_layer, plane, plane_shape, world_point)
+    if refine_mask is not None:
+        if boxes or masks:
+            notes.append("Refining one object: boxes and polygons on this plane were not used.")
+        boxes, masks = [], [MaskPrompt(refine_mask)]
+    if not len(coords) and not boxes and not masks:
+        raise PromptError(
+            "No prompt on this plane: add points (positive/negative) or draw a rectangle/polygon "
+            "on the prompt layers at the plane you are viewing."
+        )
+    objects = make_objects(
+        coords if len(coords) else None,
+        labels if len(coords) else None,
+        np.array([b.as_array() for b in boxes]) if boxes else None,
+        np.stack([m.mask for m in masks]) if masks else None,
+    )
+    if refine_mask is not None and len(objects) > 1:  # points join the mask object
+        objects = [
+            ObjectPrompt(points=Points(coords, labels) if len(coords) else None, mask=masks[0])
+        ]
+    return PromptSet(objects, notes, len(coords), len(boxes), len(masks))

@@ -1,0 +1,209 @@
+"""GUI-free orchestration of one annotation session on a napari viewer.
+
+The dock widget is a thin Qt face over this class: it calls :meth:`prepare` on the main
+thread (fast: reads layers and the viewed plane), :meth:`compute` in a worker thread
+(encode + predict), then :meth:`accept` back on the main thread, which drops results that
+are no longer current (slice or image changed, newer request).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.backends.base import Prediction
+from ..engine.errors import ImageError, LabelsError, PromptError
+from ..engine.labels import KEEP, OVERWRITE
+from ..engine.segmenter import Segmenter, plan_edits
+from .coords import current_plane
+from .layers import image_source_kwargs, labels_matching, spatial_shape, write_edits
+from .prompts import PromptSet, collect_prompts
+
+
+@dataclass
+class Request:
+    token: int
+    image_layer: object
+    plane: tuple[int, ...]
+    prompts: PromptSet
+    source_kwargs: dict
+    refine_id: int | None = None
+
+
+@dataclass
+class Result:
+    request: Request
+    predictions: list[Prediction]
+    candidate: int = 0
+    info: dict = field(default_factory=dict)
+
+    def masks(self) -> list[np.ndarray]:
+        """Masks to preview/commit: the chosen candidate of each object."""
+        out = []
+        for p in self.predictions:
+            k = min(self.candidate, len(p.candidates) - 1)
+            out.append(p.candidates[k])
+        return out
+
+
+class SegmentationSession:
+    """State of the widget: chosen layers, the segmenter, the pending preview."""
+
+    def __init__(self, viewer, segmenter: Segmenter | None = None):
+        self.viewer = viewer
+        self.segmenter = segmenter
+        self.image_layer = None
+        self.points_layer = None
+        self.shapes_layer = None
+        self.labels_layer = None
+        self.overwrite = False
+        self.refine = False
+        self.result: Result | None = None
+        self._tokens = itertools.count(1)
+        self._latest = 0
+        self._source_sig = None
+        self._max_cache: dict[int, int] = {}
+
+    # ------------------------------------------------------------ requests
+    def viewed_plane(self) -> tuple[int, ...]:
+        img = self._image()
+        n_lead = len(spatial_shape(img)) - 2
+        ch = image_source_kwargs(img).get("channel_axis")
+        plane = current_plane(img, self.viewer.dims.point, n_leading=img.ndim - 2)
+        if ch is not None:
+            plane = tuple(v for i, v in enumerate(plane) if i != ch)
+        return plane[:n_lead]
+
+    def _image(self):
+        if self.image_layer is None:
+            raise ImageError("No image layer: open an image and choose it in the widget.")
+        if self.image_layer.ndim < 2:
+            raise ImageError(f"Image '{self.image_layer.name}' has fewer than 2 dimensions.")
+        if self.viewer.dims.ndisplay != 2:
+            raise ImageError("Switch the viewer to 2D to segment the viewed plane.")
+        return self.image_layer
+
+    def refine_mask(self, plane) -> tuple[np.ndarray | None, int | None]:
+        if not self.refine or self.labels_layer is None:
+            return None, None
+        lid = int(self.labels_layer.selected_label)
+        m = np.asarray(self.labels_layer.data[tuple(plane)]) == lid
+        if lid <= 0 or not m.any():
+            raise PromptError(
+                f"Refine: label {lid} has no pixel on this plane; select an existing label "
+                "(picker tool or the label spin box) or untick 'Refine selected label'."
+            )
+        return m, lid
+
+    def prepare(self) -> Request:
+        """Read layers and the viewed plane (main thread). Raises typed errors."""
+        if self.segmenter is None:
+            raise ImageError("The model is still loading: wait for the status line to say ready.")
+        img = self._image()
+        plane = self.viewed_plane()
+        hw = spatial_shape(img)[-2:]
+        refine_mask, refine_id = self.refine_mask(plane)
+        prompts = collect_prompts(
+            img,
+            plane,
+            hw,
+            points_layer=self.points_layer,
+            shapes_layer=self.shapes_layer,
+            world_point=self.viewer.dims.point,
+            refine_mask=refine_mask,
+        )
+        prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
+        token = next(self._tokens)
+        self._latest = token
+        return Request(token, img, plane, prompts, image_source_kwargs(img), refine_id)
+
+    def compute(self, req: Request) -> Result:
+        """Encode (cached) and predict — the slow part, for a worker thread."""
+        seg = self.segmenter
+        sig = (id(req.image_layer), id(req.image_layer.data), repr(req.source_kwargs))
+        if sig != self._source_sig or seg.source is None:
+            seg.set_image(req.image_layer.data, **req.source_kwargs)
+            self._source_sig = sig
+        preds = seg.predict(req.plane, objects=req.prompts.objects)
+        return Result(req, preds, 0, {"stats": seg.stats.as_dict()})
+
+    def is_current(self, req: Request) -> bool:
+        """Is this request still what the user is looking at?"""
+        if req.token != self._latest or req.image_layer is not self.image_layer:
+            return False
+        try:
+            return self.viewed_plane() == req.plane
+        except ImageError:
+            return False
+
+    def accept(self, result: Result) -> bool:
+        """Keep a finished result as the preview if still current."""
+        if not self.is_current(result.request):
+            return False
+        self.result = result
+        return True
+
+    def cancel(self) -> None:
+        """Forget pending requests: their results will be dropped."""
+        self._latest = next(self._tokens)
+
+    def cycle_candidate(self) -> int:
+        if self.result is None:
+            return 0
+        n = max(len(p.candidates) for p in self.result.predictions)
+        self.result.candidate = (self.result.candidate + 1) % n
+        return self.result.candidate
+
+    # --------------------------------------------------------------- commit
+    def _next_id(self, labels_layer) -> int:
+        key = id(labels_layer)
+        if key not in self._max_cache:
+            data = labels_layer.data
+            self._max_cache[key] = int(np.max(data)) if data.size else 0
+        return self._max_cache[key] + 1
+
+    def invalidate_max(self, event=None) -> None:
+        self._max_cache.clear()
+
+    def commit(self) -> list[int]:
+        """Write the preview into the Labels layer as one undo step; returns the IDs."""
+        res = self.result
+        if res is None:
+            raise PromptError("Nothing to commit: press Segment first.")
+        if not self.is_current(res.request) and res.request.plane != self.viewed_plane():
+            raise PromptError("The preview belongs to another plane: segment again here.")
+        msg = labels_matching(self.labels_layer, res.request.image_layer)
+        if msg:
+            raise LabelsError(msg)
+        layer = self.labels_layer
+        masks = res.masks()
+        preds = [Prediction(m[None], np.ones(1)) for m in masks]
+        rid = res.request.refine_id
+        edits = plan_edits(
+            layer.data,
+            preds,
+            res.request.plane,
+            label_id=rid,
+            policy=OVERWRITE if self.overwrite else KEEP,
+            replace=rid is not None,
+            start_id=None if rid is not None else self._next_id(layer),
+        )
+        if not edits:
+            raise PromptError("The predicted mask is empty: nothing was written.")
+        ids = write_edits(layer, edits)
+        self._max_cache[id(layer)] = max(self._max_cache.get(id(layer), 0), *ids)
+        self._record(res, ids)
+        self.result = None
+        return ids
+
+    def _record(self, res: Result, ids) -> None:
+        """Provenance in the Labels layer's metadata (saved by our TIFF writer)."""
+        meta = self.labels_layer.metadata.setdefault("napari_sam2", {})
+        meta.update({k: v for k, v in self.segmenter.describe().items() if k != "cache"})
+        objs = meta.setdefault("objects", {})
+        for lid, prompt in zip(ids, res.request.prompts.objects, strict=False):
+            d = prompt.to_dict()
+            d["plane"] = list(res.request.plane)
+            objs.setdefault(str(lid), []).append(d)

@@ -1,0 +1,229 @@
+"""The dock widget end to end in a real viewer (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from napari_sam2._widget import SAM2Widget
+from napari_sam2.engine import Segmenter
+from napari_sam2.engine.backends import ClassicalBackend
+
+TIMEOUT = 60_000
+
+
+def _widget(viewer, segmenter=None):
+    w = SAM2Widget(viewer, segmenter=segmenter or Segmenter(backend="classical"), autoload=False)
+    viewer.window.add_dock_widget(w)
+    return w
+
+
+def _segment(qtbot, w):
+    w.session.result = None
+    w.segment()
+    qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
+
+
+def _click(points_layer, world_rc, image_layer, positive=True):
+    """Add a point where the user clicked in world coordinates."""
+    data = points_layer.world_to_data(np.asarray(world_rc, float))
+    points_layer.feature_defaults["positive"] = positive
+    points_layer.add(data)
+    points_layer.feature_defaults["positive"] = True
+
+
+def _discs(shape=(80, 120), centers=((40, 40), (40, 75)), r=18):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.zeros(shape, np.uint16)
+    for cy, cx in centers:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = 3000
+    return img
+
+
+@pytest.fixture
+def nuclei(shared_data):
+    img = tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16.tif")
+    gt = tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16_labels.tif")
+    return img, gt
+
+
+def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbot, nuclei):
+    img, gt = nuclei
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img, scale=(0.5, 0.5), translate=(10.0, -4.0))
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    # an isolated nucleus of median size (nothing else within 3 px); click at its
+    # innermost pixel, in world coordinates
+    sizes = np.bincount(gt.ravel())
+    ids = [i for i in np.argsort(sizes) if i and sizes[i]]
+    isolated = [
+        i for i in ids
+        if set(np.unique(gt[ndi.binary_dilation(gt == i, iterations=3)])) <= {0, int(i)}
+    ]
+    target = int(isolated[len(isolated) // 2])
+    m = gt == target
+    r, c = np.unravel_index(np.argmax(ndi.distance_transform_edt(m)), m.shape)
+    world = np.asarray(layer.data_to_world((r, c)))
+    assert np.allclose(world, (10 + 0.5 * r, -4 + 0.5 * c))
+    _click(w.session.points_layer, world, layer)
+    _segment(qtbot, w)
+    w.commit()
+    labels = w.session.labels_layer.data
+    assert labels.shape == img.shape and labels.dtype == np.int32
+    assert set(np.unique(labels)) == {0, 1}
+    obj = labels == 1
+    iou = (obj & m).sum() / (obj | m).sum()
+    assert iou >= 0.5, iou
+    # the same click transposed would have hit something else: exactness of (row, col)
+    assert not obj[c, r] or gt[c, r] == target
+
+
+def test_negative_point_excludes_and_two_boxes_give_two_ids(make_napari_viewer, qtbot):
+    img = _discs()
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img)
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    pts = w.session.points_layer
+    _click(pts, (40, 30), layer)
+    _click(pts, (40, 80), layer, positive=False)
+    _segment(qtbot, w)
+    w.commit()
+    lab = w.session.labels_layer.data
+    assert lab[40, 30] == 1 and lab[40, 80] == 0
+    assert lab[40, 45] == 1 and lab[40, 70] == 0
+
+    w.next_object()
+    assert len(pts.data) == 0
+    w.new_shapes()
+    shapes = w.session.shapes_layer
+    shapes.add_rectangles([[[15, 15], [65, 50]], [[15, 58], [65, 95]]])
+    n_first = int((lab == 1).sum())
+    w.overwrite_check.setChecked(True)
+    _segment(qtbot, w)
+    w.commit()
+    lab = w.session.labels_layer.data
+    assert lab[40, 40] == 2 and lab[40, 75] == 3  # one batched call, two new IDs
+    assert (lab == 1).sum() < n_first / 2  # overwrite: the box object took those pixels
+
+
+def test_keep_others_policy_and_undo(make_napari_viewer, qtbot):
+    img = _discs()
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img)
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    labels = w.session.labels_layer
+    labels.data[30:50, 35:45] = 7  # an existing object inside the left disc
+    before = labels.data.copy()
+    _click(w.session.points_layer, (40, 30), layer)
+    _segment(qtbot, w)
+    w.commit()
+    after = labels.data.copy()
+    assert (after[30:50, 35:45] == 7).all()  # other object's pixels kept
+    assert after[40, 25] == 8  # new ID = max + 1
+    labels.undo()  # one commit = one undo step
+    np.testing.assert_array_equal(labels.data, before)
+    labels.redo()
+    np.testing.assert_array_equal(labels.data, after)
+
+
+def test_zstack_writes_only_viewed_plane_and_refine_keeps_id(make_napari_viewer, qtbot):
+    plane = _discs()
+    stack = np.stack([plane] * 5)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(stack, scale=(3.0, 0.5, 0.5), translate=(2.0, 1.0, -1.0))
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    viewer.dims.set_point(0, layer.data_to_world((3, 0, 0))[0])
+    assert w.session.viewed_plane() == (3,)
+    pts = w.session.points_layer
+    pts.add([[3, 40, 30], [1, 40, 75]])  # second point is on another plane: ignored
+    _segment(qtbot, w)
+    w.commit()
+    lab = w.session.labels_layer.data
+    assert lab.shape == stack.shape
+    assert (lab[[0, 1, 2, 4]] == 0).all()
+    assert lab[3, 40, 30] == 1 and lab[3, 40, 75] == 0
+
+    # refine: the right disc's pixels become object 1 (same ID), old ones cleared
+    w.next_object()
+    w.session.labels_layer.selected_label = 1
+    w.refine_check.setChecked(True)
+    w.overwrite_check.setChecked(True)
+    pts.add([[3, 40, 75]])
+    w.new_shapes()
+    _segment(qtbot, w)
+    w.commit()
+    lab = w.session.labels_layer.data
+    assert lab[3, 40, 75] == 1
+    assert lab.max() == 1
+
+
+def test_worker_exception_leaves_labels_unchanged(make_napari_viewer, qtbot, monkeypatch):
+    class Broken(ClassicalBackend):
+        def predict(self, *a, **k):
+            raise RuntimeError("boom")
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs())
+    w = _widget(viewer, Segmenter(predictor=Broken()))
+    w.new_points()
+    w.new_labels()
+    before = w.session.labels_layer.data.copy()
+    errors = []
+    monkeypatch.setattr("napari_sam2._widget.show_error", errors.append)
+    _click(w.session.points_layer, (40, 30), layer)
+    w.segment()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
+    assert errors and "boom" in errors[0]
+    assert w.session.result is None
+    w.commit()  # nothing to commit: a warning, no write
+    np.testing.assert_array_equal(w.session.labels_layer.data, before)
+
+
+def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs())
+    w = _widget(viewer)
+    warnings = []
+    monkeypatch.setattr("napari_sam2._widget.show_warning", warnings.append)
+    w.new_points()
+    w.segment()  # empty prompt layer
+    assert "No prompt" in warnings[-1]
+    wrong = viewer.add_labels(np.zeros((10, 10), np.int32))
+    w.labels_combo.set_value(wrong)
+    _click(w.session.points_layer, (40, 30), layer)
+    _segment(qtbot, w)
+    w.commit()
+    assert "shape" in warnings[-1] and (wrong.data == 0).all()
+    w.session.points_layer.add([[500, 500]])  # outside the image
+    w.segment()
+    assert "outside" in warnings[-1]
+
+
+def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_random_segmenter):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs())
+    w = _widget(viewer, sam2_random_segmenter)
+    w.new_points()
+    w.new_labels()
+    _click(w.session.points_layer, (40, 30), layer)
+    w.segment()
+    assert w.busy  # runs in a worker thread
+    qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
+    masks = w.session.result.masks()
+    assert masks[0].shape == (80, 120) and masks[0].dtype == bool
+    assert len(w.session.result.predictions[0].candidates) == 3  # single click: multimask
+    if masks[0].any():
+        w.commit()
+        lab = w.session.labels_layer.data
+        assert lab.dtype == np.int32 and set(np.unique(lab)) <= {0, 1}
+    assert "sam2" in w.status.text() or "sam2.1" in w.status.text()
