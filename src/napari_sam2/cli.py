@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", type=int, help="SAM 2 input size, multiple of 32 (default 1024)"
     )
     s.add_argument("--contrast-limits", help="intensity window lo,hi (default: stack percentiles)")
-    s.add_argument("--channel", default="mean", help="channel index, 'mean' or 'max'")
+    s.add_argument(
+        "--channel", default="mean", help="channel index, mean, max or composite (channel images)"
+    )
     return p
 
 
