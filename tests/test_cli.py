@@ -304,3 +304,25 @@ def test_demo_bad_checkpoint_exit_2(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "nope.pt" in err and "Traceback" not in err
+
+
+def test_readme_example_runs(no_checkpoints, tmp_path):
+    """The README's scripted example runs as written (classical backend without weights)."""
+    import re
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md not found")
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert blocks, "README has no python example"
+    r = subprocess.run(
+        [sys.executable, "-c", blocks[0]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, **no_checkpoints},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[1, 2] [0 1 2]" in r.stdout
+    assert (tmp_path / "nuclei_labels.tif").is_file()
