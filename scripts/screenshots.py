@@ -1,0 +1,89 @@
+"""Make the docs' screenshots from a real viewer: run with `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
+
+Annotates the shipped 2-D nuclei sample with the widget (the backend that `auto` finds:
+SAM 2 with a checkpoint, else the classical fallback) and saves PNGs under docs/images/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_sam2._widget import SAM2Widget
+from napari_sam2.engine import Segmenter
+from napari_sam2.io.samples import nuclei_2d, nuclei_3d
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def wait(widget):
+    app = QApplication.instance()
+    while widget.busy:
+        app.processEvents()
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-sam2")
+    viewer.window.resize(1400, 900)
+    data, kwargs, _ = nuclei_2d()[0]
+    image = viewer.add_image(data, **kwargs)
+    w = SAM2Widget(viewer, segmenter=Segmenter(backend="auto"), autoload=False)
+    viewer.window.add_dock_widget(w, name="SAM 2 segmentation", area="right")
+    w.new_labels()
+    w.new_shapes()
+    w.new_points()
+    pts = w.session.points_layer
+    # click on a few bright blobs, as a user would (brightest smoothed maxima)
+    from skimage.feature import peak_local_max
+    from skimage.filters import gaussian
+
+    peaks = peak_local_max(gaussian(np.asarray(data, float), 3), min_distance=40, num_peaks=8)
+    for rc in peaks[:5]:
+        pts.add(rc)
+        w.segment()
+        wait(w)
+        w.commit()
+        w.next_object()
+    boxes = [[p - 14, p + 14] for p in peaks[5:7]]
+    w.session.shapes_layer.add_rectangles(boxes)
+    w.segment()
+    wait(w)
+    w.commit()
+    w.next_object()
+    pts.add(peaks[7])
+    w.segment()
+    wait(w)
+    viewer.layers.selection.active = pts
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
+
+    viewer.layers.clear()
+    data, kwargs, _ = nuclei_3d()[0]
+    image = viewer.add_image(data, **kwargs)
+    w.image_combo.set_value(image)
+    w.new_labels()
+    w.new_points()
+    viewer.dims.set_current_step(0, data.shape[0] // 2)
+    z = data.shape[0] // 2
+    plane = np.asarray(data[z], float)
+    r, c = np.unravel_index(np.argmax(plane), plane.shape)
+    w.session.points_layer.add((z, r, c))
+    w.segment()
+    wait(w)
+    w.commit()
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "widget_3d.png"), canvas_only=False)
+    print("written:", *sorted(OUT.glob("*.png")))
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
