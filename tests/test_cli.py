@@ -56,7 +56,7 @@ def largest_objects(gt, n):
 
 
 @pytest.fixture
-def no_checkpoints(tmp_path, monkeypatch):
+def no_ckpt_env(tmp_path, monkeypatch):
     """No SAM 2 checkpoint reachable: empty search folders, no HF cache."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -109,8 +109,8 @@ def test_help_subprocess():
     assert "segment" in r.stdout and "demo" in r.stdout
 
 
-def test_info_subprocess(no_checkpoints):
-    r = run_cli("info", env=no_checkpoints)
+def test_info_subprocess(no_ckpt_env):
+    r = run_cli("info", env=no_ckpt_env)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for word in (
@@ -127,7 +127,7 @@ def test_info_subprocess(no_checkpoints):
     assert "classical backend" in out  # the fallback notice when nothing is found
 
 
-def test_info_lists_found_checkpoint(no_checkpoints, tmp_path, capsys, monkeypatch):
+def test_info_lists_found_checkpoint(no_ckpt_env, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "ckpts"
     folder.mkdir()
     (folder / "sam2.1_hiera_small.pt").write_bytes(b"x")
@@ -203,15 +203,9 @@ def test_segment_plane_of_a_stack(tmp_path):
     assert not np.delete(labels, z, axis=0).any()  # only plane z is written
 
 
-def test_segment_sam2_random_checkpoint(tmp_path, capsys):
+def test_segment_sam2_random_checkpoint(tmp_path, capsys, sam2_random_checkpoint):
     """The real SAM 2 architecture through the real checkpoint path (random weights)."""
-    import torch
-
-    from napari_sam2.engine.models import build_model, get_spec
-
-    torch.manual_seed(0)
-    ckpt = tmp_path / "random_tiny.pt"
-    torch.save({"model": build_model(get_spec("tiny"), image_size=256).state_dict()}, ckpt)
+    ckpt = sam2_random_checkpoint  # conftest: SAM 2.1 tiny, image_size 256
     img = tmp_path / "img.tif"
     rng = np.random.default_rng(0)
     tifffile.imwrite(img, rng.integers(0, 4000, (96, 128), dtype=np.uint16))
@@ -261,7 +255,7 @@ def test_no_prompt_exit_2(tmp_path, capsys):
     assert "--points" in capsys.readouterr().err
 
 
-def test_sam2_without_checkpoint_exit_2(no_checkpoints, tmp_path, capsys):
+def test_sam2_without_checkpoint_exit_2(no_ckpt_env, tmp_path, capsys):
     img = tmp_path / "img.tif"
     tifffile.imwrite(img, np.zeros((16, 16), np.uint8))
     rc = main(["segment", str(img), "--points", "5,5", "--backend", "sam2", "-o", "o.tif"])
@@ -279,7 +273,7 @@ def test_segment_subprocess_error_is_one_line(tmp_path):
 
 
 # ----------------------------------------------------------------------------- demo
-def test_demo_screenshot(tmp_path, no_checkpoints):
+def test_demo_screenshot(tmp_path, no_ckpt_env):
     pytest.importorskip("napari")
     try:
         import napari_sam2._widget  # noqa: F401
@@ -289,7 +283,7 @@ def test_demo_screenshot(tmp_path, no_checkpoints):
         pytest.skip("needs a display (run under xvfb-run)")
     png = tmp_path / "demo.png"
     r = run_cli("demo", "--sample", "nuclei_2d", "--screenshot", str(png), "--wait", "1",
-                env={**no_checkpoints, "QT_API": "pyqt6"}, timeout=300)  # fmt: skip
+                env={**no_ckpt_env, "QT_API": "pyqt6"}, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert png.is_file() and png.stat().st_size > 10_000
 
@@ -306,7 +300,7 @@ def test_demo_bad_checkpoint_exit_2(tmp_path, capsys):
     assert "nope.pt" in err and "Traceback" not in err
 
 
-def test_readme_example_runs(no_checkpoints, tmp_path):
+def test_readme_example_runs(no_ckpt_env, tmp_path):
     """The README's scripted example runs as written (classical backend without weights)."""
     import re
 
@@ -320,7 +314,7 @@ def test_readme_example_runs(no_checkpoints, tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, **no_checkpoints},
+        env={**os.environ, **no_ckpt_env},
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
