@@ -86,7 +86,8 @@ class Sam2Backend:
         return (
             self.name,
             lm.spec.name,
-            lm.checkpoint_sha256 or str(lm.checkpoint) or id(lm.model),
+            # random weights (no checkpoint): this very model object
+            lm.checkpoint_sha256 or (str(lm.checkpoint) if lm.checkpoint else id(lm.model)),
             str(self.device),
             self.precision,
             self.image_size,
