@@ -381,3 +381,11 @@ def test_missing_checkpoint_file(tmp_path):
     msg = str(info.value)
     assert "sam2.1_hiera_tiny.pt" in msg
     assert get_spec("tiny").url in msg
+
+
+def test_official_size_checkpoints_fit_a_reduced_image_size():
+    """Weights saved from the 1024 px model (the official files) load at image_size=256."""
+    full = build_model(get_spec("tiny")).state_dict()
+    small_input = build_model(get_spec("tiny"), image_size=256)
+    assert small_input.image_size == 256
+    small_input.load_state_dict(full, strict=True)
