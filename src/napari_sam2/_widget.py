@@ -445,7 +445,11 @@ def toggle_polarity(layer):
 
 
 def _shift_click_negative(layer, event):
-    """Shift-click in add mode adds a negative point."""
+    """Shift-click in add mode adds a negative point.
+
+    napari adds the point on release, after this callback: the polarity is restored
+    once the event is fully processed.
+    """
     if layer.mode != "add" or "Shift" not in event.modifiers:
         return
     old = bool(layer.feature_defaults[POSITIVE][0])
@@ -453,4 +457,8 @@ def _shift_click_negative(layer, event):
     yield
     while event.type == "mouse_move":
         yield
-    layer.feature_defaults[POSITIVE] = old
+
+    def restore():
+        layer.feature_defaults[POSITIVE] = old
+
+    QTimer.singleShot(0, restore)
