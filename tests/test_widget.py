@@ -61,7 +61,8 @@ def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbo
     sizes = np.bincount(gt.ravel())
     ids = [i for i in np.argsort(sizes) if i and sizes[i]]
     isolated = [
-        i for i in ids
+        i
+        for i in ids
         if set(np.unique(gt[ndi.binary_dilation(gt == i, iterations=3)])) <= {0, int(i)}
     ]
     target = int(isolated[len(isolated) // 2])
@@ -227,3 +228,37 @@ def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_
         lab = w.session.labels_layer.data
         assert lab.dtype == np.int32 and set(np.unique(lab)) <= {0, 1}
     assert "sam2" in w.status.text() or "sam2.1" in w.status.text()
+
+
+def test_polarity_keys_and_shift_click_on_own_layer(make_napari_viewer, qtbot):
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_discs())
+    w = _widget(viewer)
+    w.new_points()
+    pts = w.session.points_layer
+    assert {"S", "C", "N", "T"} <= {str(k) for k in pts.keymap}
+    assert "S" not in {str(k) for k in viewer.layers[0].keymap}  # not bound on others
+
+    class Event:
+        modifiers = ["Shift"]
+        type = "mouse_press"
+        position = (10.0, 12.0)
+        pos = np.array([10, 12])
+        view_direction = None
+        dims_displayed = [0, 1]
+        is_dragging = False
+        button = 1
+        handled = False
+
+    pts.mode = "add"
+    ev = Event()
+    mouse_press_callbacks(pts, ev)
+    ev.type = "mouse_release"
+    mouse_release_callbacks(pts, ev)
+    qtbot.waitUntil(lambda: bool(pts.feature_defaults["positive"][0]), timeout=5000)
+    assert len(pts.data) == 1 and not bool(pts.features["positive"][0])  # negative point
+    next(f for k, f in pts.keymap.items() if str(k) == "T")(pts)  # toggle: new points negative
+    pts.add([20, 20])
+    assert not bool(pts.features["positive"].iloc[-1])

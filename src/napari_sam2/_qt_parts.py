@@ -1,0 +1,80 @@
+"""Small Qt pieces of the dock widget: a synced layer combo box and point-polarity controls."""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QComboBox
+
+from .adapter.layers import POSITIVE
+
+NONE = "—"
+
+
+class LayerCombo(QComboBox):
+    """A combo box listing the viewer's layers of one type, kept in sync."""
+
+    def __init__(self, viewer, layer_type, allow_none=True):
+        super().__init__()
+        self.viewer, self.layer_type, self.allow_none = viewer, layer_type, allow_none
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    def layers(self):
+        return [lay for lay in self.viewer.layers if isinstance(lay, self.layer_type)]
+
+    def refresh(self, event=None):
+        cur = self.value()
+        self.blockSignals(True)
+        self.clear()
+        if self.allow_none:
+            self.addItem(NONE, None)
+        for lay in self.layers():
+            self.addItem(lay.name, lay)
+        self.blockSignals(False)
+        self.set_value(cur if cur in self.layers() else None, emit=cur not in self.layers())
+
+    def value(self):
+        return self.currentData()
+
+    def set_value(self, layer, emit=True):
+        i = self.findData(layer) if layer is not None else (0 if self.allow_none else -1)
+        if i < 0 and self.count():
+            i = self.count() - 1
+        self.blockSignals(not emit)
+        self.setCurrentIndex(max(i, 0) if self.count() else -1)
+        self.blockSignals(False)
+
+
+def toggle_polarity(layer):
+    """Flip the polarity of new points (and of the selected ones)."""
+    new = not bool(layer.feature_defaults[POSITIVE][0])
+    layer.feature_defaults[POSITIVE] = new
+    sel = list(layer.selected_data)
+    if sel:
+        feats = layer.features.copy()
+        feats.loc[sel, POSITIVE] = new
+        layer.features = feats
+        layer.refresh_colors()
+    show_info(f"New points are {'positive' if new else 'negative'}.")
+
+
+def shift_click_negative(layer, event):
+    """Shift-click in add mode adds a negative point.
+
+    napari adds the point on release, after this callback: the polarity is restored
+    once the event is fully processed.
+    """
+    if layer.mode != "add" or "Shift" not in event.modifiers:
+        return
+    old = bool(layer.feature_defaults[POSITIVE][0])
+    layer.feature_defaults[POSITIVE] = False
+    yield
+    while event.type == "mouse_move":
+        yield
+
+    def restore():
+        layer.feature_defaults[POSITIVE] = old
+
+    QTimer.singleShot(0, restore)
