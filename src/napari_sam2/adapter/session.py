@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import __version__
 from ..engine.backends.base import Prediction
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
@@ -202,6 +203,7 @@ class SegmentationSession:
         """Provenance in the Labels layer's metadata (saved by our TIFF writer)."""
         meta = self.labels_layer.metadata.setdefault("napari_sam2", {})
         meta.update({k: v for k, v in self.segmenter.describe().items() if k != "cache"})
+        meta["plugin_version"] = __version__
         objs = meta.setdefault("objects", {})
         for lid, prompt in zip(ids, res.request.prompts.objects, strict=False):
             d = prompt.to_dict()
