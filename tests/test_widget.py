@@ -262,3 +262,23 @@ def test_polarity_keys_and_shift_click_on_own_layer(make_napari_viewer, qtbot):
     next(f for k, f in pts.keymap.items() if str(k) == "T")(pts)  # toggle: new points negative
     pts.add([20, 20])
     assert not bool(pts.features["positive"].iloc[-1])
+
+
+def test_export_masks_and_cutouts(make_napari_viewer, qtbot, tmp_path):
+    from PIL import Image
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs())
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    _click(w.session.points_layer, (40, 30), layer)
+    _segment(qtbot, w)
+    w.commit()
+    paths = w.export(tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["cutout_0001.png", "object_0001.png"]
+    mask = np.asarray(Image.open(tmp_path / "object_0001.png"))
+    np.testing.assert_array_equal(mask > 0, w.session.labels_layer.data == 1)
+    cut = np.asarray(Image.open(tmp_path / "cutout_0001.png"))
+    assert cut.ndim == 3 and cut.shape[2] == 4

@@ -140,9 +140,10 @@ class SAM2Widget(QWidget):
         self.next_btn = QPushButton("Next object [N]")
         self.candidate_btn = QPushButton("Next candidate")
         self.cancel_btn = QPushButton("Cancel")
+        self.export_btn = QPushButton("Export PNGs…")
         for b in (self.segment_btn, self.commit_btn, self.next_btn):
             row1.addWidget(b)
-        for b in (self.candidate_btn, self.cancel_btn):
+        for b in (self.candidate_btn, self.cancel_btn, self.export_btn):
             row2.addWidget(b)
         a.addLayout(row1)
         a.addLayout(row2)
@@ -160,6 +161,7 @@ class SAM2Widget(QWidget):
         self.next_btn.clicked.connect(self.next_object)
         self.candidate_btn.clicked.connect(self.next_candidate)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.export_btn.clicked.connect(lambda: self.export())
         for combo in (self.image_combo, self.points_combo, self.shapes_combo, self.labels_combo):
             combo.currentIndexChanged.connect(self._sync_layers)
         self.overwrite_check.toggled.connect(self._sync_layers)
@@ -363,6 +365,19 @@ class SAM2Widget(QWidget):
             return
         self.preview.clear()
         self._set_status(f"Wrote label(s) {', '.join(map(str, ids))}. " + self._describe())
+
+    def export(self, out_dir=None):
+        """Mask PNGs and RGBA cut-outs of the viewed plane's objects."""
+        out_dir = out_dir or QFileDialog.getExistingDirectory(self, "Export masks and cut-outs")
+        if not out_dir:
+            return []
+        try:
+            paths = self.session.export(out_dir)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return []
+        show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
+        return paths
 
     def next_object(self):
         self.session.result = None

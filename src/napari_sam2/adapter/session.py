@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -198,6 +199,28 @@ class SegmentationSession:
         self._record(res, ids)
         self.result = None
         return ids
+
+    def export(self, out_dir) -> list:
+        """Mask PNG per object + RGBA cut-out from the image, for the viewed plane."""
+        from ..io.exports import export_object_masks, save_cutout
+
+        img = self._image()
+        msg = labels_matching(self.labels_layer, img)
+        if msg:
+            raise LabelsError(msg)
+        plane = self.viewed_plane()
+        paths = export_object_masks(self.labels_layer.data, out_dir, plane if plane else None)
+        kw = image_source_kwargs(img)
+        if kw.get("channel_axis") is None:
+            lab = np.asarray(self.labels_layer.data[plane])
+            raw = np.asarray(img.data[plane])
+            limits = None if kw["rgb"] else tuple(img.contrast_limits)
+            for lid in np.unique(lab[lab > 0]):
+                name = f"cutout_{int(lid):04d}" + (
+                    f"_plane-{'-'.join(map(str, plane))}" if plane else ""
+                )
+                paths.append(save_cutout(Path(out_dir) / f"{name}.png", raw, lab == lid, limits))
+        return paths
 
     def _record(self, res: Result, ids) -> None:
         """Provenance in the Labels layer's metadata (saved by our TIFF writer)."""
