@@ -220,10 +220,13 @@ def test_resolve_device_rejects_nonsense():
         resolve_device("tpu-of-dreams")
 
 
-def test_resolve_precision():
+def test_resolve_precision(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_precision(cpu, "auto") == "fp32"
+    monkeypatch.setattr(models, "_cuda_bf16", lambda: True)
     assert resolve_precision(cuda, "auto") == "bf16"
+    monkeypatch.setattr(models, "_cuda_bf16", lambda: False)  # pre-Ampere GPU
+    assert resolve_precision(cuda, "auto") == "fp32"
     assert resolve_precision(cpu, "bf16") == "bf16"
     assert resolve_precision(cuda, "fp32") == "fp32"
     with pytest.raises(ValueError, match="precision"):

@@ -254,14 +254,24 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(device, precision: str = "auto") -> str:
-    """``"auto"``: bf16 on CUDA; fp32 elsewhere (CPU bf16 only when asked explicitly —
+    """``"auto"``: bf16 on CUDA GPUs that support it; fp32 elsewhere (CPU bf16 only when asked explicitly —
     see ``benchmarks/bench_precision.py``: it is a loss on CPUs without native bf16)."""
     p = (precision or "auto").lower()
     if p not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}.")
     if p == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" and _cuda_bf16() else "fp32"
     return p
+
+
+def _cuda_bf16() -> bool:
+    """Ampere and newer: bf16 autocast is fast and safe (older GPUs stay in fp32)."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported())
+    except Exception:  # noqa: BLE001 - no driver, odd builds
+        return False
 
 
 def autocast(device, precision: str):
