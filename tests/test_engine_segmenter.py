@@ -490,3 +490,28 @@ def test_embedding_cache_is_thread_safe():
         t.join()
     assert not errors
     assert c.nbytes == 8 * len(c) <= c.max_bytes
+
+
+class _CountingStack:
+    """A lazy-array stand-in that counts the plane reads (dask/zarr cost I/O per read)."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+        self.full_plane_reads = 0
+
+    def __getitem__(self, sel):
+        out = self._data[sel]
+        if out.shape == self.shape[-2:]:
+            self.full_plane_reads += 1
+        return out
+
+
+def test_embedding_reads_a_lazy_plane_once(classical_segmenter):
+    stack = _CountingStack(np.stack([_scene(), _scene() * 0.5, _scene()]))
+    seg = classical_segmenter.set_image(stack, contrast_limits=(0.0, 1.0))
+    seg.predict(1, points=[A_CLICK], point_labels=[1])
+    assert stack.full_plane_reads == 1  # key and SAM input from one read
+    seg.predict(1, points=[A_CLICK], point_labels=[1])
+    assert stack.full_plane_reads == 2  # the cache key needs the content again
+    assert seg.stats.encodes == 1 and seg.stats.hits == 1

@@ -273,14 +273,15 @@ class PlaneSource:
         """Normalised single-channel view of the plane, float32 (H, W) in [0, 1]."""
         return self.sam_image(index).mean(axis=-1)
 
-    def plane_key(self, index=()) -> str:
+    def plane_key(self, index=(), *, raw: np.ndarray | None = None) -> str:
         """Content signature of a plane and of how it is turned into SAM's input.
 
         Identical pixels + identical normalisation → identical key, whatever the array
         object; a changed pixel → a new key.  Hashing is ~1 ms per megapixel, negligible
-        next to an encode.
+        next to an encode.  ``raw``: the plane already read with :meth:`raw_plane`
+        (saves a second read of lazy data).
         """
-        plane = np.ascontiguousarray(self.raw_plane(index))
+        plane = np.ascontiguousarray(self.raw_plane(index) if raw is None else raw)
         h = hashlib.blake2b(digest_size=16)
         h.update(repr((plane.shape, plane.dtype.str, self.rgb, self.channel)).encode())
         h.update(repr(self.normalization.key()).encode())

@@ -149,11 +149,12 @@ class Segmenter:
         """The plane's embedding, from the cache or freshly encoded."""
         src = self._require_source()
         index = src.check_index(plane)
-        key = (src.plane_key(index), self.backend.cache_key())
+        raw = src.raw_plane(index)  # read once: lazy (dask/zarr) planes cost I/O
+        key = (src.plane_key(index, raw=raw), self.backend.cache_key())
         emb = self.cache.get(key)
         if emb is None:
             t0 = time.perf_counter()
-            emb = self.backend.encode(src.sam_image(index))
+            emb = self.backend.encode(src.to_sam_image(raw))
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
             self.cache.put(key, emb)
