@@ -7,39 +7,12 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from napari_sam2._widget import SAM2Widget
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends import ClassicalBackend
-
-TIMEOUT = 60_000
-
-
-def _widget(viewer, segmenter=None):
-    w = SAM2Widget(viewer, segmenter=segmenter or Segmenter(backend="classical"), autoload=False)
-    viewer.window.add_dock_widget(w)
-    return w
-
-
-def _segment(qtbot, w):
-    w.session.result = None
-    w.segment()
-    qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
-
-
-def _click(points_layer, world_rc, image_layer, positive=True):
-    """Add a point where the user clicked in world coordinates."""
-    data = points_layer.world_to_data(np.asarray(world_rc, float))
-    points_layer.feature_defaults["positive"] = positive
-    points_layer.add(data)
-    points_layer.feature_defaults["positive"] = True
-
-
-def _discs(shape=(80, 120), centers=((40, 40), (40, 75)), r=18):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    img = np.zeros(shape, np.uint16)
-    for cy, cx in centers:
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = 3000
-    return img
+from widget_helpers import TIMEOUT, click, mouse_click
+from widget_helpers import discs as _discs
+from widget_helpers import make_widget as _widget
+from widget_helpers import segment_and_wait as _segment
 
 
 @pytest.fixture
@@ -70,7 +43,7 @@ def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbo
     r, c = np.unravel_index(np.argmax(ndi.distance_transform_edt(m)), m.shape)
     world = np.asarray(layer.data_to_world((r, c)))
     assert np.allclose(world, (10 + 0.5 * r, -4 + 0.5 * c))
-    _click(w.session.points_layer, world, layer)
+    click(w.session.points_layer, world)
     _segment(qtbot, w)
     w.commit()
     labels = w.session.labels_layer.data
@@ -86,13 +59,13 @@ def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbo
 def test_negative_point_excludes_and_two_boxes_give_two_ids(make_napari_viewer, qtbot):
     img = _discs()
     viewer = make_napari_viewer()
-    layer = viewer.add_image(img)
+    viewer.add_image(img)
     w = _widget(viewer)
     w.new_points()
     w.new_labels()
     pts = w.session.points_layer
-    _click(pts, (40, 30), layer)
-    _click(pts, (40, 80), layer, positive=False)
+    click(pts, (40, 30))
+    click(pts, (40, 80), positive=False)
     _segment(qtbot, w)
     w.commit()
     lab = w.session.labels_layer.data
@@ -116,14 +89,14 @@ def test_negative_point_excludes_and_two_boxes_give_two_ids(make_napari_viewer, 
 def test_keep_others_policy_and_undo(make_napari_viewer, qtbot):
     img = _discs()
     viewer = make_napari_viewer()
-    layer = viewer.add_image(img)
+    viewer.add_image(img)
     w = _widget(viewer)
     w.new_points()
     w.new_labels()
     labels = w.session.labels_layer
     labels.data[30:50, 35:45] = 7  # an existing object inside the left disc
     before = labels.data.copy()
-    _click(w.session.points_layer, (40, 30), layer)
+    click(w.session.points_layer, (40, 30))
     _segment(qtbot, w)
     w.commit()
     after = labels.data.copy()
@@ -174,14 +147,14 @@ def test_worker_exception_leaves_labels_unchanged(make_napari_viewer, qtbot, mon
             raise RuntimeError("boom")
 
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs())
+    viewer.add_image(_discs())
     w = _widget(viewer, Segmenter(predictor=Broken()))
     w.new_points()
     w.new_labels()
     before = w.session.labels_layer.data.copy()
     errors = []
     monkeypatch.setattr("napari_sam2._widget.show_error", errors.append)
-    _click(w.session.points_layer, (40, 30), layer)
+    click(w.session.points_layer, (40, 30))
     w.segment()
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
     assert errors and "boom" in errors[0]
@@ -192,7 +165,7 @@ def test_worker_exception_leaves_labels_unchanged(make_napari_viewer, qtbot, mon
 
 def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, monkeypatch):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs())
+    viewer.add_image(_discs())
     w = _widget(viewer)
     warnings = []
     monkeypatch.setattr("napari_sam2._widget.show_warning", warnings.append)
@@ -201,7 +174,7 @@ def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, m
     assert "No prompt" in warnings[-1]
     wrong = viewer.add_labels(np.zeros((10, 10), np.int32))
     w.labels_combo.set_value(wrong)
-    _click(w.session.points_layer, (40, 30), layer)
+    click(w.session.points_layer, (40, 30))
     _segment(qtbot, w)
     w.commit()
     assert "shape" in warnings[-1] and (wrong.data == 0).all()
@@ -212,11 +185,11 @@ def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, m
 
 def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_random_segmenter):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs())
+    viewer.add_image(_discs())
     w = _widget(viewer, sam2_random_segmenter)
     w.new_points()
     w.new_labels()
-    _click(w.session.points_layer, (40, 30), layer)
+    click(w.session.points_layer, (40, 30))
     w.segment()
     assert w.busy  # runs in a worker thread
     qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
@@ -231,8 +204,6 @@ def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_
 
 
 def test_polarity_keys_and_shift_click_on_own_layer(make_napari_viewer, qtbot):
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
     viewer = make_napari_viewer()
     viewer.add_image(_discs())
     w = _widget(viewer)
@@ -241,22 +212,8 @@ def test_polarity_keys_and_shift_click_on_own_layer(make_napari_viewer, qtbot):
     assert {"S", "C", "N", "T"} <= {str(k) for k in pts.keymap}
     assert "S" not in {str(k) for k in viewer.layers[0].keymap}  # not bound on others
 
-    class Event:
-        modifiers = ["Shift"]
-        type = "mouse_press"
-        position = (10.0, 12.0)
-        pos = np.array([10, 12])
-        view_direction = None
-        dims_displayed = [0, 1]
-        is_dragging = False
-        button = 1
-        handled = False
-
     pts.mode = "add"
-    ev = Event()
-    mouse_press_callbacks(pts, ev)
-    ev.type = "mouse_release"
-    mouse_release_callbacks(pts, ev)
+    mouse_click(pts, (10.0, 12.0), ["Shift"])
     qtbot.waitUntil(lambda: bool(pts.feature_defaults["positive"][0]), timeout=5000)
     assert len(pts.data) == 1 and not bool(pts.features["positive"][0])  # negative point
     next(f for k, f in pts.keymap.items() if str(k) == "T")(pts)  # toggle: new points negative
@@ -268,11 +225,11 @@ def test_export_masks_and_cutouts(make_napari_viewer, qtbot, tmp_path):
     from PIL import Image
 
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs())
+    viewer.add_image(_discs())
     w = _widget(viewer)
     w.new_points()
     w.new_labels()
-    _click(w.session.points_layer, (40, 30), layer)
+    click(w.session.points_layer, (40, 30))
     _segment(qtbot, w)
     w.commit()
     paths = w.export(tmp_path)

@@ -78,3 +78,36 @@ def shift_click_negative(layer, event):
         layer.feature_defaults[POSITIVE] = old
 
     QTimer.singleShot(0, restore)
+
+
+PICK_MODIFIERS = ("Control", "Meta")  # Ctrl (Cmd on macOS)
+DRAWING_MODES = ("paint", "fill", "erase", "polygon")
+
+
+def ctrl_click_picker(pick):
+    """A mouse callback: Ctrl/Cmd-click calls ``pick(world_position)``.
+
+    On a Points layer in add mode napari adds a point on release; that point is taken
+    away again (the click picked a label, it was not a prompt).
+    """
+
+    def on_click(layer, event):
+        if not any(m in event.modifiers for m in PICK_MODIFIERS):
+            return
+        if layer.mode in DRAWING_MODES:  # Labels painting: leave the click to napari
+            return
+        n_before = len(layer.data) if layer.mode == "add" else None
+        yield
+        while event.type == "mouse_move":
+            yield
+        position = tuple(event.position)
+
+        def finish():
+            if n_before is not None and len(layer.data) > n_before:
+                layer.selected_data = set(range(n_before, len(layer.data)))
+                layer.remove_selected()
+            pick(position)
+
+        QTimer.singleShot(0, finish)
+
+    return on_click

@@ -18,19 +18,19 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ._qt_parts import LayerCombo, shift_click_negative, toggle_polarity
+from ._model_panel import ModelPanel
+from ._qt_parts import LayerCombo, ctrl_click_picker, shift_click_negative, toggle_polarity
+from .adapter.channels import VIEWED, channel_options
 from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from .adapter.preview import PreviewLayer
 from .adapter.session import SegmentationSession
 from .engine.errors import NapariSam2Error
-from .engine.models import SIZES
-from .engine.segmenter import BACKENDS, Segmenter
+from .engine.segmenter import Segmenter
 
 
 def _avoid_llvm_clash() -> None:
@@ -70,6 +70,8 @@ class SAM2Widget(QWidget):
         self._live_timer.timeout.connect(self.segment)
         self._build()
         viewer.layers.selection.events.active.connect(self._follow_active)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            ev.connect(self._refresh_channels)
         viewer.dims.events.current_step.connect(self._on_slice)
         self._follow_active()
         if segmenter is not None:
@@ -87,11 +89,16 @@ class SAM2Widget(QWidget):
         self.points_combo = LayerCombo(v, napari.layers.Points)
         self.shapes_combo = LayerCombo(v, napari.layers.Shapes)
         self.labels_combo = LayerCombo(v, napari.layers.Labels)
+        self.channel_combo = QComboBox()
+        self.channel_combo.setToolTip(
+            "Which channel(s) SAM sees: the viewed one, or the mean/max/RGB composite"
+        )
         self.new_points_btn = QPushButton("New")
         self.new_shapes_btn = QPushButton("New")
         self.new_labels_btn = QPushButton("New")
         for label, combo, btn in (
             ("Image", self.image_combo, None),
+            ("Channels", self.channel_combo, None),
             ("Points", self.points_combo, self.new_points_btn),
             ("Boxes/masks", self.shapes_combo, self.new_shapes_btn),
             ("Labels out", self.labels_combo, self.new_labels_btn),
@@ -103,35 +110,16 @@ class SAM2Widget(QWidget):
             form.addRow(label, row)
         lay.addWidget(layers)
 
-        model = QGroupBox("Model")
-        mform = QFormLayout(model)
-        self.backend_combo = QComboBox()
-        self.backend_combo.addItems(BACKENDS)
-        self.size_combo = QComboBox()
-        self.size_combo.addItems(SIZES)
-        self.ckpt_edit = QLineEdit()
-        self.ckpt_edit.setPlaceholderText("auto: search the usual folders")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        crow = QHBoxLayout()
-        crow.addWidget(self.ckpt_edit, 1)
-        crow.addWidget(browse)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cuda", "mps", "cpu"])
-        self.load_btn = QPushButton("Load model")
-        self.load_btn.clicked.connect(self.load_model)
-        mform.addRow("Backend", self.backend_combo)
-        mform.addRow("Size", self.size_combo)
-        mform.addRow("Checkpoint", crow)
-        mform.addRow("Device", self.device_combo)
-        mform.addRow(self.load_btn)
-        lay.addWidget(model)
+        self.model_panel = ModelPanel(self)
+        self.model_panel.loaded.connect(self.set_segmenter)
+        self.model_panel.status.connect(self._set_status)
+        lay.addWidget(self.model_panel)
 
         act = QGroupBox("Segment")
         a = QVBoxLayout(act)
         self.live_check = QCheckBox("Live: re-run on every prompt change")
         self.overwrite_check = QCheckBox("Overwrite other objects' pixels")
-        self.refine_check = QCheckBox("Refine selected label (same ID)")
+        self.refine_check = QCheckBox("Refine selected label (same ID) — Ctrl-click picks")
         for w in (self.live_check, self.overwrite_check, self.refine_check):
             a.addWidget(w)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
@@ -166,6 +154,8 @@ class SAM2Widget(QWidget):
             combo.currentIndexChanged.connect(self._sync_layers)
         self.overwrite_check.toggled.connect(self._sync_layers)
         self.refine_check.toggled.connect(self._sync_layers)
+        self.channel_combo.currentIndexChanged.connect(self._sync_layers)
+        self._refresh_channels()
         self._sync_layers()
 
     # -------------------------------------------------------------- layers
@@ -174,12 +164,28 @@ class SAM2Widget(QWidget):
         if isinstance(active, napari.layers.Image) and active is not self.image_combo.value():
             self.image_combo.set_value(active)
 
+    def _refresh_channels(self, event=None):
+        """Fill the channel picker for the chosen image (keeps the choice when it can)."""
+        combo, cur = self.channel_combo, self.channel_combo.currentData()
+        opts = channel_options(self.viewer, self.image_combo.value())
+        combo.blockSignals(True)
+        combo.clear()
+        for text, choice in opts or [("Single channel", VIEWED)]:
+            combo.addItem(text, choice)
+        i = combo.findData(cur)
+        combo.setCurrentIndex(max(i, 0))
+        combo.setEnabled(bool(opts))
+        combo.blockSignals(False)
+        self.session.channel = combo.currentData()
+
     def _sync_layers(self, *args):
         s = self.session
         if s.image_layer is not self.image_combo.value():
             self.preview.clear()
             s.result = None
-        s.image_layer = self.image_combo.value()
+            s.image_layer = self.image_combo.value()
+            self._refresh_channels()
+        s.channel = self.channel_combo.currentData()
         s.points_layer = self.points_combo.value()
         s.shapes_layer = self.shapes_combo.value()
         if s.labels_layer is not self.labels_combo.value():
@@ -202,24 +208,29 @@ class SAM2Widget(QWidget):
             show_warning("Open an image first: no Image layer in the viewer.")
         return img
 
+    def _new_layer(self, make):
+        if (img := self._need_image()) is None:
+            return None
+        try:
+            return make(self.viewer, img)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return None
+
     def new_points(self):
-        if (img := self._need_image()) is not None:
-            layer = new_points_layer(self.viewer, img)
+        if (layer := self._new_layer(new_points_layer)) is not None:
             layer.mode = "add"
             self.points_combo.set_value(layer)
 
     def new_shapes(self):
-        if (img := self._need_image()) is not None:
-            layer = new_shapes_layer(self.viewer, img)
+        if (layer := self._new_layer(new_shapes_layer)) is not None:
             layer.mode = "add_rectangle"
             self.shapes_combo.set_value(layer)
 
     def new_labels(self):
-        if (img := self._need_image()) is not None:
-            self.labels_combo.set_value(new_labels_layer(self.viewer, img))
-            self.viewer.layers.selection.active = (
-                self.session.points_layer or self.viewer.layers[-1]
-            )
+        if (layer := self._new_layer(new_labels_layer)) is not None:
+            self.labels_combo.set_value(layer)
+            self.viewer.layers.selection.active = self.session.points_layer or layer
 
     def _bind_keys(self, layer):
         """S/C/N (and T, Shift-click on points) on *our chosen* layers only."""
@@ -229,6 +240,8 @@ class SAM2Widget(QWidget):
         layer.bind_key(KEYS["segment"], lambda _l: self.segment(), overwrite=True)
         layer.bind_key(KEYS["commit"], lambda _l: self.commit(), overwrite=True)
         layer.bind_key(KEYS["next"], lambda _l: self.next_object(), overwrite=True)
+        if isinstance(layer, napari.layers.Points | napari.layers.Labels):
+            layer.mouse_drag_callbacks.insert(0, ctrl_click_picker(self.pick_label))
         if isinstance(layer, napari.layers.Points):
             layer.bind_key(KEYS["toggle"], toggle_polarity, overwrite=True)
             layer.mouse_drag_callbacks.insert(0, shift_click_negative)
@@ -237,44 +250,9 @@ class SAM2Widget(QWidget):
             layer.events.data.connect(self._prompts_changed)
 
     # --------------------------------------------------------------- model
-    def _browse(self):
-        path, _ = QFileDialog.getOpenFileName(
-            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth)"
-        )
-        if path:
-            self.ckpt_edit.setText(path)
-
     def load_model(self):
-        kw = dict(
-            model=self.size_combo.currentText(),
-            checkpoint=self.ckpt_edit.text().strip() or None,
-            backend=self.backend_combo.currentText(),
-            device=self.device_combo.currentText(),
-        )
-        self._set_status(f"Loading {kw['backend']} model ({kw['model']})…")
-        self.load_btn.setEnabled(False)
-        worker = create_worker(
-            Segmenter,
-            **kw,
-            _progress={"desc": "SAM 2: loading model"},
-            _connect={
-                "returned": self._model_loaded,
-                "errored": self._model_failed,
-                "finished": lambda: self.load_btn.setEnabled(True),
-            },
-            _start_thread=False,
-        )
-        worker.start()
-        self._load_worker = worker
-
-    def _model_loaded(self, seg):
-        self.set_segmenter(seg)
-        if seg.notice:
-            show_warning(seg.notice)
-
-    def _model_failed(self, exc):
-        self._set_status(f"Model not loaded: {exc}")
-        show_error(f"SAM 2 model not loaded: {exc}")
+        """Load the model chosen in the model panel (in the background)."""
+        self.model_panel.load()
 
     def set_segmenter(self, seg: Segmenter):
         self.session.segmenter = seg
@@ -379,9 +357,27 @@ class SAM2Widget(QWidget):
         show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
         return paths
 
+    def pick_label(self, world_position):
+        """Choose the label under ``world_position`` for refinement (Ctrl-click)."""
+        try:
+            lid = self.session.pick_label(world_position)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return 0
+        if lid <= 0:
+            show_info("No label under the cursor: Ctrl-click inside an object to refine it.")
+            return 0
+        self.session.labels_layer.selected_label = lid
+        self.refine_check.setChecked(True)
+        msg = f"Refining label {lid}: add points or a box, then Segment [S] and Commit [C]."
+        show_info(msg)
+        self._set_status(msg)
+        return lid
+
     def next_object(self):
         self.session.result = None
         self.preview.clear()
+        self.refine_check.setChecked(False)  # the next object is a new one
         for layer in (self.session.points_layer, self.session.shapes_layer):
             if layer is not None and len(layer.data):
                 layer.data = (

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..engine.errors import LabelsError
+from ..engine.errors import ImageError, LabelsError
 from ..engine.labels import LabelEdit
 
 POSITIVE = "positive"  # Points feature column: True = positive click
@@ -23,6 +23,11 @@ def channel_axis_of(image_layer) -> int | None:
         if a in CHANNEL_LABELS:
             return i
     return None
+
+
+def full_resolution(layer):
+    """The layer's data at full resolution (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def image_source_kwargs(image_layer, *, use_contrast_limits: bool = True, channel="mean") -> dict:
@@ -45,7 +50,7 @@ def image_source_kwargs(image_layer, *, use_contrast_limits: bool = True, channe
 
 def spatial_shape(image_layer) -> tuple[int, ...]:
     """Shape a Labels layer for this image must have (no RGB axis, no channel axis)."""
-    shape = list(image_layer.data.shape[: image_layer.ndim])
+    shape = list(full_resolution(image_layer).shape[: image_layer.ndim])
     ch = channel_axis_of(image_layer)
     if ch is not None:
         del shape[ch]
@@ -73,9 +78,26 @@ def _geometry(image_layer, drop: int | None = None) -> dict:
     return geo
 
 
+def _matching_geometry(image_layer) -> dict:
+    """Geometry for prompt/labels layers of ``image_layer`` (its channel axis dropped).
+
+    napari lines layers up on their *last* axes, so a layer without the channel axis can
+    only line up with the image when the channel axis comes first.
+    """
+    ch = channel_axis_of(image_layer)
+    if ch not in (None, 0):
+        raise ImageError(
+            f"The channel axis of '{image_layer.name}' is axis {ch}, not the first one: "
+            "napari cannot line a labels layer up with it.  Split the channels into layers "
+            "(right-click the layer > Split Stack) or open the file with the napari-sam2 "
+            "reader, which does that."
+        )
+    return _geometry(image_layer, ch)
+
+
 def new_points_layer(viewer, image_layer, name: str | None = None):
     """A Points layer for prompts: same geometry as the image, `positive` feature coloured."""
-    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    geo = _matching_geometry(image_layer)
     nd = len(geo["scale"])
     return viewer.add_points(
         np.empty((0, nd)),
@@ -92,7 +114,7 @@ def new_points_layer(viewer, image_layer, name: str | None = None):
 
 
 def new_shapes_layer(viewer, image_layer, name: str | None = None):
-    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    geo = _matching_geometry(image_layer)
     return viewer.add_shapes(
         ndim=len(geo["scale"]),
         name=name or f"{image_layer.name} boxes",
@@ -105,7 +127,7 @@ def new_shapes_layer(viewer, image_layer, name: str | None = None):
 
 def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.int32):
     """A zero Labels layer matching the image's spatial shape and geometry."""
-    geo = _geometry(image_layer, channel_axis_of(image_layer))
+    geo = _matching_geometry(image_layer)
     return viewer.add_labels(
         np.zeros(spatial_shape(image_layer), dtype=dtype),
         name=name or f"{image_layer.name} labels",

@@ -19,8 +19,15 @@ from ..engine.backends.base import Prediction
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from ..engine.segmenter import Segmenter, plan_edits
+from .channels import VIEWED, ImageSource, image_source
 from .coords import current_plane
-from .layers import image_source_kwargs, labels_matching, spatial_shape, write_edits
+from .layers import (
+    channel_axis_of,
+    full_resolution,
+    labels_matching,
+    spatial_shape,
+    write_edits,
+)
 from .prompts import PromptSet, collect_prompts
 
 
@@ -30,7 +37,7 @@ class Request:
     image_layer: object
     plane: tuple[int, ...]
     prompts: PromptSet
-    source_kwargs: dict
+    source: ImageSource
     refine_id: int | None = None
 
 
@@ -62,6 +69,7 @@ class SegmentationSession:
         self.labels_layer = None
         self.overwrite = False
         self.refine = False
+        self.channel = VIEWED  # see adapter.channels: "viewed", "mean", "max", "composite", int
         self.result: Result | None = None
         self._tokens = itertools.count(1)
         self._latest = 0
@@ -69,11 +77,17 @@ class SegmentationSession:
         self._max_cache: dict[int, int] = {}
 
     # ------------------------------------------------------------ requests
+    def viewed_index(self) -> tuple[int, ...]:
+        """Index of the viewed plane over all the layer's leading axes (channel included)."""
+        img = self._image()
+        return current_plane(img, self.viewer.dims.point, n_leading=img.ndim - 2)
+
     def viewed_plane(self) -> tuple[int, ...]:
+        """Index of the viewed plane over the non-channel leading axes (labels' index)."""
         img = self._image()
         n_lead = len(spatial_shape(img)) - 2
-        ch = image_source_kwargs(img).get("channel_axis")
-        plane = current_plane(img, self.viewer.dims.point, n_leading=img.ndim - 2)
+        ch = channel_axis_of(img)
+        plane = self.viewed_index()
         if ch is not None:
             plane = tuple(v for i, v in enumerate(plane) if i != ch)
         return plane[:n_lead]
@@ -99,6 +113,17 @@ class SegmentationSession:
             )
         return m, lid
 
+    def pick_label(self, world_position) -> int:
+        """The label ID of the chosen Labels layer at a world position (0: none)."""
+        layer = self.labels_layer
+        if layer is None:
+            raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
+        pos = np.asarray(world_position, float)[-layer.ndim :]
+        idx = np.floor(np.asarray(layer.world_to_data(pos), float) + 0.5).astype(int)
+        if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
+            return 0
+        return int(layer.data[tuple(idx)])
+
     def prepare(self) -> Request:
         """Read layers and the viewed plane (main thread). Raises typed errors."""
         if self.segmenter is None:
@@ -117,16 +142,17 @@ class SegmentationSession:
             refine_mask=refine_mask,
         )
         prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
+        source = image_source(self.viewer, img, self.channel, self.viewed_index())
         token = next(self._tokens)
         self._latest = token
-        return Request(token, img, plane, prompts, image_source_kwargs(img), refine_id)
+        return Request(token, img, plane, prompts, source, refine_id)
 
     def compute(self, req: Request) -> Result:
         """Encode (cached) and predict — the slow part, for a worker thread."""
         seg = self.segmenter
-        sig = (id(req.image_layer), id(req.image_layer.data), repr(req.source_kwargs))
+        sig = req.source.signature()
         if sig != self._source_sig or seg.source is None:
-            seg.set_image(req.image_layer.data, **req.source_kwargs)
+            seg.set_image(req.source.data, **req.source.kwargs)
             self._source_sig = sig
         preds = seg.predict(req.plane, objects=req.prompts.objects)
         return Result(req, preds, 0, {"stats": seg.stats.as_dict()})
@@ -210,11 +236,10 @@ class SegmentationSession:
             raise LabelsError(msg)
         plane = self.viewed_plane()
         paths = export_object_masks(self.labels_layer.data, out_dir, plane if plane else None)
-        kw = image_source_kwargs(img)
-        if kw.get("channel_axis") is None:
+        if channel_axis_of(img) is None:
             lab = np.asarray(self.labels_layer.data[plane])
-            raw = np.asarray(img.data[plane])
-            limits = None if kw["rgb"] else tuple(img.contrast_limits)
+            raw = np.asarray(full_resolution(img)[plane])
+            limits = None if img.rgb else tuple(img.contrast_limits)
             for lid in np.unique(lab[lab > 0]):
                 name = f"cutout_{int(lid):04d}" + (
                     f"_plane-{'-'.join(map(str, plane))}" if plane else ""
@@ -227,6 +252,7 @@ class SegmentationSession:
         meta = self.labels_layer.metadata.setdefault("napari_sam2", {})
         meta.update({k: v for k, v in self.segmenter.describe().items() if k != "cache"})
         meta["plugin_version"] = __version__
+        meta["image"] = res.request.source.describe()
         objs = meta.setdefault("objects", {})
         for lid, prompt in zip(ids, res.request.prompts.objects, strict=False):
             d = prompt.to_dict()

@@ -1,0 +1,100 @@
+"""The widget's model panel: backend, size, checkpoint, device; loads in a worker."""
+
+from __future__ import annotations
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+)
+
+from .engine.models import SIZES
+from .engine.segmenter import BACKENDS, Segmenter
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+class ModelPanel(QGroupBox):
+    """Choose and load a model; emits :attr:`loaded` with the new :class:`Segmenter`."""
+
+    loaded = Signal(object)
+    status = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__("Model", parent)
+        form = QFormLayout(self)
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(BACKENDS)
+        self.backend_combo.setToolTip(
+            "auto: SAM 2 when a checkpoint is found, else the weight-free classical backend"
+        )
+        self.size_combo = QComboBox()
+        self.size_combo.addItems(SIZES)
+        self.ckpt_edit = QLineEdit()
+        self.ckpt_edit.setPlaceholderText("auto: search the usual folders")
+        browse = QPushButton("…")
+        browse.setToolTip("Choose a SAM 2 checkpoint file (.pt)")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.ckpt_edit, 1)
+        row.addWidget(browse)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.load_btn = QPushButton("Load model")
+        self.load_btn.clicked.connect(self.load)
+        form.addRow("Backend", self.backend_combo)
+        form.addRow("Size", self.size_combo)
+        form.addRow("Checkpoint", row)
+        form.addRow("Device", self.device_combo)
+        form.addRow(self.load_btn)
+        self.worker = None
+
+    def _browse(self):
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth)"
+        )
+        if path:
+            self.ckpt_edit.setText(path)
+
+    def options(self) -> dict:
+        return {
+            "model": self.size_combo.currentText(),
+            "checkpoint": self.ckpt_edit.text().strip() or None,
+            "backend": self.backend_combo.currentText(),
+            "device": self.device_combo.currentText(),
+        }
+
+    def load(self):
+        """Build the Segmenter in a worker thread (napari shows its progress)."""
+        kw = self.options()
+        self.status.emit(f"Loading {kw['backend']} model ({kw['model']})…")
+        self.load_btn.setEnabled(False)
+        worker = create_worker(
+            Segmenter,
+            **kw,
+            _progress={"desc": "SAM 2: loading model"},
+            _connect={
+                "returned": self._loaded,
+                "errored": self._failed,
+                "finished": lambda: self.load_btn.setEnabled(True),
+            },
+            _start_thread=False,
+        )
+        self.worker = worker
+        worker.start()
+
+    def _loaded(self, seg):
+        if seg.notice:
+            show_warning(seg.notice)
+        self.loaded.emit(seg)
+
+    def _failed(self, exc):
+        self.status.emit(f"Model not loaded: {exc}")
+        show_error(f"SAM 2 model not loaded: {exc}")

@@ -1,0 +1,154 @@
+"""What pixels of an Image layer feed SAM 2: resolution level and channels.
+
+Channels reach napari in two ways, and both are handled:
+
+- **a channel axis** inside one layer (an axis labelled ``c``/``channel``, shown with a
+  slider): the default is the channel being *viewed*; the mean, the max or an RGB composite
+  of the channels, or one fixed channel can be chosen;
+- **one layer per channel** (napari's ``channel_axis`` split, what our reader and most
+  readers produce): the default is the chosen layer alone; the mean, max or RGB composite
+  of the *visible* channel layers of the same shape and geometry can be chosen.  They are
+  stacked lazily (dask), each with its own contrast limits.
+
+A channel axis is never fed to SAM as Z.  Multiscale layers are segmented at full
+resolution (level 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.errors import ImageError
+from .layers import channel_axis_of, full_resolution
+
+VIEWED = "viewed"
+COMBINED = ("mean", "max", "composite")
+CHOICES = (VIEWED, *COMBINED)
+
+
+def _same_geometry(a, b) -> bool:
+    return (
+        a.ndim == b.ndim
+        and tuple(full_resolution(a).shape) == tuple(full_resolution(b).shape)
+        and np.allclose(a.affine.affine_matrix, b.affine.affine_matrix)
+        and np.allclose(a.data_to_world([0] * a.ndim), b.data_to_world([0] * b.ndim))
+        and np.allclose(a.scale, b.scale)
+    )
+
+
+def channel_layers(viewer, image_layer, *, visible_only: bool = True) -> list:
+    """Image layers that look like channels of ``image_layer`` (itself first).
+
+    Same shape, same transform, not RGB, no channel axis of their own; hidden layers are
+    left out when ``visible_only`` (the chosen layer itself always counts).
+    """
+    import napari
+
+    if getattr(image_layer, "rgb", False) or channel_axis_of(image_layer) is not None:
+        return [image_layer]
+    out = [image_layer]
+    for lay in viewer.layers:
+        if lay is image_layer or not isinstance(lay, napari.layers.Image):
+            continue
+        if lay.rgb or channel_axis_of(lay) is not None:
+            continue
+        if visible_only and not lay.visible:
+            continue
+        if _same_geometry(lay, image_layer):
+            out.append(lay)
+    return out
+
+
+def channel_options(viewer, image_layer) -> list[tuple[str, object]]:
+    """(text, choice) pairs for the widget's channel picker; empty when there is no choice."""
+    if image_layer is None or getattr(image_layer, "rgb", False):
+        return []
+    ch = channel_axis_of(image_layer)
+    if ch is not None:
+        n = int(full_resolution(image_layer).shape[ch])
+        return [
+            ("Viewed channel", VIEWED),
+            ("Mean of channels", "mean"),
+            ("Max of channels", "max"),
+            ("RGB composite (first 3)", "composite"),
+            *((f"Channel {i}", i) for i in range(n)),
+        ]
+    if len(channel_layers(viewer, image_layer, visible_only=False)) > 1:
+        return [
+            ("This layer", VIEWED),
+            ("Mean of visible channels", "mean"),
+            ("Max of visible channels", "max"),
+            ("RGB composite of visible channels", "composite"),
+        ]
+    return []
+
+
+@dataclass
+class ImageSource:
+    """The array and ``Segmenter.set_image`` keywords for one request."""
+
+    data: object
+    kwargs: dict
+    layers: tuple
+
+    def signature(self) -> tuple:
+        """Changes when the pixels or the way they are mapped change."""
+        return (tuple((id(lay), id(lay.data)) for lay in self.layers), repr(self.kwargs))
+
+    def describe(self) -> dict:
+        d = {"layers": [lay.name for lay in self.layers]}
+        if "channel" in self.kwargs:
+            d["channel"] = self.kwargs["channel"]
+        return d
+
+
+def _limits(layer):
+    lo, hi = (float(v) for v in layer.contrast_limits)
+    return (lo, hi) if hi > lo else None
+
+
+def image_source(viewer, image_layer, choice=VIEWED, viewed_index=None) -> ImageSource:
+    """What to segment for ``image_layer`` and the channel ``choice``.
+
+    ``viewed_index``: the layer's full data index of the viewed plane (including its
+    channel axis), used by ``choice="viewed"`` on a layer with a channel axis.
+    """
+    data = full_resolution(image_layer)
+    rgb = bool(getattr(image_layer, "rgb", False))
+    kw: dict = {"rgb": rgb, "channel_axis": None}
+    limits = None if rgb else _limits(image_layer)
+    ch = channel_axis_of(image_layer)
+    if ch is not None:
+        n = int(data.shape[ch])
+        if choice == VIEWED:
+            if viewed_index is None:
+                raise ImageError("The viewed channel is unknown: no viewer position given.")
+            choice = int(viewed_index[ch])
+        if not isinstance(choice, str) and not 0 <= int(choice) < n:
+            raise ImageError(f"Channel {choice} does not exist: the image has {n} channels.")
+        if isinstance(choice, str) and choice not in COMBINED:
+            raise ImageError(f"Unknown channel choice {choice!r}: use {CHOICES} or an index.")
+        kw.update(channel_axis=ch, channel=choice)
+        if limits:
+            kw["contrast_limits"] = limits
+        return ImageSource(data, kw, (image_layer,))
+    if choice in COMBINED and not rgb:
+        layers = channel_layers(viewer, image_layer)
+        if len(layers) > 1:
+            import dask.array as da
+
+            stack = da.stack([da.asarray(full_resolution(lay)) for lay in layers], axis=0)
+            per = [_limits(lay) for lay in layers]
+            kw.update(channel_axis=0, channel=choice)
+            if all(per):
+                kw["contrast_limits"] = per
+            return ImageSource(stack, kw, tuple(layers))
+    elif choice not in CHOICES and not rgb:
+        raise ImageError(
+            f"Image '{image_layer.name}' has no channel axis: channel {choice!r} cannot be picked."
+        )
+    if limits:
+        kw["contrast_limits"] = limits
+    return ImageSource(data, kw, (image_layer,))
