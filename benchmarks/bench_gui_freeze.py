@@ -20,7 +20,9 @@ event loop and changing the slice with no widget.  Prints numbers and a verdict 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import importlib
 import sys
 import tempfile
 import threading
@@ -36,6 +38,7 @@ from _common import cpu_model  # noqa: E402
 
 TICK_MS = 5
 REPORT_MS = 100
+TOP = 12  # stalls listed per run
 TARGET_MS = 250
 SCALE = (2.0, 0.325, 0.325)
 TRANSLATE = (10.0, -50.0, 120.0)
@@ -51,32 +54,86 @@ def _short(filename: str) -> str:
     return Path(filename).name
 
 
-def _culprit(frame) -> str:
-    """'first napari_sam2 frame -> ... -> leaf' of the frames below the bench driver."""
+def _culprit(frame) -> tuple[str, str]:
+    """(innermost napari_sam2 frame, leaf frames) below the bench driver's own frames."""
     stack = traceback.extract_stack(frame)
     mine = [i for i, f in enumerate(stack) if f.filename == str(HERE)]
     below = stack[mine[-1] + 1 :] if mine else stack
     if not below:
-        return "(Qt/C++: event processing or painting outside Python)"
+        return "(Qt/C++: event processing or painting outside Python)", ""
     fmt = [f"{_short(f.filename)}:{f.lineno} {f.name}" for f in below]
     own = [i for i, f in enumerate(below) if "napari_sam2" in f.filename]
     head = fmt[own[-1]] if own else fmt[0]
-    tail = [s for s in fmt[-2:] if s != head]
-    return " -> ".join([head, *tail])
+    return head, "".join(f" -> {t}" for t in fmt[-2:] if t != head)
+
+
+def _cause(samples: list[tuple[str, str]]) -> str:
+    """The one or two heads most sampled during a stall, with their commonest leaf."""
+    parts = []
+    for head, n in Counter(h for h, _ in samples).most_common(2):
+        if parts and n < 3:
+            break
+        tail = Counter(t for h, t in samples if h == head).most_common(1)[0][0]
+        parts.append(f"{100 * n // len(samples)}% {head}{tail}")
+    return "; ".join(parts) or "(no sample)"
+
+
+# Functions timed from the outside (main-thread calls only); missing ones are skipped.
+WRAPPED = (
+    "napari_sam2._widget:new_points_layer",
+    "napari_sam2._widget:new_shapes_layer",
+    "napari_sam2._widget:new_labels_layer",
+    "napari_sam2._widget:SAM2Widget.next_object",
+    "napari_sam2.adapter.session:SegmentationSession.prepare",
+    "napari_sam2.adapter.session:SegmentationSession._next_id",
+    "napari_sam2.adapter.session:plan_edits",
+    "napari_sam2.adapter.session:write_edits",
+    "napari_sam2.adapter.preview:PreviewLayer.show",
+    "napari_sam2.adapter.preview:PreviewLayer.clear",
+    "napari.layers:Labels.data_setitem",
+    "napari.layers:Labels.undo",
+    "napari.utils.colormaps.colormap:_cast_labels_data_to_texture_dtype_auto",
+)
+CALLS: dict[str, list[float]] = defaultdict(list)
+
+
+def instrument() -> None:
+    main = threading.get_ident()
+    for spec in WRAPPED:
+        mod, _, path = spec.partition(":")
+        owner = importlib.import_module(mod)
+        *parents, name = path.split(".")
+        for p in parents:
+            owner = getattr(owner, p)
+        fn = getattr(owner, name, None)
+        if fn is None:
+            continue
+
+        @functools.wraps(fn)
+        def timed(*a, _fn=fn, _key=path, **k):
+            if threading.get_ident() != main:
+                return _fn(*a, **k)
+            t0 = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                CALLS[_key].append((time.perf_counter() - t0) * 1e3)
+
+        setattr(owner, name, timed)
 
 
 class StallMonitor:
     """Main-thread heartbeat + a sampler thread that records stacks during stalls."""
 
     def __init__(self):
-        from qtpy.QtCore import QTimer, Qt
+        from qtpy.QtCore import Qt, QTimer
 
         self.phase = "startup"
         self.order: list[str] = []
         self.max_ms: dict[str, float] = defaultdict(float)
         self.n_over: Counter = Counter()
         self.stalls: list[tuple[str, float, str]] = []
-        self._samples: dict[float, list[str]] = {}
+        self._samples: dict[float, list[tuple[str, str]]] = {}
         self._main = threading.get_ident()
         self._last = time.perf_counter()
         self._stop = threading.Event()
@@ -110,8 +167,7 @@ class StallMonitor:
         self.max_ms[self.phase] = max(self.max_ms[self.phase], stall)
         if stall > REPORT_MS:
             self.n_over[self.phase] += 1
-            cause = Counter(samples).most_common(1)[0][0] if samples else "(no sample)"
-            self.stalls.append((self.phase, stall, cause))
+            self.stalls.append((self.phase, stall, _cause(samples)))
 
     def _sample(self):
         while not self._stop.wait(0.01):
@@ -244,7 +300,6 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
 
     def segment(phase="segment [S] + wait"):
         w.session.result = None
-        print("DBG", points.data, w.session.viewed_plane(), viewer.layers.selection.active)
         step(phase, lambda: press(viewer, "S"), until=lambda: not w.busy)
         if w.session.result is None:  # dropped (slice changed meanwhile): segment again
             step(phase, lambda: press(viewer, "S"), until=lambda: not w.busy)
@@ -260,7 +315,9 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
             mon.set_phase("change slice during encode")
             press(viewer, "S")
             for zz in (z + 1, z + 2, z):
-                step("change slice during encode", lambda zz=zz: viewer.dims.set_current_step(0, zz))
+                step(
+                    "change slice during encode", lambda zz=zz: viewer.dims.set_current_step(0, zz)
+                )
             wait_until(lambda: not w.busy)
             if w.session.result is None:
                 segment()
@@ -292,13 +349,16 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
     step("commit after undo [C]", lambda: press(viewer, "C"))
     mon.set_phase("idle at end")
     pump(1000)
-    n_ids = len(np.unique(labels.data[z2])) - 1 + len(np.unique(labels.data[zc])) - 1
     mon.stop()
-    mon.summary = f"{n_ids} objects written, {seg.stats.encodes} encode(s)"
+    planes = labels.data[[zc, z2]]
+    mon.summary = (
+        f"{len(np.unique(planes[0])) + len(np.unique(planes[1])) - 2} objects written "
+        f"({np.count_nonzero(planes) / 1e6:.2f} Mpx), {seg.stats.encodes} encode(s)"
+    )
+    mon.calls = dict(CALLS)
+    CALLS.clear()
     w.close()
     viewer.close()
-    del w, viewer, seg, labels, points, shapes, image
-    gc.collect()
     return mon
 
 
@@ -320,8 +380,12 @@ def report(runs: dict[str, StallMonitor]) -> None:
         verdict = "OK" if worst[1] <= TARGET_MS else "FREEZES"
         print(f"\n### {name}: {m.summary}; worst stall {worst[1]:.0f} ms in '{worst[0]}'")
         print(f"verdict vs {TARGET_MS} ms target: {verdict}")
-        for phase, ms, cause in sorted(m.stalls, key=lambda s: -s[1]):
-            print(f"  {ms:7.0f} ms  {phase:32s}  {cause}")
+        print(f"worst stalls (> {REPORT_MS} ms) and where the main thread was:")
+        for phase, ms, cause in sorted(m.stalls, key=lambda s: -s[1])[:TOP]:
+            print(f"  {ms:6.0f} ms  {phase:30s} {cause}")
+        print("main-thread calls (timed from outside): calls, max ms, total ms")
+        for key, t in sorted(m.calls.items(), key=lambda kv: -max(kv[1])):
+            print(f"  {key:48s} {len(t):4d} {max(t):7.0f} {sum(t):8.0f}")
 
 
 def main(argv=None) -> int:
@@ -332,6 +396,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import napari_sam2._widget  # noqa: F401  (keeps triton out before torch loads)
+
+    instrument()
 
     shape = (8, 512, 512) if args.small else (64, 2048, 2048)
     t0 = time.perf_counter()
@@ -345,6 +411,7 @@ def main(argv=None) -> int:
         for mode in modes:
             t1 = time.perf_counter()
             runs[f"{b} / {mode}"] = scenario(path, b, mode == "lazy", shape[0])
+            gc.collect()
             print(f"ran {b} / {mode} in {time.perf_counter() - t1:.0f} s", flush=True)
     report(runs)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
