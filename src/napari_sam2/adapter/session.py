@@ -257,4 +257,4 @@ class SegmentationSession:
         for lid, prompt in zip(ids, res.request.prompts.objects, strict=False):
             d = prompt.to_dict()
             d["plane"] = list(res.request.plane)
-            objs.setdefault(str(lid), []).append(d)
+            objs.setdefault(int(lid), []).append(d)
