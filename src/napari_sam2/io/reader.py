@@ -6,6 +6,13 @@ physical pixel sizes become ``scale`` with ``units``; ``axis_labels`` are set.
 Files larger than :data:`LAZY_THRESHOLD_BYTES` open lazily (tifffile ``aszarr``
 wrapped in a dask array), so only the planes being viewed are read.
 
+Pyramids (OME SubIFDs, tifffile series with levels) whose full-resolution level
+reaches :data:`MULTISCALE_MIN_SIZE` pixels open as multiscale layers (a list of
+lazy levels, full resolution first); smaller ones as a plain layer of level 0.
+napari reads every image series of a file (slide thumbnail/macro/label images
+excepted); the scripted :func:`open_tiff`/:func:`read_tiff` read ``series=0`` unless
+told otherwise, and :func:`open_tiff` returns one level (``level=0`` by default).
+
 Labels TIFFs written by :mod:`napari_sam2.io.writer` come back as a Labels layer
 with their provenance in ``layer.metadata["napari_sam2"]``. Integer TIFFs whose
 name ends in ``_labels`` (a common convention for ground truth) are also opened
