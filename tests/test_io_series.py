@@ -195,3 +195,16 @@ def test_parse_ome_picks_the_image_of_the_series():
     assert picked["name"] == "b"
     # no image of that size: nothing rather than another image's pixel size
     assert meta.parse_ome(_OME, 0, size_yx=(5, 5))["sizes"] == {}
+
+
+def test_lazy_reading_of_a_later_series(two_ome_images):
+    import dask.array as da
+
+    path, _, stack = two_ome_images
+    data, info = open_tiff(path, series=1, lazy=True)
+    assert isinstance(data, da.Array) and info.lazy
+    assert data.shape == (4, 32, 40) and data.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(data[2]), stack[2])
+    layers = read_tiff(path, series="all", lazy=True)
+    assert all(isinstance(d, da.Array) for d, _, _ in layers)
+    np.testing.assert_array_equal(np.asarray(layers[2][0][3]), stack[3])
