@@ -1,6 +1,7 @@
 """Shared fixtures of the test suite.
 
 - ``shared_data``: the real microscopy files in ``../shared/data`` (skips when absent).
+- ``shared_index``: the entries of its ``index.json`` (file, axes, shape, dtype, scale, labels).
 - ``sam2_random_checkpoint``: the real SAM 2.1 tiny architecture with random weights,
   saved as an official-looking checkpoint file (``sam2.1_hiera_tiny.pt``) in a tmp folder.
 - ``sam2_random_segmenter``: a :class:`Segmenter` loaded from that checkpoint through the
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_index(shared_data) -> list[dict]:
+    """The entries of ``shared_data / "index.json"``, one per image (skips when absent)."""
+    path = shared_data / "index.json"
+    if not path.is_file():
+        pytest.skip(f"shared test data index not found at {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture

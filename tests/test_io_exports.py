@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
@@ -11,15 +9,13 @@ from PIL import Image
 
 from napari_sam2.io.exports import _to_uint8, cutout_rgba, export_object_masks, save_cutout
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture
-def nuclei() -> tuple[np.ndarray, np.ndarray]:
-    image = SHARED / "nuclei2d_dsb2018_uint16.tif"
-    if not image.is_file():
-        pytest.skip(f"shared test data not found at {SHARED}")
-    return tifffile.imread(image), tifffile.imread(SHARED / "nuclei2d_dsb2018_uint16_labels.tif")
+def nuclei(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16.tif"),
+        tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16_labels.tif"),
+    )
 
 
 def test_mask_png_per_object(nuclei, tmp_path):

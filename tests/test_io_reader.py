@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
 
 from napari_sam2.io.reader import TiffReadError, get_reader, open_tiff, read_tiff
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared() -> Path:
-    if not (SHARED / "index.json").is_file():
-        pytest.skip(f"shared test data not found at {SHARED}")
-    return SHARED
-
-
-def _index() -> list[dict]:
-    path = SHARED / "index.json"
-    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def _expected_layers(entry: dict) -> tuple[int, tuple, list | None]:
@@ -35,43 +18,59 @@ def _expected_layers(entry: dict) -> tuple[int, tuple, list | None]:
     return count, tuple(shape[i] for i in keep), layer_scale
 
 
-@pytest.mark.parametrize("entry", _index(), ids=lambda e: e["file"])
-def test_reader_on_every_shared_image(shared, entry):
-    path = shared / entry["file"]
-    reader = get_reader(str(path))
-    assert callable(reader)
-    layers = reader(str(path))
-    count, shape, scale = _expected_layers(entry)
-    assert len(layers) == count
-    axes = entry["axes"].replace("C", "").lower()
-    for data, kwargs, layer_type in layers:
-        assert layer_type == "image"
-        assert data.shape == shape
-        assert data.dtype == np.dtype(entry["dtype"])
-        np.testing.assert_allclose(kwargs["scale"], scale, rtol=1e-5)
-        assert kwargs["axis_labels"] == tuple(axes)
-        expected_unit = "micrometer" if entry["scale"] else "pixel"
-        assert kwargs["units"] == (expected_unit,) * len(shape)
-        low, high = kwargs["contrast_limits"]
-        assert low < high
+def _check_each(entries: list[dict], check) -> None:
+    """Run ``check(entry)`` on every entry; report every failing file at once."""
+    failures = []
+    for entry in entries:
+        try:
+            check(entry)
+        except AssertionError as exc:
+            failures.append(f"{entry['file']}: {exc}")
+    assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize(
-    "entry", [e for e in _index() if e.get("labels")], ids=lambda e: e["file"]
-)
-def test_ground_truth_labels_open_as_labels(shared, entry):
-    layers = read_tiff(shared / entry["labels"])
-    assert len(layers) == 1
-    data, kwargs, layer_type = layers[0]
-    assert layer_type == "labels"
-    assert data.shape == tuple(entry["shape"])
-    assert data.dtype == np.uint16
-    assert data.max() > 1
-    assert "napari_sam2" not in kwargs.get("metadata", {})
+def test_reader_on_every_shared_image(shared_data, shared_index):
+    def check(entry: dict) -> None:
+        path = shared_data / entry["file"]
+        reader = get_reader(str(path))
+        assert callable(reader)
+        layers = reader(str(path))
+        count, shape, scale = _expected_layers(entry)
+        assert len(layers) == count
+        axes = entry["axes"].replace("C", "").lower()
+        for data, kwargs, layer_type in layers:
+            assert layer_type == "image"
+            assert data.shape == shape
+            assert data.dtype == np.dtype(entry["dtype"])
+            np.testing.assert_allclose(kwargs["scale"], scale, rtol=1e-5)
+            assert kwargs["axis_labels"] == tuple(axes)
+            expected_unit = "micrometer" if entry["scale"] else "pixel"
+            assert kwargs["units"] == (expected_unit,) * len(shape)
+            low, high = kwargs["contrast_limits"]
+            assert low < high
+
+    assert len(shared_index) >= 8
+    _check_each(shared_index, check)
 
 
-def test_ome_two_channels_become_two_layers(shared):
-    layers = read_tiff(shared / "mitosis_spindle_zcyx_uint16.ome.tif")
+def test_ground_truth_labels_open_as_labels(shared_data, shared_index):
+    def check(entry: dict) -> None:
+        layers = read_tiff(shared_data / entry["labels"])
+        assert len(layers) == 1
+        data, kwargs, layer_type = layers[0]
+        assert layer_type == "labels"
+        assert data.shape == tuple(entry["shape"])
+        assert data.dtype == np.uint16
+        assert data.max() > 1
+        assert "napari_sam2" not in kwargs.get("metadata", {})
+
+    with_labels = [e for e in shared_index if e.get("labels")]
+    assert len(with_labels) >= 6
+    _check_each(with_labels, check)
+
+
+def test_ome_two_channels_become_two_layers(shared_data):
+    layers = read_tiff(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif")
     assert len(layers) == 2
     (d0, k0, _), (d1, k1, _) = layers
     assert d0.shape == d1.shape == (5, 170, 240)
@@ -82,12 +81,12 @@ def test_ome_two_channels_become_two_layers(shared):
     assert (k0["name"], k1["name"]) == ("LED555", "LED470")
     assert (k0["colormap"], k1["colormap"]) == ("magenta", "green")
     assert (k0["blending"], k1["blending"]) == ("translucent_no_depth", "additive")
-    full = tifffile.imread(shared / "mitosis_spindle_zcyx_uint16.ome.tif")
+    full = tifffile.imread(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif")
     np.testing.assert_array_equal(d1, full[:, 1])
 
 
-def test_imagej_metadata_scale(shared):
-    data, info = open_tiff(shared / "ovule_membrane_zyx_uint8.tif")
+def test_imagej_metadata_scale(shared_data):
+    data, info = open_tiff(shared_data / "ovule_membrane_zyx_uint8.tif")
     assert info.kind == "imagej"
     assert info.axes == "ZYX"
     np.testing.assert_allclose(info.scale, (0.235, 0.15, 0.15), rtol=1e-6)
@@ -95,10 +94,10 @@ def test_imagej_metadata_scale(shared):
     assert isinstance(data, np.ndarray)
 
 
-def test_forced_lazy_returns_dask_and_reads_one_plane(shared):
+def test_forced_lazy_returns_dask_and_reads_one_plane(shared_data):
     import dask.array as da
 
-    path = shared / "mitosis_spindle_zcyx_uint16.ome.tif"
+    path = shared_data / "mitosis_spindle_zcyx_uint16.ome.tif"
     layers = read_tiff(path, lazy=True)
     data = layers[1][0]
     assert isinstance(data, da.Array)
@@ -110,10 +109,10 @@ def test_forced_lazy_returns_dask_and_reads_one_plane(shared):
     assert data[3].npartitions == 1
 
 
-def test_lazy_threshold_decides(shared):
+def test_lazy_threshold_decides(shared_data):
     import dask.array as da
 
-    path = shared / "ovule_membrane_zyx_uint8.tif"
+    path = shared_data / "ovule_membrane_zyx_uint8.tif"
     eager, info = open_tiff(path)
     assert isinstance(eager, np.ndarray) and not info.lazy
     lazy, info = open_tiff(path, lazy_threshold=1000)
@@ -123,8 +122,8 @@ def test_lazy_threshold_decides(shared):
 
 # The file's pixel data end at byte 524 656; every cut below loses pixels.
 @pytest.mark.parametrize("nbytes", [100, 1000, 200_000, 524_000])
-def test_truncated_tiff_gives_clear_error(shared, tmp_path, nbytes):
-    source = (shared / "ovule_membrane_zyx_uint8.tif").read_bytes()
+def test_truncated_tiff_gives_clear_error(shared_data, tmp_path, nbytes):
+    source = (shared_data / "ovule_membrane_zyx_uint8.tif").read_bytes()
     broken = tmp_path / "broken_stack.tif"
     broken.write_bytes(source[:nbytes])
     reader = get_reader(str(broken))
@@ -133,8 +132,8 @@ def test_truncated_tiff_gives_clear_error(shared, tmp_path, nbytes):
         reader(str(broken))  # ... but cannot be read
 
 
-def test_truncated_ome_tiff_gives_clear_error(shared, tmp_path):
-    source = (shared / "em_fibsem_medulla_zyx_uint8.ome.tif").read_bytes()
+def test_truncated_ome_tiff_gives_clear_error(shared_data, tmp_path):
+    source = (shared_data / "em_fibsem_medulla_zyx_uint8.ome.tif").read_bytes()
     broken = tmp_path / "cut.ome.tif"
     broken.write_bytes(source[: len(source) // 2])
     with pytest.raises(TiffReadError, match=r"cut\.ome\.tif"):
@@ -211,9 +210,9 @@ def test_rgb_tiff_is_one_rgb_layer(tmp_path):
     assert kwargs["axis_labels"] == ("y", "x")
 
 
-def test_napari_opens_ome_with_plugin(shared, make_napari_viewer):
+def test_napari_opens_ome_with_plugin(shared_data, make_napari_viewer):
     viewer = make_napari_viewer()
-    layers = viewer.open(shared / "mitosis_spindle_zcyx_uint16.ome.tif", plugin="napari-sam2")
+    layers = viewer.open(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif", plugin="napari-sam2")
     assert [layer.name for layer in layers] == ["LED555", "LED470"]
     for layer in layers:
         assert layer.data.shape == (5, 170, 240)
@@ -223,11 +222,13 @@ def test_napari_opens_ome_with_plugin(shared, make_napari_viewer):
     assert layers[1].colormap.name == "green"
 
 
-def test_napari_opens_ground_truth_labels(shared, make_napari_viewer):
+def test_napari_opens_ground_truth_labels(shared_data, make_napari_viewer):
     from napari.layers import Labels
 
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(shared / "ovule_membrane_zyx_uint8_labels.tif", plugin="napari-sam2")
+    (layer,) = viewer.open(
+        shared_data / "ovule_membrane_zyx_uint8_labels.tif", plugin="napari-sam2"
+    )
     assert isinstance(layer, Labels)
     assert layer.data.shape == (32, 128, 128)
     np.testing.assert_allclose(layer.scale, (0.235, 0.15, 0.15))

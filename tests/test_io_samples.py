@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
@@ -15,8 +13,6 @@ from napari_sam2.io.samples import (
     nuclei_3d,
     sample_path,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.mark.parametrize(
@@ -64,10 +60,8 @@ def test_nuclei_2d_stays_16_bit_with_its_dynamic_range():
         ("bacteria_timelapse", "bacteria_phase_tyx_uint8.tif", 10),
     ],
 )
-def test_samples_are_the_real_pixels(key, shared_name, frames):
-    if not (SHARED / shared_name).is_file():
-        pytest.skip(f"shared test data not found at {SHARED}")
-    original = tifffile.imread(SHARED / shared_name)
+def test_samples_are_the_real_pixels(shared_data, key, shared_name, frames):
+    original = tifffile.imread(shared_data / shared_name)
     if frames:
         original = original[:frames]
     np.testing.assert_array_equal(tifffile.imread(sample_path(key)), original)

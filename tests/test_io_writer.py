@@ -21,15 +21,6 @@ from napari_sam2.io.provenance import (
 from napari_sam2.io.reader import read_tiff
 from napari_sam2.io.writer import LabelsWriteError, load_labels, save_labels, write_labels
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared() -> Path:
-    if not (SHARED / "index.json").is_file():
-        pytest.skip(f"shared test data not found at {SHARED}")
-    return SHARED
-
 
 def _provenance() -> dict:
     return make_provenance(
@@ -65,15 +56,15 @@ def _provenance() -> dict:
         ),
     ],
 )
-def test_round_trip_real_stack(shared, tmp_path, image, labels, target, scale):
+def test_round_trip_real_stack(shared_data, tmp_path, image, labels, target, scale):
     # read the image: scale, units and axes come from ImageJ / OME metadata
-    ((img, img_kwargs, kind),) = read_tiff(shared / image)
+    ((img, img_kwargs, kind),) = read_tiff(shared_data / image)
     assert kind == "image"
     np.testing.assert_allclose(img_kwargs["scale"], scale, rtol=1e-6)
     assert img_kwargs["axis_labels"] == ("z", "y", "x")
     assert img_kwargs["units"] == ("micrometer",) * 3
     # the ground truth plays the segmentation, as a napari Labels layer would hold it
-    segmentation = tifffile.imread(shared / labels).astype(np.int32)
+    segmentation = tifffile.imread(shared_data / labels).astype(np.int32)
     assert segmentation.shape == img.shape
     provenance = _provenance()
     attributes = {
@@ -99,8 +90,8 @@ def test_round_trip_real_stack(shared, tmp_path, image, labels, target, scale):
     assert kwargs["metadata"]["napari_sam2"]["objects"][7]["plane"] == [12]
 
 
-def test_imagej_labels_are_calibrated_for_fiji(shared, tmp_path):
-    labels = tifffile.imread(shared / "ovule_membrane_zyx_uint8_labels.tif")
+def test_imagej_labels_are_calibrated_for_fiji(shared_data, tmp_path):
+    labels = tifffile.imread(shared_data / "ovule_membrane_zyx_uint8_labels.tif")
     path = save_labels(tmp_path / "l.tif", labels, (0.235, 0.15, 0.15), "um", "ZYX")
     with tifffile.TiffFile(path) as tif:
         assert tif.is_imagej
@@ -127,8 +118,8 @@ def test_ome_labels_have_physical_sizes(tmp_path):
     assert 'Namespace="napari-sam2/labels"' in xml
 
 
-def test_load_labels_of_foreign_file(shared):
-    data, info = load_labels(shared / "nuclei3d_ovule_zyx_uint8_labels.tif")
+def test_load_labels_of_foreign_file(shared_data):
+    data, info = load_labels(shared_data / "nuclei3d_ovule_zyx_uint8_labels.tif")
     assert data.shape == (100, 100, 100) and data.dtype == np.uint16
     assert len(np.unique(data)) - 1 == 54
     assert info["axes"] == "ZYX"
@@ -285,12 +276,12 @@ def test_normalise_provenance_is_idempotent():
 # -- through napari ---------------------------------------------------------------------
 
 
-def test_napari_save_and_reopen_labels(shared, tmp_path, make_napari_viewer):
+def test_napari_save_and_reopen_labels(shared_data, tmp_path, make_napari_viewer):
     from napari.layers import Labels
 
     viewer = make_napari_viewer()
-    (image,) = viewer.open(shared / "ovule_membrane_zyx_uint8.tif", plugin="napari-sam2")
-    segmentation = tifffile.imread(shared / "ovule_membrane_zyx_uint8_labels.tif")
+    (image,) = viewer.open(shared_data / "ovule_membrane_zyx_uint8.tif", plugin="napari-sam2")
+    segmentation = tifffile.imread(shared_data / "ovule_membrane_zyx_uint8_labels.tif")
     provenance = _provenance()
     layer = viewer.add_labels(
         segmentation.astype(np.int32),

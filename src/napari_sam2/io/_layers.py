@@ -66,7 +66,20 @@ def labels_layer(data: Any, info: TiffInfo, name: str) -> tuple:
     return (data, kwargs, "labels")
 
 
-def image_layers(data: Any, info: TiffInfo, name: str) -> list[tuple]:
+def _levels_of(data: Any, multiscale: bool) -> list:
+    return list(data) if multiscale else [data]
+
+
+def image_layers(
+    data: Any, info: TiffInfo, name: str, *, suffix: str = "", multiscale: bool = False
+) -> list[tuple]:
+    """One image LayerData tuple per channel (one for gray or RGB data).
+
+    With ``multiscale=True``, ``data`` is the list of pyramid levels (full resolution
+    first) and every layer gets the list of its channel's levels, ``multiscale=True``,
+    level 0's scale, and contrast limits from the smallest level. ``suffix`` is appended
+    to every layer name (the series, for files with several).
+    """
     axes = info.axes
     rgb = axes.endswith("S") and info.shape[-1] in (3, 4)
     if "S" in axes and not rgb:
@@ -78,28 +91,35 @@ def image_layers(data: Any, info: TiffInfo, name: str) -> list[tuple]:
         "axis_labels": tuple(axes[i].lower() for i in keep),
         "rgb": rgb,
     }
+    if multiscale:
+        base["multiscale"] = True
+    levels = _levels_of(data, multiscale)
+    # display limits: from the smallest level of a pyramid, from the middle plane
+    # (of leading axes such as Z or T) of lazy data
+    sample_lazy = info.lazy or multiscale
     if "C" not in axes:
-        kwargs = {**base, "name": name}
+        kwargs = {**base, "name": name + suffix}
         if not rgb:
-            kwargs["contrast_limits"] = _display_limits(data, info.lazy)
+            kwargs["contrast_limits"] = _display_limits(levels[-1], sample_lazy)
             kwargs["colormap"] = "gray"
         return [(data, kwargs, "image")]
     c_axis = axes.index("C")
-    count = data.shape[c_axis]
+    count = info.shape[c_axis]
+    pick = (slice(None),) * c_axis
     layers = []
     for i in range(count):
-        channel = data[(slice(None),) * c_axis + (i,)]
+        channel = [level[(*pick, i)] for level in levels]
         cname = info.channel_names[i] if info.channel_names else None
         kwargs = {
             **base,
-            "name": cname or f"{name} [c{i}]",
+            "name": (cname or f"{name} [c{i}]") + suffix,
             "colormap": _channel_colormap(cname, i, count),
             "blending": "translucent_no_depth" if i == 0 else "additive",
             "contrast_limits": (
                 list(info.ranges[i])
                 if info.ranges and len(info.ranges) == count
-                else _display_limits(channel, info.lazy, 3 if rgb else 2)
+                else _display_limits(channel[-1], sample_lazy, 3 if rgb else 2)
             ),
         }
-        layers.append((channel, kwargs, "image"))
+        layers.append((channel if multiscale else channel[0], kwargs, "image"))
     return layers

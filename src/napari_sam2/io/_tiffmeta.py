@@ -190,45 +190,80 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def parse_ome(xml: str) -> dict:
-    """Extract what the reader needs from OME-XML (first image only).
+def _parse_pixels(pixels: ET.Element) -> dict:
+    sizes: dict[str, tuple[float, str]] = {}
+    attrs = pixels.attrib
+    for axis, key, unit_key, default in (
+        ("X", "PhysicalSizeX", "PhysicalSizeXUnit", "µm"),
+        ("Y", "PhysicalSizeY", "PhysicalSizeYUnit", "µm"),
+        ("Z", "PhysicalSizeZ", "PhysicalSizeZUnit", "µm"),
+        ("T", "TimeIncrement", "TimeIncrementUnit", "s"),
+    ):
+        if key in attrs:
+            try:
+                value = float(attrs[key])
+            except ValueError:
+                continue
+            if value > 0:
+                sizes[axis] = (value, attrs.get(unit_key, default))
+    channels, colors = [], []
+    for channel in pixels:
+        if _local(channel.tag) == "Channel":
+            channels.append(channel.attrib.get("Name"))
+            color = channel.attrib.get("Color")
+            colors.append(int(color) if color not in (None, "") else None)
+    try:
+        size_yx = (int(attrs["SizeY"]), int(attrs["SizeX"]))
+    except (KeyError, ValueError):
+        size_yx = None
+    return {"sizes": sizes, "channels": channels, "colors": colors, "size_yx": size_yx}
+
+
+def parse_ome(
+    xml: str, image: int = 0, *, name: str | None = None, size_yx: tuple | None = None
+) -> dict:
+    """Extract what the reader needs from OME-XML for one image (the first by default).
+
+    ``image`` is the index of the OME ``Image`` (tifffile's series index). When
+    ``size_yx`` is given and that image's ``SizeY``/``SizeX`` differ (tifffile skips
+    images it cannot read, so indices can shift), the first image with that size,
+    preferring one called ``name``, is used; if none matches, no sizes or channels
+    are returned rather than another image's.
 
     Returns a dict with ``sizes`` ({axis: (size, unit)}), ``channels`` (names),
-    ``colors`` (OME int colours or None) and ``record`` (our labels record or None).
+    ``colors`` (OME int colours or None), ``name`` (the image name) and ``record``
+    (our labels record or None).
     """
-    out: dict[str, Any] = {"sizes": {}, "channels": [], "colors": [], "record": None}
-    seen_pixels = False
+    out: dict[str, Any] = {
+        "sizes": {},
+        "channels": [],
+        "colors": [],
+        "name": None,
+        "record": None,
+    }
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return out
+    images: list[tuple[str | None, dict]] = []
     for element in root.iter():
         tag = _local(element.tag)
-        if tag == "Pixels" and not seen_pixels:
-            seen_pixels = True
-            attrs = element.attrib
-            for axis, key, unit_key, default in (
-                ("X", "PhysicalSizeX", "PhysicalSizeXUnit", "µm"),
-                ("Y", "PhysicalSizeY", "PhysicalSizeYUnit", "µm"),
-                ("Z", "PhysicalSizeZ", "PhysicalSizeZUnit", "µm"),
-                ("T", "TimeIncrement", "TimeIncrementUnit", "s"),
-            ):
-                if key in attrs:
-                    try:
-                        value = float(attrs[key])
-                    except ValueError:
-                        continue
-                    if value > 0:
-                        out["sizes"][axis] = (value, attrs.get(unit_key, default))
-            for channel in element:
-                if _local(channel.tag) == "Channel":
-                    out["channels"].append(channel.attrib.get("Name"))
-                    color = channel.attrib.get("Color")
-                    out["colors"].append(int(color) if color not in (None, "") else None)
+        if tag == "Image":
+            pixels = next((c for c in element if _local(c.tag) == "Pixels"), None)
+            if pixels is not None:
+                images.append((element.attrib.get("Name"), _parse_pixels(pixels)))
         elif tag == "CommentAnnotation" and element.attrib.get("Namespace") == OME_NAMESPACE:
             for child in element:
                 if _local(child.tag) == "Value" and out["record"] is None:
                     out["record"] = record_from_text(child.text or "")
+    chosen = images[image] if 0 <= image < len(images) else None
+    if size_yx is not None and (chosen is None or chosen[1]["size_yx"] != tuple(size_yx)):
+        same_size = [im for im in images if im[1]["size_yx"] == tuple(size_yx)]
+        named = [im for im in same_size if name and im[0] == name]
+        chosen = (named or same_size or [None])[0]
+    if chosen is not None:
+        out["name"] = chosen[0]
+        out.update({k: chosen[1][k] for k in ("sizes", "channels", "colors")})
     return out
 
 

@@ -6,6 +6,13 @@ physical pixel sizes become ``scale`` with ``units``; ``axis_labels`` are set.
 Files larger than :data:`LAZY_THRESHOLD_BYTES` open lazily (tifffile ``aszarr``
 wrapped in a dask array), so only the planes being viewed are read.
 
+Pyramids (OME SubIFDs, tifffile series with levels) whose full-resolution level
+reaches :data:`MULTISCALE_MIN_SIZE` pixels open as multiscale layers (a list of
+lazy levels, full resolution first); smaller ones as a plain layer of level 0.
+napari reads every image series of a file (slide thumbnail/macro/label images
+excepted); the scripted :func:`open_tiff`/:func:`read_tiff` read ``series=0`` unless
+told otherwise, and :func:`open_tiff` returns one level (``level=0`` by default).
+
 Labels TIFFs written by :mod:`napari_sam2.io.writer` come back as a Labels layer
 with their provenance in ``layer.metadata["napari_sam2"]``. Integer TIFFs whose
 name ends in ``_labels`` (a common convention for ground truth) are also opened
@@ -16,21 +23,31 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import tifffile
 
-from . import _tiffmeta as meta
 from ._layers import image_layers, labels_layer
-from .provenance import ProvenanceError, normalise_provenance
+from ._pyramid import MULTISCALE_MIN_SIZE, lazy_array, wants_multiscale
+from ._series import (
+    TiffInfo,
+    TiffReadError,
+    check_complete,
+    image_series,
+    read_info,
+    series_label,
+    stem,
+)
 
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
+    "MULTISCALE_MIN_SIZE",
     "TiffInfo",
     "TiffReadError",
     "get_reader",
@@ -43,76 +60,6 @@ LAZY_THRESHOLD_BYTES = 256 * 2**20
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_LABELS_SUFFIXES = ("_labels", "_label")
-
-
-class TiffReadError(ValueError):
-    """A file that looks like a TIFF could not be read (corrupt, truncated, unsupported)."""
-
-
-@dataclass(frozen=True)
-class TiffInfo:
-    """What the reader learned about a TIFF file, besides its pixels.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        The file.
-    axes : str
-        One letter per array axis, e.g. ``"ZCYX"`` (tifffile axis codes).
-    shape : tuple of int
-        Array shape.
-    dtype : numpy.dtype
-        Pixel type.
-    scale : tuple of float
-        Pixel size per axis (1.0 where unknown, and for C/S).
-    units : tuple of str
-        Unit per axis (``"micrometer"``, ``"second"``, ``"pixel"`` ...).
-    channel_names : tuple of str or None
-        Channel names from OME metadata, one per C entry, where present.
-    ranges : tuple of (float, float) or None
-        ImageJ display ranges per channel, where present.
-    kind : str
-        ``"ome"``, ``"imagej"``, ``"shaped"`` or ``"tiff"``.
-    record : dict or None
-        The napari-sam2 labels record, for labels TIFFs we wrote.
-    lazy : bool
-        Whether the array returned with this info is a dask array.
-    """
-
-    path: Path
-    axes: str
-    shape: tuple
-    dtype: np.dtype
-    scale: tuple
-    units: tuple
-    channel_names: tuple | None = None
-    ranges: tuple | None = None
-    kind: str = "tiff"
-    record: dict | None = None
-    lazy: bool = False
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def is_labels(self) -> bool:
-        """True for labels TIFFs: ours, or integer ``*_labels.tif`` single-channel files."""
-        if self.record is not None:
-            return True
-        stem = _stem(self.path).lower()
-        return (
-            np.issubdtype(self.dtype, np.integer)
-            and stem.endswith(_LABELS_SUFFIXES)
-            and "C" not in self.axes
-            and "S" not in self.axes
-        )
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def _has_tiff_magic(path: Path) -> bool:
@@ -151,7 +98,7 @@ def get_reader(path: str | list[str]):
 
 
 def _napari_reader(path: str) -> list[tuple]:
-    return read_tiff(path)
+    return read_tiff(path, series="all")
 
 
 @contextmanager
@@ -172,109 +119,78 @@ def _tifffile_errors():
         logger.removeHandler(handler)
 
 
-def _read_info(tif: tifffile.TiffFile, path: Path, lazy: bool) -> TiffInfo:
-    series = tif.series[0]
-    axes, shape = series.axes, tuple(series.shape)
-    page = series.keyframe
-    sizes: dict[str, tuple[float, str]] = {}
-    channel_names = ranges = record = None
-    kind = "tiff"
-    if tif.is_ome:
-        kind = "ome"
-        ome = meta.parse_ome(tif.ome_metadata or "")
-        sizes = ome["sizes"]
-        record = ome["record"]
-        if any(ome["channels"]) and len(ome["channels"]) == dict(
-            zip(axes, shape, strict=True)
-        ).get("C"):
-            channel_names = tuple(name or f"c{i}" for i, name in enumerate(ome["channels"]))
-    elif tif.is_imagej:
-        kind = "imagej"
-        sizes = meta.pixel_size_imagej(tif.imagej_metadata or {}, page)
-        ij = tif.imagej_metadata or {}
-        record = meta.record_from_text(ij.get("Info"))
-        raw = ij.get("Ranges")
-        if raw is not None and len(raw) % 2 == 0:
-            ranges = tuple((float(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2))
-    else:
-        if tif.is_shaped and tif.shaped_metadata:
-            kind = "shaped"
-            record = meta.record_from_text(tif.shaped_metadata[0].get(meta.RECORD_KEY))
-        sizes = meta.pixel_size_plain(page)
-    if "X" in sizes and "Y" not in sizes:
-        sizes["Y"] = sizes["X"]
-    scale = tuple(float(sizes[a][0]) if a in sizes else 1.0 for a in axes)
-    units = tuple(
-        meta.normalise_unit(sizes[a][1]) or "pixel" if a in sizes else "pixel" for a in axes
-    )
-    if record is not None:
-        record = _checked_record(record, axes, path)
-        scale = tuple(record["scale"])
-        units = tuple(record["units"])
-    return TiffInfo(
-        path=path,
-        axes=axes,
-        shape=shape,
-        dtype=np.dtype(series.dtype),
-        scale=scale,
-        units=units,
-        channel_names=channel_names,
-        ranges=ranges,
-        kind=kind,
-        record=record,
-        lazy=lazy,
-    )
+def _checked_path(path: str | os.PathLike) -> Path:
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not _has_tiff_magic(path):
+        raise TiffReadError(f"{path.name} is not a TIFF file (no TIFF header)")
+    return path
 
 
-def _checked_record(record: dict, axes: str, path: Path) -> dict:
-    """Validate our labels record against the file; normalise its provenance."""
-    ndim = len(axes)
-    if record.get("axes") != axes:
-        raise TiffReadError(
-            f"{path.name}: napari-sam2 labels record has axes {record.get('axes')!r} "
-            f"but the image has {axes!r}"
-        )
-    for key in ("scale", "units", "translate"):
-        value = record.get(key)
-        if not isinstance(value, list) or len(value) != ndim:
-            raise TiffReadError(f"{path.name}: napari-sam2 labels record has a bad {key!r}")
-    provenance = record.get("provenance")
-    if provenance is not None:
-        try:
-            provenance = normalise_provenance(provenance)
-        except ProvenanceError as exc:
-            raise TiffReadError(f"{path.name}: invalid provenance in labels file: {exc}") from exc
-    return {**record, "provenance": provenance}
-
-
-def _check_complete(tif: tifffile.TiffFile, path: Path) -> None:
-    """Raise if the series' pixel data extend past the end of the file."""
-    size = path.stat().st_size
-    series = tif.series[0]
-    if series.dataoffset is not None:
-        if series.dataoffset + series.nbytes > size:
-            raise TiffReadError(
-                f"{path.name} is truncated: pixel data end at byte "
-                f"{series.dataoffset + series.nbytes}, file has {size} bytes"
-            )
-        return
-    for page in (series.keyframe, series.pages[-1] if len(series.pages) else None):
-        if page is None:
-            continue
-        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-            if offset + count > size:
+@contextmanager
+def _opened(path: Path) -> Iterator[tifffile.TiffFile]:
+    """Open ``path`` with tifffile; every failure becomes a TiffReadError naming the file."""
+    try:
+        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+            if not tif.series:
                 raise TiffReadError(
-                    f"{path.name} is truncated: a strip/tile ends at byte {offset + count}, "
-                    f"file has {size} bytes"
+                    f"{path.name} contains no readable image (empty or truncated file)"
                 )
+            yield tif
+            if errors:
+                raise TiffReadError(f"{path.name} is corrupt: {'; '.join(errors)}")
+    except TiffReadError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, EOFError) as exc:
+        raise TiffReadError(f"cannot read {path.name}: {exc or type(exc).__name__}") from exc
 
 
-def _lazy_array(path: Path):
-    import dask.array as da
-    import zarr
+def _index(value: int, count: int, what: str, path: Path) -> int:
+    """Python-style index (negative counts from the end) checked against ``count``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, not {value!r}")
+    if not -count <= value < count:
+        plural = what if what.endswith("s") else f"{what}s"
+        raise TiffReadError(f"{path.name} has {count} {plural}; {what}={value} does not exist")
+    return int(value) % count
 
-    store = tifffile.imread(path, aszarr=True, series=0, level=0)
-    return da.from_zarr(zarr.open(store, mode="r"))
+
+def _open(
+    path: Path,
+    *,
+    lazy: bool | None,
+    lazy_threshold: int,
+    series: int,
+    level: int,
+    multiscale: bool | None,
+) -> tuple[Any, TiffInfo]:
+    """open_tiff's body. Unless ``multiscale`` is False, a pyramid that
+    :func:`wants_multiscale` comes back as a list of lazy levels (``info.level`` 0)."""
+    with _opened(path) as tif:
+        index = _index(series, len(tif.series), "series", path)
+        levels = tif.series[index].levels
+        level = _index(level, len(levels), "level", path)
+        info = read_info(tif, path, True, index, level)
+        pyramid = (
+            multiscale is not False
+            and level == 0
+            and not info.is_labels
+            and wants_multiscale(info, multiscale)
+        )
+        nbytes = levels[level].nbytes
+        use_lazy = pyramid or (nbytes > lazy_threshold if lazy is None else bool(lazy))
+        info = replace(info, lazy=use_lazy)
+        check_complete(tif, path, index)
+        data = None if use_lazy else levels[level].asarray()
+    try:
+        if pyramid:
+            data = [lazy_array(path, index, i) for i in range(len(levels))]
+        elif use_lazy:
+            data = lazy_array(path, index, level)
+    except (tifffile.TiffFileError, ValueError, OSError, KeyError) as exc:
+        raise TiffReadError(f"cannot read {path.name}: {exc or type(exc).__name__}") from exc
+    return data, info
 
 
 def open_tiff(
@@ -282,8 +198,10 @@ def open_tiff(
     *,
     lazy: bool | None = None,
     lazy_threshold: int = LAZY_THRESHOLD_BYTES,
+    series: int = 0,
+    level: int = 0,
 ) -> tuple[Any, TiffInfo]:
-    """Open a TIFF file as an array plus its metadata, without napari.
+    """Open one image of a TIFF file as an array plus its metadata, without napari.
 
     Parameters
     ----------
@@ -295,47 +213,39 @@ def open_tiff(
         size: lazy when the pixel data exceed ``lazy_threshold`` bytes.
     lazy_threshold : int
         Size in bytes above which ``lazy=None`` opens lazily.
+    series : int
+        Which image series of the file (default 0, the first); negative values count
+        from the end. ``info.series_count`` says how many there are.
+    level : int
+        Which pyramid level of the series: 0 (default) is full resolution, 1 the
+        next coarser one, -1 the smallest. ``info.level_shapes`` lists every level;
+        plain images have one. ``info.scale`` is that level's pixel size.
 
     Returns
     -------
     data : numpy.ndarray or dask.array.Array
-        The first image series, in ``info.axes`` order.
+        One array, in ``info.axes`` order: the chosen level of the chosen series
+        (never a list, even for a pyramid; :func:`read_tiff` builds multiscale layers).
     info : TiffInfo
-        Axes, scale, units, channel names and our labels record, if any.
+        Axes, scale, units, channel names, series and levels, and our labels record,
+        if any.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     TiffReadError
-        If the file is not a TIFF, or is corrupt or truncated. The message names
-        the file.
+        If the file is not a TIFF, or is corrupt or truncated, or has no such series
+        or level. The message names the file.
     """
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    if not _has_tiff_magic(path):
-        raise TiffReadError(f"{path.name} is not a TIFF file (no TIFF header)")
-    try:
-        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise TiffReadError(
-                    f"{path.name} contains no readable image (empty or truncated file)"
-                )
-            nbytes = tif.series[0].nbytes
-            use_lazy = nbytes > lazy_threshold if lazy is None else bool(lazy)
-            info = _read_info(tif, path, use_lazy)
-            _check_complete(tif, path)
-            data = None if use_lazy else tif.series[0].asarray()
-            if errors:
-                raise TiffReadError(f"{path.name} is corrupt: {'; '.join(errors)}")
-        if use_lazy:
-            data = _lazy_array(path)
-    except TiffReadError:
-        raise
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, EOFError) as exc:
-        raise TiffReadError(f"cannot read {path.name}: {exc or type(exc).__name__}") from exc
-    return data, info
+    return _open(
+        _checked_path(path),
+        lazy=lazy,
+        lazy_threshold=lazy_threshold,
+        series=series,
+        level=level,
+        multiscale=False,
+    )
 
 
 def read_tiff(
@@ -343,6 +253,8 @@ def read_tiff(
     *,
     lazy: bool | None = None,
     lazy_threshold: int = LAZY_THRESHOLD_BYTES,
+    series: int | Literal["all"] = 0,
+    multiscale: bool | None = None,
 ) -> list[tuple]:
     """Read a TIFF file into napari LayerData tuples.
 
@@ -353,22 +265,58 @@ def read_tiff(
     lazy, lazy_threshold
         See :func:`open_tiff`. Labels are read eagerly unless ``lazy=True``, so
         they can be edited.
+    series : int or "all"
+        Which image series to read: an index (default 0, the first), or ``"all"``
+        for every series except the thumbnail/macro/label images of slide scans
+        (what napari's *File > Open* does). When more than one series is read, layer
+        names end in `` [<series name>]`` (or `` [series <i>]`` where the name is empty
+        or not unique); a single series keeps the plain names.
+    multiscale : bool, optional
+        For pyramids. None (default): one multiscale layer per channel when the
+        full-resolution level is at least :data:`MULTISCALE_MIN_SIZE` pixels high or
+        wide, else a plain layer of the full-resolution level. True: multiscale for
+        every pyramid. False: full-resolution level only. Labels always use level 0.
 
     Returns
     -------
     list of tuple
         ``(data, kwargs, layer_type)`` tuples: one image layer per channel, or a
-        single labels layer for labels TIFFs.
+        single labels layer for labels TIFFs. For a multiscale layer ``data`` is a
+        list of lazy (dask) arrays, full resolution first, ``kwargs["multiscale"]``
+        is True and ``kwargs["scale"]`` is the full-resolution pixel size.
 
     Raises
     ------
     TiffReadError
-        If the file is not a readable TIFF.
+        If the file is not a readable TIFF, or has no such series.
     """
-    data, info = open_tiff(path, lazy=lazy, lazy_threshold=lazy_threshold)
-    name = _stem(info.path)
-    if info.is_labels:
-        if info.lazy and lazy is None:
-            data = np.asarray(data)
-        return [labels_layer(data, info, name)]
-    return image_layers(data, info, name)
+    if isinstance(series, str) and series != "all":
+        raise ValueError(f"series must be an integer or 'all', not {series!r}")
+    checked = _checked_path(path)
+    with _opened(checked) as tif:
+        if series == "all":
+            indices = image_series(tif)
+        else:
+            indices = [_index(series, len(tif.series), "series", checked)]
+        labels = {i: series_label(tif, i) for i in indices}
+    layers: list[tuple] = []
+    for index in indices:
+        data, info = _open(
+            checked,
+            lazy=lazy,
+            lazy_threshold=lazy_threshold,
+            series=index,
+            level=0,
+            multiscale=multiscale,
+        )
+        suffix = f" [{labels[index]}]" if len(indices) > 1 else ""
+        name = stem(info.path)
+        if info.is_labels:
+            if info.lazy and lazy is None:
+                data = np.asarray(data)
+            layers.append(labels_layer(data, info, name + suffix))
+        else:
+            layers.extend(
+                image_layers(data, info, name, suffix=suffix, multiscale=isinstance(data, list))
+            )
+    return layers
