@@ -389,3 +389,31 @@ def test_official_size_checkpoints_fit_a_reduced_image_size():
     small_input = build_model(get_spec("tiny"), image_size=256)
     assert small_input.image_size == 256
     small_input.load_state_dict(full, strict=True)
+
+
+class _CancelAfter:
+    """A cancel event that turns on after ``n`` checks (deterministic mid-encode cancel)."""
+
+    def __init__(self, n):
+        self.n, self.checks = n, 0
+
+    def is_set(self):
+        self.checks += 1
+        return self.checks > self.n
+
+
+def test_cancel_stops_the_encode_between_blocks(sam2_random_segmenter):
+    from napari_sam2.engine.errors import Cancelled
+
+    seg = sam2_random_segmenter.set_image(_image() + 7)  # content no other test encodes
+    before = seg.stats.encodes
+    n_blocks = len(seg.backend.loaded.model.image_encoder.trunk.blocks)
+    cancel = _CancelAfter(3)  # 1 check before the encode + 2 blocks run, then stop
+    with pytest.raises(Cancelled):
+        seg.predict(points=[[20, 80]], point_labels=[1], cancel=cancel)
+    assert cancel.checks == 4 < n_blocks  # stopped inside the encoder, not after it
+    assert seg.stats.encodes == before and not seg.is_encoded(())
+    # the predictor is left clean: the next call encodes and predicts normally
+    pred = seg.predict(points=[[20, 80]], point_labels=[1])
+    _check(pred[0], 3)
+    assert seg.stats.encodes == before + 1

@@ -239,3 +239,61 @@ def test_export_masks_and_cutouts(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_array_equal(mask > 0, w.session.labels_layer.data == 1)
     cut = np.asarray(Image.open(tmp_path / "cutout_0001.png"))
     assert cut.ndim == 3 and cut.shape[2] == 4
+
+
+class _SlowBackend(ClassicalBackend):
+    """Classical, with an encode that takes ~5 s unless cancelled (checks every 10 ms)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started, self.cancelled = 0, 0
+
+    def encode(self, image, cancel=None):
+        import time
+
+        from napari_sam2.engine.errors import Cancelled
+
+        self.started += 1
+        for _ in range(500):
+            if cancel is not None and cancel.is_set():
+                self.cancelled += 1
+                raise Cancelled("Encoding cancelled.")
+            time.sleep(0.01)
+        return super().encode(image)
+
+
+def test_cancel_stops_running_encode(make_napari_viewer, qtbot, monkeypatch):
+    import time
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([_discs()] * 3))
+    slow = _SlowBackend()
+    w = _widget(viewer, Segmenter(predictor=slow))
+    w.new_points()
+    w.new_labels()
+    errors = []
+    monkeypatch.setattr("napari_sam2._widget.show_error", errors.append)
+    before = w.session.labels_layer.data.copy()
+    w.session.points_layer.add([0, 40, 30])
+    viewer.dims.set_point(0, 0)
+    w.segment()
+    qtbot.waitUntil(lambda: slow.started == 1, timeout=TIMEOUT)
+    t0 = time.perf_counter()
+    w.cancel()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
+    assert time.perf_counter() - t0 < 2.0  # far less than the 5 s encode
+    assert slow.cancelled == 1 and not errors  # a cancel is not an error
+    assert w.status.text() == "Cancelled."
+    assert w.session.result is None
+    np.testing.assert_array_equal(w.session.labels_layer.data, before)
+
+    # moving to another plane and segmenting there stops the old plane's encode
+    w.segment()
+    qtbot.waitUntil(lambda: slow.started == 2, timeout=TIMEOUT)
+    viewer.dims.set_point(0, 2)
+    w.session.points_layer.add([2, 40, 75])
+    w.segment()
+    qtbot.waitUntil(lambda: slow.cancelled == 2, timeout=5000)
+    qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
+    assert w.session.result.request.plane == (2,)
+    assert not errors

@@ -24,6 +24,7 @@ _ENGINE_NAMES = {
     "get_spec",
     "load_sam2",
     "NapariSam2Error",
+    "Cancelled",
     "ModelError",
     "CheckpointNotFoundError",
     "CheckpointCorruptError",

@@ -29,7 +29,7 @@ from .adapter.channels import VIEWED, channel_options
 from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from .adapter.preview import PreviewLayer
 from .adapter.session import SegmentationSession
-from .engine.errors import NapariSam2Error
+from .engine.errors import Cancelled, NapariSam2Error
 from .engine.segmenter import Segmenter
 
 
@@ -64,6 +64,7 @@ class SAM2Widget(QWidget):
         self.session = SegmentationSession(viewer, segmenter)
         self.preview = PreviewLayer(viewer)
         self._worker = None
+        self._running = None  # the Request the worker computes
         self._pending = None
         self._bound_layers = []
         self._live_timer = QTimer(self, singleShot=True, interval=400)
@@ -291,6 +292,9 @@ class SAM2Widget(QWidget):
         for note in req.prompts.notes:
             show_info(note)
         if self._worker is not None:  # newest request wins; the running one is dropped
+            run = self._running
+            if run.plane != req.plane or run.image_layer is not req.image_layer:
+                self.session.cancel(run)  # the user moved on: stop its encode
             self._pending = req
             return
         self._run(req)
@@ -309,6 +313,7 @@ class SAM2Widget(QWidget):
             _start_thread=False,
         )
         self._worker = worker
+        self._running = req
         worker.start()
 
     def _segmented(self, result):
@@ -319,11 +324,14 @@ class SAM2Widget(QWidget):
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
 
     def _failed(self, exc):
+        if isinstance(exc, Cancelled):
+            self._set_status("Cancelled.")
+            return
         show_error(f"Segmentation failed: {exc}")
         self._set_status(f"Segmentation failed: {exc}")
 
     def _worker_done(self):
-        self._worker = None
+        self._worker = self._running = None
         if self._pending is not None:
             req, self._pending = self._pending, None
             self._run(req)

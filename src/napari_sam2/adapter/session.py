@@ -9,6 +9,7 @@ are no longer current (slice or image changed, newer request).
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Request:
     prompts: PromptSet
     source: ImageSource
     refine_id: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class SegmentationSession:
         self._latest = 0
         self._source_sig = None
         self._max_cache: dict[int, int] = {}
+        self._running: dict[int, threading.Event] = {}  # token -> cancel event
 
     # ------------------------------------------------------------ requests
     def viewed_index(self) -> tuple[int, ...]:
@@ -145,16 +148,21 @@ class SegmentationSession:
         source = image_source(self.viewer, img, self.channel, self.viewed_index())
         token = next(self._tokens)
         self._latest = token
-        return Request(token, img, plane, prompts, source, refine_id)
+        req = Request(token, img, plane, prompts, source, refine_id)
+        self._running[token] = req.cancel
+        return req
 
     def compute(self, req: Request) -> Result:
         """Encode (cached) and predict — the slow part, for a worker thread."""
         seg = self.segmenter
-        sig = req.source.signature()
-        if sig != self._source_sig or seg.source is None:
-            seg.set_image(req.source.data, **req.source.kwargs)
-            self._source_sig = sig
-        preds = seg.predict(req.plane, objects=req.prompts.objects)
+        try:
+            sig = req.source.signature()
+            if sig != self._source_sig or seg.source is None:
+                seg.set_image(req.source.data, **req.source.kwargs)
+                self._source_sig = sig
+            preds = seg.predict(req.plane, objects=req.prompts.objects, cancel=req.cancel)
+        finally:
+            self._running.pop(req.token, None)
         return Result(req, preds, 0, {"stats": seg.stats.as_dict()})
 
     def is_current(self, req: Request) -> bool:
@@ -173,8 +181,17 @@ class SegmentationSession:
         self.result = result
         return True
 
-    def cancel(self) -> None:
-        """Forget pending requests: their results will be dropped."""
+    def cancel(self, req: Request | None = None) -> None:
+        """Stop ``req`` (default: every request still running) and drop its result.
+
+        A running SAM 2 encode stops between two image-encoder blocks.
+        """
+        if req is not None:
+            req.cancel.set()
+            return
+        for ev in self._running.values():
+            ev.set()
+        self._running.clear()
         self._latest = next(self._tokens)
 
     def cycle_candidate(self) -> int:

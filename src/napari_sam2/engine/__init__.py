@@ -3,6 +3,7 @@
 from .backends import ClassicalBackend, Prediction, Predictor
 from .cache import EmbeddingCache
 from .errors import (
+    Cancelled,
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
@@ -23,6 +24,7 @@ from .segmenter import Segmenter
 
 __all__ = [
     "Box",
+    "Cancelled",
     "CheckpointCorruptError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",

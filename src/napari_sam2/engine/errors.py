@@ -48,3 +48,7 @@ class PromptError(NapariSam2Error, ValueError):
 
 class LabelsError(NapariSam2Error, ValueError):
     """The labels array cannot take the result (shape or dtype mismatch)."""
+
+
+class Cancelled(NapariSam2Error):
+    """The computation was cancelled by the caller (its ``cancel`` event was set)."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from . import labels as _labels
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
 from .cache import EmbeddingCache
-from .errors import ImageError, LabelsError, PromptError
+from .errors import Cancelled, ImageError, LabelsError, PromptError
 from .models import find_checkpoint, get_spec, load_sam2
 from .planes import DEFAULT_PERCENTILES, PlaneSource
 from .prompts import ObjectPrompt, make_objects
@@ -145,16 +146,26 @@ class Segmenter:
         """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``."""
         return self.cache.stats
 
-    def embedding(self, plane=()):
-        """The plane's embedding, from the cache or freshly encoded."""
+    def embedding(self, plane=(), *, cancel=None):
+        """The plane's embedding, from the cache or freshly encoded.
+
+        ``cancel``: a ``threading.Event``; once set, a running encode stops as soon as the
+        backend can (between image-encoder blocks for SAM 2) with :class:`Cancelled`.
+        """
         src = self._require_source()
         index = src.check_index(plane)
         raw = src.raw_plane(index)  # read once: lazy (dask/zarr) planes cost I/O
         key = (src.plane_key(index, raw=raw), self.backend.cache_key())
         emb = self.cache.get(key)
         if emb is None:
+            _check(cancel)
             t0 = time.perf_counter()
-            emb = self.backend.encode(src.to_sam_image(raw))
+            image = src.to_sam_image(raw)
+            if _accepts_cancel(self.backend):
+                emb = self.backend.encode(image, cancel=cancel)
+            else:
+                emb = self.backend.encode(image)
+                _check(cancel)
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
             self.cache.put(key, emb)
@@ -175,6 +186,7 @@ class Segmenter:
         masks=None,
         objects: Sequence[ObjectPrompt] | None = None,
         multimask: bool | None = None,
+        cancel=None,
     ) -> list[Prediction]:
         """Segment objects on one plane; prompts are data pixel (row, col).
 
@@ -182,7 +194,8 @@ class Segmenter:
         ``points`` (N, 2) with ``point_labels`` (1 positive / 0 negative), ``boxes``
         (B, 4) as (r0, c0, r1, c1) — one object per box, points inside a box join it —
         and ``masks`` (M, H, W).  ``multimask`` None: three candidates for a lone click,
-        one otherwise.  Returns one :class:`Prediction` per object.
+        one otherwise.  ``cancel``: see :meth:`embedding`.  Returns one
+        :class:`Prediction` per object.
         """
         src = self._require_source()
         index = src.check_index(plane)
@@ -191,7 +204,8 @@ class Segmenter:
         if not objects:
             raise PromptError("No prompt given: add a point, a box or a mask.")
         objects = [o.validated(src.plane_shape) for o in objects]
-        emb = self.embedding(index)
+        emb = self.embedding(index, cancel=cancel)
+        _check(cancel)
         return self.backend.predict(emb, objects, multimask=multimask)
 
     def segment_into(
@@ -234,6 +248,18 @@ class Segmenter:
             d["channel"] = self.source.channel
         d["cache"] = self.stats.as_dict()
         return d
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("Cancelled.")
+
+
+def _accepts_cancel(backend) -> bool:
+    try:
+        return "cancel" in inspect.signature(backend.encode).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def plan_edits(

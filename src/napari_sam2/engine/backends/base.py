@@ -45,7 +45,11 @@ class Predictor(Protocol):
     name: str
 
     def encode(self, image: np.ndarray) -> Any:
-        """Embed a float32 (H, W, 3) image in [0, 1]; the result is opaque and cacheable."""
+        """Embed a float32 (H, W, 3) image in [0, 1]; the result is opaque and cacheable.
+
+        A backend may also accept ``cancel=`` (a ``threading.Event``) and raise
+        :class:`~napari_sam2.engine.errors.Cancelled` once it is set.
+        """
 
     def predict(
         self, embedding: Any, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None

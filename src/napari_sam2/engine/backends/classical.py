@@ -25,6 +25,7 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+from ..errors import Cancelled
 from ..prompts import Box, ObjectPrompt
 from .base import Prediction
 
@@ -60,7 +61,9 @@ class ClassicalBackend:
     def cache_key(self) -> tuple:
         return (self.name, self.sigma)
 
-    def encode(self, image: np.ndarray) -> dict:
+    def encode(self, image: np.ndarray, cancel=None) -> dict:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Encoding cancelled.")
         gray = np.asarray(image, dtype=np.float32)
         if gray.ndim == 3:
             gray = gray.mean(axis=-1)

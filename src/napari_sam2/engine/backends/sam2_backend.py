@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ImageError
+from ..errors import Cancelled, ImageError
 from ..models import LoadedModel, autocast
 from ..prompts import ObjectPrompt
 from .base import Prediction, sort_candidates
@@ -64,6 +64,16 @@ class Sam2Backend:
         self.low_res_size = s // 4
         self.mask_threshold = mask_threshold
         self._lock = threading.Lock()
+        self._cancel = None  # the running encode's cancel event
+        trunk = getattr(getattr(loaded.model, "image_encoder", None), "trunk", None)
+        for block in getattr(trunk, "blocks", ()):  # Hiera: ~12-48 blocks per encode
+            block.register_forward_pre_hook(self._check_cancel)
+
+    def _check_cancel(self, module, args):
+        """Between two image-encoder blocks: stop when the caller cancelled."""
+        ev = self._cancel
+        if ev is not None and ev.is_set():
+            raise Cancelled("Encoding cancelled.")
 
     def describe(self) -> dict:
         lm = self.loaded
@@ -95,21 +105,26 @@ class Sam2Backend:
 
     # ------------------------------------------------------------------ encode
     @torch.inference_mode()
-    def encode(self, image: np.ndarray) -> dict:
+    def encode(self, image: np.ndarray, cancel=None) -> dict:
+        """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks."""
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
             raise ImageError(
                 f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
             )
         t0 = time.perf_counter()
         with self._lock, autocast(self.device, self.precision):
-            self._predictor.set_image(image)
-            feats = self._predictor._features
-            emb = {
-                "image_embed": feats["image_embed"],
-                "high_res_feats": list(feats["high_res_feats"]),
-                "orig_hw": tuple(int(v) for v in image.shape[:2]),
-            }
-            self._predictor.reset_predictor()
+            self._cancel = cancel
+            try:
+                self._predictor.set_image(image)
+                feats = self._predictor._features
+                emb = {
+                    "image_embed": feats["image_embed"],
+                    "high_res_feats": list(feats["high_res_feats"]),
+                    "orig_hw": tuple(int(v) for v in image.shape[:2]),
+                }
+            finally:
+                self._cancel = None
+                self._predictor.reset_predictor()
         emb["encode_s"] = time.perf_counter() - t0
         return emb
 
