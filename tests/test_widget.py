@@ -297,3 +297,29 @@ def test_cancel_stops_running_encode(make_napari_viewer, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
     assert w.session.result.request.plane == (2,)
     assert not errors
+
+
+def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs())
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    calls = []
+    compute = w.session.compute
+    w.session.compute = lambda req: calls.append(req.token) or compute(req)
+    w.live_check.setChecked(True)
+    pts = w.session.points_layer
+    click(pts, layer.data_to_world((40, 30)))
+    click(pts, layer.data_to_world((45, 30)))  # within the debounce interval
+    qtbot.waitUntil(lambda: w.session.result is not None and not w.busy, timeout=TIMEOUT)
+    qtbot.wait(600)  # longer than the 0.4 s debounce: no second run comes
+    assert len(calls) == 1  # two quick changes, one run
+    assert len(w.session.result.request.prompts.objects[0].points.coords) == 2
+    assert w.preview.layer is not None and w.preview.layer.data[40, 30]
+
+    w.live_check.setChecked(False)
+    w.session.result = None
+    click(pts, layer.data_to_world((40, 75)))
+    qtbot.wait(600)
+    assert len(calls) == 1 and w.session.result is None  # live off: nothing runs
