@@ -320,3 +320,23 @@ def test_readme_example_runs(no_ckpt_env, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[1, 2] [0 1 2]" in r.stdout
     assert (tmp_path / "nuclei_labels.tif").is_file()
+
+
+def test_segment_picks_a_series(tmp_path, capsys):
+    path = tmp_path / "two.tif"
+    a = np.zeros((40, 50), np.uint16)
+    a[5:15, 5:15] = 1000
+    b = np.zeros((30, 60), np.uint16)
+    b[10:25, 30:50] = 1000
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(a)
+        tw.write(b)
+    out = tmp_path / "labels.tif"
+    args = ["segment", str(path), "--points", "15,40", "--backend", "classical", "-o", str(out)]
+    assert main([*args, "--series", "1"]) == 0, capsys.readouterr().err
+    labels = read_labels(out)
+    assert labels.shape == (30, 60)
+    assert (labels[10:25, 30:50] == 1).all() and not labels[:, :25].any()
+    assert main([*args, "--series", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "series" in err and "Traceback" not in err

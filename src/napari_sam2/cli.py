@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--channel", default="mean", help="channel index, mean, max or composite (channel images)"
     )
+    s.add_argument(
+        "--series", type=int, default=0, help="image series of a multi-image TIFF (default 0)"
+    )
     return p
 
 
@@ -228,8 +231,8 @@ def cmd_demo(args) -> int:
 
 
 # -------------------------------------------------------------------------- segment
-def read_image(path: Path):
-    """(array, axes, scale, units) of the first series of a TIFF."""
+def read_image(path: Path, series: int = 0):
+    """(array, axes, scale, units) of one series of a TIFF (full resolution)."""
     if not path.is_file():
         raise UsageError(f"no such image file: {path}")
     try:
@@ -240,7 +243,10 @@ def read_image(path: Path):
         with tifffile.TiffFile(path) as tif:
             data, axes = tif.series[0].asarray(), tif.series[0].axes
         return data, axes, None, None
-    data, info = open_tiff(path)
+    try:
+        data, info = open_tiff(path, series=series)
+    except ValueError as e:  # TiffReadError: corrupt file, no such series
+        raise UsageError(str(e)) from e
     return data, info.axes, info.scale, info.units
 
 
@@ -258,7 +264,7 @@ def cmd_segment(args) -> int:
     limits = parse_limits(args.contrast_limits)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
 
-    data, axes, scale, units = read_image(Path(args.image))
+    data, axes, scale, units = read_image(Path(args.image), args.series)
     axes = axes or ""
     rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
     c_axis = axes.index("C") if "C" in axes else None
