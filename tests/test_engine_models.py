@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_sam2.engine import models
+from napari_sam2.engine import devices, models
 from napari_sam2.engine.errors import (
     CheckpointNotFoundError,
     DeviceError,
@@ -189,7 +189,7 @@ def test_resolve_device_auto_matches_this_machine():
     dev = resolve_device("auto")
     if torch.cuda.is_available():
         assert dev.type == "cuda"
-    elif models._mps_available():
+    elif devices._mps_available():
         assert dev.type == "mps"
     else:
         assert dev.type == "cpu"
@@ -199,7 +199,7 @@ def test_resolve_device_auto_matches_this_machine():
 
 def test_resolve_device_without_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(models, "_mps_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(DeviceError, match="CUDA"):
         resolve_device("cuda")
@@ -223,9 +223,9 @@ def test_resolve_device_rejects_nonsense():
 def test_resolve_precision(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_precision(cpu, "auto") == "fp32"
-    monkeypatch.setattr(models, "_cuda_bf16", lambda: True)
+    monkeypatch.setattr(devices, "_cuda_bf16", lambda: True)
     assert resolve_precision(cuda, "auto") == "bf16"
-    monkeypatch.setattr(models, "_cuda_bf16", lambda: False)  # pre-Ampere GPU
+    monkeypatch.setattr(devices, "_cuda_bf16", lambda: False)  # pre-Ampere GPU
     assert resolve_precision(cuda, "auto") == "fp32"
     assert resolve_precision(cpu, "bf16") == "bf16"
     assert resolve_precision(cuda, "fp32") == "fp32"

@@ -47,7 +47,7 @@ def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbo
     _segment(qtbot, w)
     w.commit()
     labels = w.session.labels_layer.data
-    assert labels.shape == img.shape and labels.dtype == np.int32
+    assert labels.shape == img.shape and labels.dtype == np.uint16
     assert set(np.unique(labels)) == {0, 1}
     obj = labels == 1
     iou = (obj & m).sum() / (obj | m).sum()
@@ -199,7 +199,7 @@ def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_
     if masks[0].any():
         w.commit()
         lab = w.session.labels_layer.data
-        assert lab.dtype == np.int32 and set(np.unique(lab)) <= {0, 1}
+        assert lab.dtype == np.uint16 and set(np.unique(lab)) <= {0, 1}
     assert "sam2" in w.status.text() or "sam2.1" in w.status.text()
 
 
@@ -323,3 +323,27 @@ def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
     click(pts, layer.data_to_world((40, 75)))
     qtbot.wait(600)
     assert len(calls) == 1 and w.session.result is None  # live off: nothing runs
+
+
+def test_labels_widen_past_uint16_and_preview_is_light(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs(), units=("um", "um"), scale=(0.5, 0.5))
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    labels = w.session.labels_layer
+    assert labels.data.dtype == np.uint16
+    labels.data[0, 0] = 65535  # the largest uint16 ID is taken
+    w.session.invalidate_max()
+    infos = []
+    monkeypatch.setattr("napari_sam2._widget.show_info", infos.append)
+    click(w.session.points_layer, layer.data_to_world((40, 30)))
+    _segment(qtbot, w)
+    prev = w.preview.layer
+    assert prev.data.dtype == np.uint8 and prev.visible
+    assert tuple(str(u) for u in prev.units) == ("micrometer", "micrometer")
+    w.commit()
+    assert labels.data.dtype == np.uint32
+    assert labels.data[40, 30] == 65536 and labels.data[0, 0] == 65535
+    assert any("widened to uint32" in m for m in infos)
+    assert not prev.visible and w.preview.data is None  # cleared = hidden

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import napari
 import numpy as np
 from napari.qt.threading import create_worker
@@ -23,6 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._gui_env import avoid_llvm_clash
 from ._model_panel import ModelPanel
 from ._qt_parts import LayerCombo, ctrl_click_picker, shift_click_negative, toggle_polarity
 from .adapter.channels import VIEWED, channel_options
@@ -32,20 +30,7 @@ from .adapter.session import SegmentationSession
 from .engine.errors import Cancelled, NapariSam2Error
 from .engine.segmenter import Segmenter
 
-
-def _avoid_llvm_clash() -> None:
-    """Keep ``triton`` out of GUI sessions.
-
-    triton (pulled in by torchvision when present) ships its own LLVM; loading it after
-    Mesa's LLVM-based OpenGL (software rendering, AMD/Intel drivers) is already in the
-    process crashes with a segmentation fault.  We never use ``torch.compile``, so
-    triton is not needed; set ``NAPARI_SAM2_ALLOW_TRITON=1`` to opt out.
-    """
-    if "triton" not in sys.modules and not os.environ.get("NAPARI_SAM2_ALLOW_TRITON"):
-        sys.modules["triton"] = None  # torch then treats triton as not installed
-
-
-_avoid_llvm_clash()
+avoid_llvm_clash()
 
 KEYS = {"segment": "s", "commit": "c", "next": "n", "toggle": "t"}
 
@@ -350,6 +335,8 @@ class SAM2Widget(QWidget):
             show_warning(str(e))
             return
         self.preview.clear()
+        while self.session.notices:
+            show_info(self.session.notices.pop(0))
         self._set_status(f"Wrote label(s) {', '.join(map(str, ids))}. " + self._describe())
 
     def export(self, out_dir=None):

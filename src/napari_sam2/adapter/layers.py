@@ -25,6 +25,11 @@ def channel_axis_of(image_layer) -> int | None:
     return None
 
 
+def plane_geometry(image_layer) -> dict:
+    """Geometry of the image's last two (spatial) axes: for 2-D layers shown on any plane."""
+    return _geometry(image_layer, keep=[image_layer.ndim - 2, image_layer.ndim - 1])
+
+
 def full_resolution(layer):
     """The layer's data at full resolution (level 0 of a multiscale layer)."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -57,10 +62,13 @@ def spatial_shape(image_layer) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _geometry(image_layer, drop: int | None = None) -> dict:
-    """Transform keywords copying the image layer's geometry (minus one axis)."""
+def _geometry(image_layer, drop: int | None = None, keep: Sequence[int] | None = None) -> dict:
+    """Transform keywords copying the image layer's geometry (minus one axis, or only the
+    ``keep`` axes); shear is copied only when all axes are kept."""
     nd = image_layer.ndim
-    keep = [i for i in range(nd) if i != drop]
+    keep = [i for i in range(nd) if i != drop] if keep is None else list(keep)
+    if len(keep) < nd:
+        drop = -1  # a subset of axes: no shear
     geo = {
         "scale": np.asarray(image_layer.scale)[keep],
         "translate": np.asarray(image_layer.translate)[keep],
@@ -125,8 +133,13 @@ def new_shapes_layer(viewer, image_layer, name: str | None = None):
     )
 
 
-def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.int32):
-    """A zero Labels layer matching the image's spatial shape and geometry."""
+def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.uint16):
+    """A zero Labels layer matching the image's spatial shape and geometry.
+
+    uint16 by default: napari draws uint8/uint16 labels directly, while wider types are
+    re-coloured on the CPU at every refresh (~80 ms per 2048² plane).  The layer is widened
+    to uint32 by :func:`ensure_fits` if an ID ever exceeds 65535.
+    """
     geo = _matching_geometry(image_layer)
     return viewer.add_labels(
         np.zeros(spatial_shape(image_layer), dtype=dtype),
@@ -149,6 +162,20 @@ def labels_matching(labels_layer, image_layer) -> str | None:
     if np.asarray(labels_layer.data).dtype.kind not in "iu":
         return f"Labels layer '{labels_layer.name}' is not an integer array."
     return None
+
+
+def ensure_fits(labels_layer, max_id: int) -> bool:
+    """Widen the layer's integer dtype so that ``max_id`` fits; True when it was widened.
+
+    Widening replaces the data (one full copy, and napari starts a new undo history): it
+    happens at most once, when the 65536th object of a uint16 layer is written.
+    """
+    dtype = np.dtype(labels_layer.data.dtype)
+    if dtype.kind not in "iu" or max_id <= np.iinfo(dtype).max:
+        return False
+    wider = next((t for t in (np.uint32, np.uint64) if max_id <= np.iinfo(t).max), np.uint64)
+    labels_layer.data = np.asarray(labels_layer.data).astype(wider)
+    return True
 
 
 def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:

@@ -4,58 +4,56 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers import plane_geometry
+
+_KEYS = ("scale", "translate", "rotate", "affine", "units")
+
 
 class PreviewLayer:
-    """Owns one preview Labels layer (created on demand, found by reference, not name)."""
+    """Owns one preview Labels layer (created on demand, found by reference, not name).
+
+    uint8 data (uint16 beyond 255 objects) so napari draws it without re-colouring on the
+    CPU; :meth:`clear` hides the layer instead of uploading an empty plane.
+    """
 
     def __init__(self, viewer):
         self.viewer = viewer
         self.layer = None
 
-    def _geometry(self, image_layer) -> dict:
-        nd = image_layer.ndim
-        keep = [nd - 2, nd - 1]
-        aff = np.asarray(image_layer.affine.affine_matrix)[np.ix_(keep + [nd], keep + [nd])]
-        return {
-            "scale": np.asarray(image_layer.scale)[keep],
-            "translate": np.asarray(image_layer.translate)[keep],
-            "rotate": np.asarray(image_layer.rotate)[np.ix_(keep, keep)],
-            "affine": aff,
-        }
-
     def show(self, image_layer, masks) -> None:
         active = self.viewer.layers.selection.active
         h, w = masks[0].shape
-        data = np.zeros((h, w), np.int32)
+        data = np.zeros((h, w), np.uint8 if len(masks) < 256 else np.uint16)
         for i, m in enumerate(masks, start=1):
             data[m & (data == 0)] = i
+        geo = {k: v for k, v in plane_geometry(image_layer).items() if k in _KEYS}
         if (
             self.layer is None
             or self.layer not in self.viewer.layers
             or self.layer.data.shape != (h, w)
+            or self.layer.data.dtype != data.dtype
         ):
             if self.layer is not None and self.layer in self.viewer.layers:
                 self.viewer.layers.remove(self.layer)
             self.layer = self.viewer.add_labels(
-                data,
-                name="SAM 2 preview",
-                opacity=0.45,
-                blending="translucent",
-                **self._geometry(image_layer),
+                data, name="SAM 2 preview", opacity=0.45, blending="translucent", **geo
             )
             self.layer.editable = False
         else:
-            self.layer.data = data
-            for k, v in self._geometry(image_layer).items():
+            for k, v in geo.items():
                 setattr(self.layer, k, v)
+            self.layer.data = data
         self.layer.visible = True
         if active is not None and active in self.viewer.layers:
             self.viewer.layers.selection.active = active  # keep the user's layer (and keys)
 
     def clear(self) -> None:
         if self.layer is not None and self.layer in self.viewer.layers:
-            self.layer.data = np.zeros_like(self.layer.data)
+            self.layer.visible = False
 
     @property
     def data(self):
-        return None if self.layer is None else self.layer.data
+        """The shown preview, or None when there is none (cleared or never shown)."""
+        if self.layer is None or not self.layer.visible:
+            return None
+        return self.layer.data

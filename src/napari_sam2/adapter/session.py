@@ -24,6 +24,7 @@ from .channels import VIEWED, ImageSource, image_source
 from .coords import current_plane
 from .layers import (
     channel_axis_of,
+    ensure_fits,
     full_resolution,
     labels_matching,
     spatial_shape,
@@ -78,6 +79,7 @@ class SegmentationSession:
         self._source_sig = None
         self._max_cache: dict[int, int] = {}
         self._running: dict[int, threading.Event] = {}  # token -> cancel event
+        self.notices: list[str] = []  # messages for the user, taken by the widget
 
     # ------------------------------------------------------------ requests
     def viewed_index(self) -> tuple[int, ...]:
@@ -226,6 +228,12 @@ class SegmentationSession:
         masks = res.masks()
         preds = [Prediction(m[None], np.ones(1)) for m in masks]
         rid = res.request.refine_id
+        start = None if rid is not None else self._next_id(layer)
+        if ensure_fits(layer, rid if rid is not None else start + len(masks) - 1):
+            self.notices.append(
+                f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
+                "(the undo history starts again)."
+            )
         edits = plan_edits(
             layer.data,
             preds,
@@ -233,7 +241,7 @@ class SegmentationSession:
             label_id=rid,
             policy=OVERWRITE if self.overwrite else KEEP,
             replace=rid is not None,
-            start_id=None if rid is not None else self._next_id(layer),
+            start_id=start,
         )
         if not edits:
             raise PromptError("The predicted mask is empty: nothing was written.")

@@ -7,7 +7,6 @@ another library initialised hydra, works.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -17,11 +16,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .devices import (  # noqa: F401 - re-exported: part of this module's API
+    autocast,
+    cpu_has_native_bf16,
+    resolve_device,
+    resolve_precision,
+)
 from .errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
-    DeviceError,
     HubUnavailableError,
     UnknownModelError,
 )
@@ -210,77 +214,6 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------- devices
-def _mps_available() -> bool:
-    import torch
-
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-
-
-def resolve_device(device: str = "auto"):
-    """``"auto"`` → cuda > mps > cpu; an explicit device must exist here."""
-    import torch
-
-    dev = (device or "auto").lower()
-    if dev == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError(
-            "device='cuda' was requested but PyTorch sees no CUDA GPU here; use 'auto' or 'cpu'."
-        )
-    if dev == "mps" and not _mps_available():
-        raise DeviceError(
-            "device='mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'."
-        )
-    try:
-        return torch.device(dev)
-    except RuntimeError as e:
-        raise DeviceError(f"Unknown device {device!r}: use auto, cuda, mps or cpu.") from e
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPUs where bf16 autocast can beat fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(device, precision: str = "auto") -> str:
-    """``"auto"``: bf16 on CUDA GPUs that support it; fp32 elsewhere (CPU bf16 only when asked explicitly —
-    see ``benchmarks/bench_precision.py``: it is a loss on CPUs without native bf16)."""
-    p = (precision or "auto").lower()
-    if p not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}.")
-    if p == "auto":
-        return "bf16" if device.type == "cuda" and _cuda_bf16() else "fp32"
-    return p
-
-
-def _cuda_bf16() -> bool:
-    """Ampere and newer: bf16 autocast is fast and safe (older GPUs stay in fp32)."""
-    import torch
-
-    try:
-        return bool(torch.cuda.is_bf16_supported())
-    except Exception:  # noqa: BLE001 - no driver, odd builds
-        return False
-
-
-def autocast(device, precision: str):
-    """Context manager for the chosen precision."""
-    import torch
-
-    if precision == "bf16" and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------- building
