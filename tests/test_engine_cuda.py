@@ -98,3 +98,17 @@ def test_bf16_close_to_fp32(sam2_random_checkpoint):
     p16 = b16.predict(boxes=[[20, 40, 50, 90]])[0].low_res
     assert p16.dtype == np.float32
     assert np.mean((p32 > 0) == (p16 > 0)) > 0.95
+
+
+def test_cancel_mid_encode_on_cuda(sam2_random_checkpoint):
+    import threading
+
+    from napari_sam2.engine.errors import Cancelled
+
+    seg = _seg(sam2_random_checkpoint, "cuda")
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(Cancelled):
+        seg.predict(points=[[35, 60]], point_labels=[1], cancel=ev)
+    assert seg.stats.encodes == 0
+    assert seg.predict(points=[[35, 60]], point_labels=[1])[0].mask.shape == (H, W)
