@@ -191,7 +191,7 @@ class SegmentationSession:
         if req is not None:
             req.cancel.set()
             return
-        for ev in self._running.values():
+        for ev in list(self._running.values()):  # the worker pops entries meanwhile
             ev.set()
         self._running.clear()
         self._latest = next(self._tokens)
