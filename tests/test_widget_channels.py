@@ -185,3 +185,20 @@ def test_ctrl_click_picks_label_for_refinement(make_napari_viewer, qtbot):
     mouse_click(pts, layer.data_to_world((5, 110)), ["Control"])
     qtbot.wait(50)
     assert not w.refine_check.isChecked() and len(pts.data) == 0
+
+
+def test_rgb_image_is_one_layer_without_channel_choice(make_napari_viewer, qtbot):
+    gray = (discs(centers=(LEFT, RIGHT)) > 0).astype(np.uint8) * 200
+    rgb = np.stack([gray, gray // 2, np.zeros_like(gray)], axis=-1)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(rgb, rgb=True)
+    w = make_widget(viewer)
+    assert not w.channel_combo.isEnabled()
+    w.new_points()
+    w.new_labels()
+    assert w.session.labels_layer.data.shape == gray.shape
+    click(w.session.points_layer, layer.data_to_world(RIGHT))
+    segment_and_wait(qtbot, w)
+    assert w.session.segmenter.source.rgb
+    w.commit()
+    assert _iou(w.session.labels_layer.data == 1, _disc_mask(RIGHT)) > 0.9
