@@ -105,6 +105,14 @@ def test_channel_axis_in_the_middle_is_refused(make_napari_viewer, qtbot, monkey
     w.new_labels()
     assert len(viewer.layers) == n
     assert warnings and "channel axis" in warnings[0] and "Split Stack" in warnings[0]
+    # the user's own layers cannot line up either: segmenting is refused, nothing written
+    labels = viewer.add_labels(np.zeros((3, 40, 50), np.uint16))
+    pts = viewer.add_points([[1, 20, 25]])
+    w.labels_combo.set_value(labels)
+    w.points_combo.set_value(pts)
+    w.segment()
+    assert len(warnings) == 2 and "channel axis" in warnings[1]
+    assert not w.busy and not labels.data.any()
 
 
 def test_multiscale_layer_segments_full_resolution(make_napari_viewer, qtbot):
@@ -202,3 +210,42 @@ def test_rgb_image_is_one_layer_without_channel_choice(make_napari_viewer, qtbot
     assert w.session.segmenter.source.rgb
     w.commit()
     assert _iou(w.session.labels_layer.data == 1, _disc_mask(RIGHT)) > 0.9
+
+
+def test_selecting_another_channel_keeps_the_combined_image(make_napari_viewer, qtbot):
+    ch0, ch1 = _two_channels()
+    viewer = make_napari_viewer()
+    a = viewer.add_image(ch0, name="A", contrast_limits=(0, 3000))
+    b = viewer.add_image(ch1, name="B", contrast_limits=(0, 200))
+    viewer.layers.selection.active = b
+    w = make_widget(viewer)
+    assert w.image_combo.value() is b
+    w.new_points()
+    w.new_labels()
+    _choose(w, "composite")
+    click(w.session.points_layer, RIGHT)
+    segment_and_wait(qtbot, w)
+    first = w.session.result.request.source
+    assert [lay.name for lay in first.layers] == ["A", "B"]  # layer-list order
+    viewer.layers.selection.active = a  # e.g. to change A's contrast limits
+    assert w.image_combo.value() is b and w.session.result is not None
+    w.image_combo.set_value(a)  # choosing A explicitly: same stack, same order
+    assert [lay.name for lay in w.session.prepare().source.layers] == ["A", "B"]
+
+
+def test_rolled_axes_are_refused(make_napari_viewer, qtbot, monkeypatch):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([discs()] * 4))
+    w = make_widget(viewer)
+    w.new_points()
+    w.new_labels()
+    w.session.points_layer.add([2, 40, 40])
+    warnings = []
+    monkeypatch.setattr("napari_sam2._widget.show_warning", warnings.append)
+    viewer.dims.order = (2, 0, 1)  # a Z-Y view across the stack
+    w.segment()
+    assert warnings and "axes" in warnings[0] and not w.busy
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.set_point(0, 2)
+    segment_and_wait(qtbot, w)
+    assert w.session.result.request.plane == (2,)

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 from ._gui_env import avoid_llvm_clash
 from ._model_panel import ModelPanel
 from ._qt_parts import LayerCombo, ctrl_click_picker, shift_click_negative, toggle_polarity
-from .adapter.channels import VIEWED, channel_options
+from .adapter.channels import COMBINED, VIEWED, channel_layers, channel_options
 from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from .adapter.preview import PreviewLayer
 from .adapter.session import SegmentationSession
@@ -106,6 +106,10 @@ class SAM2Widget(QWidget):
         self.live_check = QCheckBox("Live: re-run on every prompt change")
         self.overwrite_check = QCheckBox("Overwrite other objects' pixels")
         self.refine_check = QCheckBox("Refine selected label (same ID) — Ctrl-click picks")
+        self.refine_check.setToolTip(
+            "Ctrl-click (Cmd-click on macOS) an object on the prompt Points layer, or on the "
+            "Labels layer in pan/zoom or pick mode (in paint mode the click paints)."
+        )
         for w in (self.live_check, self.overwrite_check, self.refine_check):
             a.addWidget(w)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
@@ -147,8 +151,18 @@ class SAM2Widget(QWidget):
     # -------------------------------------------------------------- layers
     def _follow_active(self, event=None):
         active = self.viewer.layers.selection.active
-        if isinstance(active, napari.layers.Image) and active is not self.image_combo.value():
-            self.image_combo.set_value(active)
+        current = self.image_combo.value()
+        if not isinstance(active, napari.layers.Image) or active is current:
+            return
+        if (
+            current is not None
+            and self.session.channel in COMBINED
+            and any(
+                active is lay for lay in channel_layers(self.viewer, current, visible_only=False)
+            )
+        ):
+            return  # another channel of the combined image (e.g. to set its contrast)
+        self.image_combo.set_value(active)
 
     def _refresh_channels(self, event=None):
         """Fill the channel picker for the chosen image (keeps the choice when it can)."""
@@ -280,6 +294,8 @@ class SAM2Widget(QWidget):
             run = self._running
             if run.plane != req.plane or run.image_layer is not req.image_layer:
                 self.session.cancel(run)  # the user moved on: stop its encode
+            if self._pending is not None:
+                self.session.cancel(self._pending)  # superseded before it ran
             self._pending = req
             return
         self._run(req)

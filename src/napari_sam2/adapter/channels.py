@@ -39,7 +39,8 @@ def _same_geometry(a, b) -> bool:
 
 
 def channel_layers(viewer, image_layer, *, visible_only: bool = True) -> list:
-    """Image layers that look like channels of ``image_layer`` (itself first).
+    """Image layers that look like channels of ``image_layer`` (itself included), in the
+    order of the layer list.
 
     Same shape, same transform, not RGB, no channel axis of their own; hidden layers are
     left out when ``visible_only`` (the chosen layer itself always counts).
@@ -48,17 +49,18 @@ def channel_layers(viewer, image_layer, *, visible_only: bool = True) -> list:
 
     if getattr(image_layer, "rgb", False) or channel_axis_of(image_layer) is not None:
         return [image_layer]
-    out = [image_layer]
-    for lay in viewer.layers:
-        if lay is image_layer or not isinstance(lay, napari.layers.Image):
+    out = []
+    for lay in viewer.layers:  # layer-list order: the same stack whichever layer is chosen
+        if lay is image_layer:
+            out.append(lay)
             continue
-        if lay.rgb or channel_axis_of(lay) is not None:
+        if not isinstance(lay, napari.layers.Image) or lay.rgb:
             continue
-        if visible_only and not lay.visible:
+        if channel_axis_of(lay) is not None or (visible_only and not lay.visible):
             continue
         if _same_geometry(lay, image_layer):
             out.append(lay)
-    return out
+    return out if any(lay is image_layer for lay in out) else [image_layer, *out]
 
 
 def channel_options(viewer, image_layer) -> list[tuple[str, object]]:
@@ -104,6 +106,17 @@ class ImageSource:
         return d
 
 
+def _lazy(arr):
+    """A dask view of ``arr``, chunked by plane, without hashing its content (``name=False``:
+    dask would otherwise hash a whole in-memory array, ~3 ms per MB, on the GUI thread)."""
+    import dask.array as da
+
+    if isinstance(arr, da.Array):
+        return arr
+    chunks = (1,) * (arr.ndim - 2) + tuple(arr.shape[-2:])
+    return da.from_array(arr, chunks=chunks, name=False)
+
+
 def _limits(layer):
     lo, hi = (float(v) for v in layer.contrast_limits)
     return (lo, hi) if hi > lo else None
@@ -139,7 +152,7 @@ def image_source(viewer, image_layer, choice=VIEWED, viewed_index=None) -> Image
         if len(layers) > 1:
             import dask.array as da
 
-            stack = da.stack([da.asarray(full_resolution(lay)) for lay in layers], axis=0)
+            stack = da.stack([_lazy(full_resolution(lay)) for lay in layers], axis=0)
             per = [_limits(lay) for lay in layers]
             kw.update(channel_axis=0, channel=choice)
             if all(per):

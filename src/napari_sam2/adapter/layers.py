@@ -86,11 +86,11 @@ def _geometry(image_layer, drop: int | None = None, keep: Sequence[int] | None =
     return geo
 
 
-def _matching_geometry(image_layer) -> dict:
-    """Geometry for prompt/labels layers of ``image_layer`` (its channel axis dropped).
+def check_channel_axis_first(image_layer) -> None:
+    """Raise :class:`ImageError` when the layer's channel axis is not its first axis.
 
-    napari lines layers up on their *last* axes, so a layer without the channel axis can
-    only line up with the image when the channel axis comes first.
+    napari lines layers up on their *last* axes, so a prompt or labels layer (no channel
+    axis) can only line up with the image when the channel axis comes first.
     """
     ch = channel_axis_of(image_layer)
     if ch not in (None, 0):
@@ -100,7 +100,12 @@ def _matching_geometry(image_layer) -> dict:
             "(right-click the layer > Split Stack) or open the file with the napari-sam2 "
             "reader, which does that."
         )
-    return _geometry(image_layer, ch)
+
+
+def _matching_geometry(image_layer) -> dict:
+    """Geometry for prompt/labels layers of ``image_layer`` (its channel axis dropped)."""
+    check_channel_axis_first(image_layer)
+    return _geometry(image_layer, channel_axis_of(image_layer))
 
 
 def new_points_layer(viewer, image_layer, name: str | None = None):

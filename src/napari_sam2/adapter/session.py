@@ -24,6 +24,7 @@ from .channels import VIEWED, ImageSource, image_source
 from .coords import current_plane
 from .layers import (
     channel_axis_of,
+    check_channel_axis_first,
     ensure_fits,
     full_resolution,
     labels_matching,
@@ -104,6 +105,14 @@ class SegmentationSession:
             raise ImageError(f"Image '{self.image_layer.name}' has fewer than 2 dimensions.")
         if self.viewer.dims.ndisplay != 2:
             raise ImageError("Switch the viewer to 2D to segment the viewed plane.")
+        nw = self.viewer.dims.ndim
+        if set(self.viewer.dims.displayed) != {nw - 2, nw - 1}:
+            raise ImageError(
+                "The viewer shows a plane across the stack (its axes were rolled or "
+                "transposed): reset the axis order (Ctrl-E rolls them) so that the last two "
+                "axes (Y, X) are displayed."
+            )
+        check_channel_axis_first(self.image_layer)
         return self.image_layer
 
     def refine_mask(self, plane) -> tuple[np.ndarray | None, int | None]:
@@ -190,6 +199,7 @@ class SegmentationSession:
         """
         if req is not None:
             req.cancel.set()
+            self._running.pop(req.token, None)
             return
         for ev in list(self._running.values()):  # the worker pops entries meanwhile
             ev.set()
@@ -228,6 +238,8 @@ class SegmentationSession:
         masks = res.masks()
         preds = [Prediction(m[None], np.ones(1)) for m in masks]
         rid = res.request.refine_id
+        if not any(m.any() for m in masks):
+            raise PromptError("The predicted mask is empty: nothing was written.")
         start = None if rid is not None else self._next_id(layer)
         if ensure_fits(layer, rid if rid is not None else start + len(masks) - 1):
             self.notices.append(
