@@ -104,3 +104,42 @@ def test_anisotropic_two_channel_stack_keeps_scale(
     np.testing.assert_array_equal(np.asarray(back.data), labels.data)
     np.testing.assert_allclose(back.scale, chromatin.scale, rtol=1e-6)
     assert back.metadata["napari_sam2"]["image"]["layers"] == [chromatin.name]
+
+
+def test_pyramid_file_segments_at_full_resolution(make_napari_viewer, qtbot, tmp_path):
+    """A pyramidal OME-TIFF (SubIFD levels) opens as a multiscale layer; the labels are made,
+    saved and reopened at full resolution, lined up with the image."""
+    full = (2304, 2304)
+    yy, xx = np.mgrid[: full[0], : full[1]]
+    img = np.full(full, 100, np.uint16)
+    center = (1500, 700)
+    img[(yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= 60**2] = 3000
+    path = tmp_path / "slide.ome.tif"
+    meta = {"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+    opts = {"tile": (256, 256), "compression": "zlib"}
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(img, subifds=2, metadata=meta, **opts)
+        for k in (2, 4):
+            tw.write(img[::k, ::k], subfiletype=1, **opts)
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(path), plugin="napari-sam2")
+    assert image.multiscale and len(image.data) == 3
+    np.testing.assert_allclose(image.scale, (0.5, 0.5))
+    w = make_widget(viewer)
+    w.new_points()
+    w.new_labels()
+    labels = w.session.labels_layer
+    assert labels.data.shape == full
+    click(w.session.points_layer, image.data_to_world(center))
+    segment_and_wait(qtbot, w)
+    w.commit()
+    disc = (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= 60**2
+    obj = labels.data == 1
+    assert (obj & disc).sum() / (obj | disc).sum() > 0.9
+    out = tmp_path / "slide_labels.tif"
+    labels.save(str(out), plugin="napari-sam2")
+    (back,) = viewer.open(str(out), plugin="napari-sam2")
+    assert back.data.shape == full
+    np.testing.assert_allclose(back.scale, image.scale)
+    np.testing.assert_array_equal(np.asarray(back.data), labels.data)
