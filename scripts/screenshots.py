@@ -71,12 +71,15 @@ def main() -> int:
     w.new_points()
     viewer.dims.set_current_step(0, data.shape[0] // 2)
     z = data.shape[0] // 2
-    plane = np.asarray(data[z], float)
-    r, c = np.unravel_index(np.argmax(plane), plane.shape)
-    w.session.points_layer.add((z, r, c))
-    w.segment()
-    wait(w)
-    w.commit()
+    plane = gaussian(np.asarray(data[z], float), 3)
+    border = max(3, min(plane.shape) // 10)  # blobs cut by the image edge make poor examples
+    for r, c in peak_local_max(plane, min_distance=12, num_peaks=3, exclude_border=border):
+        w.session.points_layer.add((z, r, c))
+        w.segment()
+        wait(w)
+        w.commit()
+        w.next_object()
+    w.session.points_layer.add((z, *peak_local_max(plane, min_distance=12, num_peaks=4)[-1]))
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "widget_3d.png"), canvas_only=False)

@@ -9,9 +9,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -21,9 +19,10 @@ from qtpy.QtWidgets import (
 )
 
 from ._gui_env import avoid_llvm_clash
+from ._layers_panel import LayersPanel
 from ._model_panel import ModelPanel
-from ._qt_parts import LayerCombo, ctrl_click_picker, shift_click_negative, toggle_polarity
-from .adapter.channels import COMBINED, VIEWED, channel_layers, channel_options
+from ._qt_parts import ctrl_click_picker, shift_click_negative, toggle_polarity
+from .adapter.channels import COMBINED, channel_layers
 from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from .adapter.preview import PreviewLayer
 from .adapter.session import SegmentationSession
@@ -67,34 +66,20 @@ class SAM2Widget(QWidget):
 
     # ----------------------------------------------------------------- UI
     def _build(self):
-        v = self.viewer
         lay = QVBoxLayout(self)
-        layers = QGroupBox("Layers")
-        form = QFormLayout(layers)
-        self.image_combo = LayerCombo(v, napari.layers.Image, allow_none=False)
-        self.points_combo = LayerCombo(v, napari.layers.Points)
-        self.shapes_combo = LayerCombo(v, napari.layers.Shapes)
-        self.labels_combo = LayerCombo(v, napari.layers.Labels)
-        self.channel_combo = QComboBox()
-        self.channel_combo.setToolTip(
-            "Which channel(s) SAM sees: the viewed one, or the mean/max/RGB composite"
-        )
-        self.new_points_btn = QPushButton("New")
-        self.new_shapes_btn = QPushButton("New")
-        self.new_labels_btn = QPushButton("New")
-        for label, combo, btn in (
-            ("Image", self.image_combo, None),
-            ("Channels", self.channel_combo, None),
-            ("Points", self.points_combo, self.new_points_btn),
-            ("Boxes/masks", self.shapes_combo, self.new_shapes_btn),
-            ("Labels out", self.labels_combo, self.new_labels_btn),
+        self.layers_panel = panel = LayersPanel(self.viewer, self)
+        for name in (
+            "image_combo",
+            "points_combo",
+            "shapes_combo",
+            "labels_combo",
+            "channel_combo",
+            "new_points_btn",
+            "new_shapes_btn",
+            "new_labels_btn",
         ):
-            row = QHBoxLayout()
-            row.addWidget(combo, 1)
-            if btn is not None:
-                row.addWidget(btn)
-            form.addRow(label, row)
-        lay.addWidget(layers)
+            setattr(self, name, getattr(panel, name))
+        lay.addWidget(panel)
 
         self.model_panel = ModelPanel(self)
         self.model_panel.loaded.connect(self.set_segmenter)
@@ -140,7 +125,7 @@ class SAM2Widget(QWidget):
         self.candidate_btn.clicked.connect(self.next_candidate)
         self.cancel_btn.clicked.connect(self.cancel)
         self.export_btn.clicked.connect(lambda: self.export())
-        for combo in (self.image_combo, self.points_combo, self.shapes_combo, self.labels_combo):
+        for combo in self.layers_panel.layer_combos():
             combo.currentIndexChanged.connect(self._sync_layers)
         self.overwrite_check.toggled.connect(self._sync_layers)
         self.refine_check.toggled.connect(self._sync_layers)
@@ -165,18 +150,7 @@ class SAM2Widget(QWidget):
         self.image_combo.set_value(active)
 
     def _refresh_channels(self, event=None):
-        """Fill the channel picker for the chosen image (keeps the choice when it can)."""
-        combo, cur = self.channel_combo, self.channel_combo.currentData()
-        opts = channel_options(self.viewer, self.image_combo.value())
-        combo.blockSignals(True)
-        combo.clear()
-        for text, choice in opts or [("Single channel", VIEWED)]:
-            combo.addItem(text, choice)
-        i = combo.findData(cur)
-        combo.setCurrentIndex(max(i, 0))
-        combo.setEnabled(bool(opts))
-        combo.blockSignals(False)
-        self.session.channel = combo.currentData()
+        self.session.channel = self.layers_panel.refresh_channels()
 
     def _sync_layers(self, *args):
         s = self.session

@@ -1,0 +1,58 @@
+"""The widget's layer pickers: image, its channels, prompt layers and the output labels."""
+
+from __future__ import annotations
+
+import napari
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton
+
+from ._qt_parts import LayerCombo
+from .adapter.channels import VIEWED, channel_options
+
+
+class LayersPanel(QGroupBox):
+    """Pickers kept in sync with the viewer's layers, and the *New* buttons."""
+
+    def __init__(self, viewer, parent=None):
+        super().__init__("Layers", parent)
+        self.viewer = viewer
+        form = QFormLayout(self)
+        self.image_combo = LayerCombo(viewer, napari.layers.Image, allow_none=False)
+        self.points_combo = LayerCombo(viewer, napari.layers.Points)
+        self.shapes_combo = LayerCombo(viewer, napari.layers.Shapes)
+        self.labels_combo = LayerCombo(viewer, napari.layers.Labels)
+        self.channel_combo = QComboBox()
+        self.channel_combo.setToolTip(
+            "Which channel(s) SAM sees: the viewed one, or the mean/max/RGB composite"
+        )
+        self.new_points_btn = QPushButton("New")
+        self.new_shapes_btn = QPushButton("New")
+        self.new_labels_btn = QPushButton("New")
+        for label, combo, btn in (
+            ("Image", self.image_combo, None),
+            ("Channels", self.channel_combo, None),
+            ("Points", self.points_combo, self.new_points_btn),
+            ("Boxes/masks", self.shapes_combo, self.new_shapes_btn),
+            ("Labels out", self.labels_combo, self.new_labels_btn),
+        ):
+            row = QHBoxLayout()
+            row.addWidget(combo, 1)
+            if btn is not None:
+                row.addWidget(btn)
+            form.addRow(label, row)
+
+    def layer_combos(self) -> tuple:
+        return (self.image_combo, self.points_combo, self.shapes_combo, self.labels_combo)
+
+    def refresh_channels(self):
+        """Fill the channel picker for the chosen image (keeps the choice when it can);
+        returns the current choice."""
+        combo, cur = self.channel_combo, self.channel_combo.currentData()
+        opts = channel_options(self.viewer, self.image_combo.value())
+        combo.blockSignals(True)
+        combo.clear()
+        for text, choice in opts or [("Single channel", VIEWED)]:
+            combo.addItem(text, choice)
+        combo.setCurrentIndex(max(combo.findData(cur), 0))
+        combo.setEnabled(bool(opts))
+        combo.blockSignals(False)
+        return combo.currentData()
