@@ -347,3 +347,34 @@ def test_labels_widen_past_uint16_and_preview_is_light(make_napari_viewer, qtbot
     assert labels.data[40, 30] == 65536 and labels.data[0, 0] == 65535
     assert any("widened to uint32" in m for m in infos)
     assert not prev.visible and w.preview.data is None  # cleared = hidden
+
+
+def test_undo_key_forgets_cached_max_so_ids_never_collide(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_discs(centers=((20, 20), (40, 60), (60, 100)), r=8))
+    w = _widget(viewer)
+    w.new_points()
+    w.new_labels()
+    labels = w.session.labels_layer
+    labels.data[2:5, 2:5] = 10  # an object with a high ID, then erased by the user
+    labels.data_setitem(tuple(np.nonzero(labels.data == 10)), 0)
+    for rc in ((20, 20), (40, 60)):  # two new objects: IDs 1 and 2
+        click(w.session.points_layer, layer.data_to_world(rc))
+        _segment(qtbot, w)
+        w.commit()
+        w.next_object()
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer.layers.selection.active = labels
+    canvas = viewer.window._qt_viewer.canvas.native
+    for _ in range(3):  # Ctrl-Z on the canvas, dispatched by napari's keymap as by a user
+        QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        qtbot.wait(20)
+    # three undos: both commits and the erase; object 10 is back
+    assert labels.data[3, 3] == 10 and labels.data.max() == 10
+    click(w.session.points_layer, layer.data_to_world((60, 100)))
+    _segment(qtbot, w)
+    w.commit()
+    assert labels.data[60, 100] == 11  # not 3: the restored 10 is seen
+    assert (labels.data == 10).sum() == 9  # and object 10 is left alone

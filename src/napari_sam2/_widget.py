@@ -222,6 +222,19 @@ class SAM2Widget(QWidget):
             layer.events.data.connect(self._prompts_changed)
         if isinstance(layer, napari.layers.Shapes):
             layer.events.data.connect(self._prompts_changed)
+        if isinstance(layer, napari.layers.Labels):
+            for key, step in (("Control-Z", "undo"), ("Control-Shift-Z", "redo")):
+                layer.bind_key(key, self._history_step(step), overwrite=True)
+
+    def _history_step(self, step: str):
+        """Undo/redo that also forgets the cached max ID: napari emits no paint event for
+        them, and a restored object must never get its ID handed out again."""
+
+        def run(layer):
+            getattr(layer, step)()
+            self.session.invalidate_max()
+
+        return run
 
     # --------------------------------------------------------------- model
     def load_model(self):
