@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.errors import ImageError
+from .layers import full_resolution
 
 
 def image_ndim(image_layer) -> int:
@@ -44,8 +45,7 @@ def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> 
     Rounded (not truncated) and clipped to the image.
     """
     data = np.asarray(image_layer.world_to_data(np.asarray(world_point, dtype=float)), float)
-    arr = image_layer.data[0] if getattr(image_layer, "multiscale", False) else image_layer.data
-    shape = arr.shape[: image_ndim(image_layer)]
+    shape = full_resolution(image_layer).shape[: image_ndim(image_layer)]
     n = image_ndim(image_layer) - 2 if n_leading is None else n_leading
     idx = np.floor(data[:n] + 0.5).astype(int)
     return tuple(int(np.clip(i, 0, s - 1)) for i, s in zip(idx, shape[:n], strict=True))

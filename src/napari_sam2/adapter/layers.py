@@ -35,24 +35,6 @@ def full_resolution(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def image_source_kwargs(image_layer, *, use_contrast_limits: bool = True, channel="mean") -> dict:
-    """Keyword arguments for ``Segmenter.set_image`` from an Image layer.
-
-    The layer's contrast limits (what the user sees) set the intensity window.
-    """
-    kw = {
-        "rgb": bool(getattr(image_layer, "rgb", False)),
-        "channel_axis": channel_axis_of(image_layer),
-    }
-    if kw["channel_axis"] is not None:
-        kw["channel"] = channel
-    if use_contrast_limits and not kw["rgb"]:
-        lo, hi = (float(v) for v in image_layer.contrast_limits)
-        if hi > lo:
-            kw["contrast_limits"] = (lo, hi)
-    return kw
-
-
 def spatial_shape(image_layer) -> tuple[int, ...]:
     """Shape a Labels layer for this image must have (no RGB axis, no channel axis)."""
     shape = list(full_resolution(image_layer).shape[: image_layer.ndim])

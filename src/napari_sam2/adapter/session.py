@@ -90,13 +90,14 @@ class SegmentationSession:
 
     def viewed_plane(self) -> tuple[int, ...]:
         """Index of the viewed plane over the non-channel leading axes (labels' index)."""
-        img = self._image()
-        n_lead = len(spatial_shape(img)) - 2
+        return self._labels_plane(self._image(), self.viewed_index())
+
+    @staticmethod
+    def _labels_plane(img, index) -> tuple[int, ...]:
+        """The labels' plane index from the layer's full leading index (channel dropped)."""
         ch = channel_axis_of(img)
-        plane = self.viewed_index()
-        if ch is not None:
-            plane = tuple(v for i, v in enumerate(plane) if i != ch)
-        return plane[:n_lead]
+        plane = tuple(v for i, v in enumerate(index) if i != ch)
+        return plane[: len(spatial_shape(img)) - 2]
 
     def _image(self):
         if self.image_layer is None:
@@ -143,7 +144,8 @@ class SegmentationSession:
         if self.segmenter is None:
             raise ImageError("The model is still loading: wait for the status line to say ready.")
         img = self._image()
-        plane = self.viewed_plane()
+        index = self.viewed_index()
+        plane = self._labels_plane(img, index)
         hw = spatial_shape(img)[-2:]
         refine_mask, refine_id = self.refine_mask(plane)
         prompts = collect_prompts(
@@ -156,7 +158,7 @@ class SegmentationSession:
             refine_mask=refine_mask,
         )
         prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
-        source = image_source(self.viewer, img, self.channel, self.viewed_index())
+        source = image_source(self.viewer, img, self.channel, index)
         token = next(self._tokens)
         self._latest = token
         req = Request(token, img, plane, prompts, source, refine_id)
