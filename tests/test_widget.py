@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends import ClassicalBackend
-from widget_helpers import TIMEOUT, click, mouse_click
+from widget_helpers import TIMEOUT, click, mouse_click, ready_widget
 from widget_helpers import discs as _discs
 from widget_helpers import make_widget as _widget
 from widget_helpers import segment_and_wait as _segment
@@ -25,10 +25,7 @@ def nuclei(shared_data):
 def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbot, nuclei):
     img, gt = nuclei
     viewer = make_napari_viewer()
-    layer = viewer.add_image(img, scale=(0.5, 0.5), translate=(10.0, -4.0))
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, img, scale=(0.5, 0.5), translate=(10.0, -4.0))
     # an isolated nucleus of median size (nothing else within 3 px); click at its
     # innermost pixel, in world coordinates
     sizes = np.bincount(gt.ravel())
@@ -59,10 +56,7 @@ def test_click_on_real_nucleus_with_scale_and_translate(make_napari_viewer, qtbo
 def test_negative_point_excludes_and_two_boxes_give_two_ids(make_napari_viewer, qtbot):
     img = _discs()
     viewer = make_napari_viewer()
-    viewer.add_image(img)
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    _, w = ready_widget(viewer, img)
     pts = w.session.points_layer
     click(pts, (40, 30))
     click(pts, (40, 80), positive=False)
@@ -89,10 +83,7 @@ def test_negative_point_excludes_and_two_boxes_give_two_ids(make_napari_viewer, 
 def test_keep_others_policy_and_undo(make_napari_viewer, qtbot):
     img = _discs()
     viewer = make_napari_viewer()
-    viewer.add_image(img)
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    _, w = ready_widget(viewer, img)
     labels = w.session.labels_layer
     labels.data[30:50, 35:45] = 7  # an existing object inside the left disc
     before = labels.data.copy()
@@ -112,10 +103,7 @@ def test_zstack_writes_only_viewed_plane_and_refine_keeps_id(make_napari_viewer,
     plane = _discs()
     stack = np.stack([plane] * 5)
     viewer = make_napari_viewer()
-    layer = viewer.add_image(stack, scale=(3.0, 0.5, 0.5), translate=(2.0, 1.0, -1.0))
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, stack, scale=(3.0, 0.5, 0.5), translate=(2.0, 1.0, -1.0))
     viewer.dims.set_point(0, layer.data_to_world((3, 0, 0))[0])
     assert w.session.viewed_plane() == (3,)
     pts = w.session.points_layer
@@ -185,10 +173,7 @@ def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, m
 
 def test_real_sam2_random_weights_in_background(make_napari_viewer, qtbot, sam2_random_segmenter):
     viewer = make_napari_viewer()
-    viewer.add_image(_discs())
-    w = _widget(viewer, sam2_random_segmenter)
-    w.new_points()
-    w.new_labels()
+    _, w = ready_widget(viewer, _discs(), sam2_random_segmenter)
     click(w.session.points_layer, (40, 30))
     w.segment()
     assert w.busy  # runs in a worker thread
@@ -225,10 +210,7 @@ def test_export_masks_and_cutouts(make_napari_viewer, qtbot, tmp_path):
     from PIL import Image
 
     viewer = make_napari_viewer()
-    viewer.add_image(_discs())
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    _, w = ready_widget(viewer, _discs())
     click(w.session.points_layer, (40, 30))
     _segment(qtbot, w)
     w.commit()
@@ -301,10 +283,7 @@ def test_cancel_stops_running_encode(make_napari_viewer, qtbot, monkeypatch):
 
 def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs())
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, _discs())
     calls = []
     compute = w.session.compute
     w.session.compute = lambda req: calls.append(req.token) or compute(req)
@@ -327,10 +306,7 @@ def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
 
 def test_labels_widen_past_uint16_and_preview_is_light(make_napari_viewer, qtbot, monkeypatch):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs(), units=("um", "um"), scale=(0.5, 0.5))
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, _discs(), units=("um", "um"), scale=(0.5, 0.5))
     labels = w.session.labels_layer
     assert labels.data.dtype == np.uint16
     labels.data[0, 0] = 65535  # the largest uint16 ID is taken
@@ -351,10 +327,7 @@ def test_labels_widen_past_uint16_and_preview_is_light(make_napari_viewer, qtbot
 
 def test_undo_key_forgets_cached_max_so_ids_never_collide(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(_discs(centers=((20, 20), (40, 60), (60, 100)), r=8))
-    w = _widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, _discs(centers=((20, 20), (40, 60), (60, 100)), r=8))
     labels = w.session.labels_layer
     labels.data[2:5, 2:5] = 10  # an object with a high ID, then erased by the user
     labels.data_setitem(tuple(np.nonzero(labels.data == 10)), 0)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from widget_helpers import click, discs, make_widget, mouse_click, segment_and_wait
+from widget_helpers import (
+    click,
+    discs,
+    make_widget,
+    mouse_click,
+    ready_widget,
+    segment_and_wait,
+)
 
 LEFT, RIGHT = (40, 40), (40, 80)
 
@@ -13,6 +20,17 @@ LEFT, RIGHT = (40, 40), (40, 80)
 def _two_channels():
     """ch0: a disc on the left only; ch1: a disc on the right only."""
     return discs(centers=(LEFT,)), discs(centers=(RIGHT,), value=200)
+
+
+def _two_channel_widget(viewer, names, active):
+    """The two channels as napari split-channel layers (own contrast limits), the layer
+    ``active`` selected, and the widget docked; returns ``(layer0, layer1, widget)``."""
+    layers = [
+        viewer.add_image(data, name=name, contrast_limits=(0, hi))
+        for data, name, hi in zip(_two_channels(), names, (3000, 200), strict=True)
+    ]
+    viewer.layers.selection.active = layers[active]
+    return (*layers, make_widget(viewer))
 
 
 def _disc_mask(center, shape=(80, 120), r=18):
@@ -31,12 +49,8 @@ def _choose(w, choice):
 
 
 def test_split_channel_layers_mean_max_of_visible(make_napari_viewer, qtbot):
-    ch0, ch1 = _two_channels()
     viewer = make_napari_viewer()
-    a = viewer.add_image(ch0, name="DAPI", contrast_limits=(0, 3000))
-    b = viewer.add_image(ch1, name="GFP", contrast_limits=(0, 200))
-    viewer.layers.selection.active = a
-    w = make_widget(viewer)
+    a, b, w = _two_channel_widget(viewer, ("DAPI", "GFP"), active=0)
     assert w.image_combo.value() is a
     texts = [w.channel_combo.itemText(i) for i in range(w.channel_combo.count())]
     assert texts[0] == "This layer" and "Max of visible channels" in texts
@@ -51,7 +65,7 @@ def test_split_channel_layers_mean_max_of_visible(make_napari_viewer, qtbot):
     assert src.normalization.high == (3000.0, 200.0)  # each layer's own contrast limits
     w.commit()
     lab = w.session.labels_layer.data
-    assert lab.shape == ch0.shape
+    assert lab.shape == a.data.shape
     assert _iou(lab == 1, _disc_mask(RIGHT)) > 0.9
 
     w.next_object()
@@ -118,10 +132,7 @@ def test_channel_axis_in_the_middle_is_refused(make_napari_viewer, qtbot, monkey
 def test_multiscale_layer_segments_full_resolution(make_napari_viewer, qtbot):
     img = discs(centers=(LEFT, RIGHT))
     viewer = make_napari_viewer()
-    layer = viewer.add_image([img, img[::2, ::2]], multiscale=True, scale=(0.5, 0.5))
-    w = make_widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, [img, img[::2, ::2]], multiscale=True, scale=(0.5, 0.5))
     assert w.session.labels_layer.data.shape == img.shape
     click(w.session.points_layer, layer.data_to_world(LEFT))
     segment_and_wait(qtbot, w)
@@ -142,10 +153,7 @@ def test_multiscale_layer_segments_full_resolution(make_napari_viewer, qtbot):
 def test_rotated_sheared_affine_images(make_napari_viewer, qtbot, transform):
     img = discs(centers=(LEFT, RIGHT))
     viewer = make_napari_viewer()
-    layer = viewer.add_image(img, **transform)
-    w = make_widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, img, **transform)
     # the user clicks where napari shows the right disc's centre
     world = layer.data_to_world(RIGHT)
     click(w.session.points_layer, world)
@@ -167,10 +175,7 @@ def test_rotated_sheared_affine_images(make_napari_viewer, qtbot, transform):
 
 def test_ctrl_click_picks_label_for_refinement(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    layer = viewer.add_image(discs(centers=(LEFT, RIGHT)), scale=(2.0, 2.0))
-    w = make_widget(viewer)
-    w.new_points()
-    w.new_labels()
+    layer, w = ready_widget(viewer, discs(centers=(LEFT, RIGHT)), scale=(2.0, 2.0))
     labels = w.session.labels_layer
     labels.data[30:50, 30:50] = 4  # a rough existing object on the left disc
     pts = w.session.points_layer
@@ -213,12 +218,8 @@ def test_rgb_image_is_one_layer_without_channel_choice(make_napari_viewer, qtbot
 
 
 def test_selecting_another_channel_keeps_the_combined_image(make_napari_viewer, qtbot):
-    ch0, ch1 = _two_channels()
     viewer = make_napari_viewer()
-    a = viewer.add_image(ch0, name="A", contrast_limits=(0, 3000))
-    b = viewer.add_image(ch1, name="B", contrast_limits=(0, 200))
-    viewer.layers.selection.active = b
-    w = make_widget(viewer)
+    a, b, w = _two_channel_widget(viewer, ("A", "B"), active=1)
     assert w.image_combo.value() is b
     w.new_points()
     w.new_labels()
@@ -235,10 +236,7 @@ def test_selecting_another_channel_keeps_the_combined_image(make_napari_viewer, 
 
 def test_rolled_axes_are_refused(make_napari_viewer, qtbot, monkeypatch):
     viewer = make_napari_viewer()
-    viewer.add_image(np.stack([discs()] * 4))
-    w = make_widget(viewer)
-    w.new_points()
-    w.new_labels()
+    _, w = ready_widget(viewer, np.stack([discs()] * 4))
     w.session.points_layer.add([2, 40, 40])
     warnings = []
     monkeypatch.setattr("napari_sam2._widget.show_warning", warnings.append)

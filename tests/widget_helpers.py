@@ -64,3 +64,13 @@ def mouse_click(layer, position, modifiers=()) -> None:
     mouse_press_callbacks(layer, ev)
     ev.type = "mouse_release"
     mouse_release_callbacks(layer, ev)
+
+
+def ready_widget(viewer, image, segmenter=None, **image_kwargs):
+    """Add ``image``, dock the widget on it and press its New points / New labels buttons;
+    returns ``(image_layer, widget)``."""
+    layer = viewer.add_image(image, **image_kwargs)
+    w = make_widget(viewer, segmenter)
+    w.new_points()
+    w.new_labels()
+    return layer, w
