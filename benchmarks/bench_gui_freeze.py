@@ -78,7 +78,7 @@ def _cause(samples: list[tuple[str, str]]) -> str:
 
 # Functions timed from the outside (main-thread calls only); missing ones are skipped.
 WRAPPED = {
-    "napari_sam2._widget": "new_points_layer new_shapes_layer new_labels_layer "
+    "napari_sam2.widget._dock": "new_points_layer new_shapes_layer new_labels_layer "
     "SAM2Widget.next_object",
     "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession._next_id "
     "plan_edits write_edits",
@@ -216,7 +216,7 @@ def make_tiff(shape: tuple[int, int, int]) -> Path:
 def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
     import napari
 
-    from napari_sam2._widget import SAM2Widget
+    from napari_sam2.widget import SAM2Widget
     from napari_sam2.engine.segmenter import Segmenter
     from napari_sam2.io.reader import read_tiff
 
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", choices=("lazy", "eager", "both"), default="both")
     args = ap.parse_args(argv)
 
-    import napari_sam2._widget  # noqa: F401  (keeps triton out before torch loads)
+    import napari_sam2.widget._dock  # noqa: F401  (keeps triton out before torch loads)
 
     torch = importlib.import_module("torch")
 

@@ -13,7 +13,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_sam2._widget import SAM2Widget
+from napari_sam2.widget import SAM2Widget
 from napari_sam2.engine import Segmenter
 from napari_sam2.io.samples import nuclei_2d, nuclei_3d
 

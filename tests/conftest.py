@@ -1,6 +1,6 @@
 """Shared fixtures of the test suite.
 
-- ``shared_data``: the real microscopy files in ``../shared/data`` (skips when absent).
+- ``shared_data``: the real microscopy files copied into ``tests/data`` (see its README.md).
 - ``shared_index``: the entries of its ``index.json`` (file, axes, shape, dtype, scale, labels).
 - ``sam2_random_checkpoint``: the real SAM 2.1 tiny architecture with random weights,
   saved as an official-looking checkpoint file (``sam2.1_hiera_tiny.pt``) in a tmp folder.
@@ -17,26 +17,21 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 TEST_IMAGE_SIZE = 256
 SAM2_SEED = 1234
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Folder of the real test images (``../shared/data``, see its SOURCES.md)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """Folder of the real test images (``tests/data``, see its README.md)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_index(shared_data) -> list[dict]:
-    """The entries of ``shared_data / "index.json"``, one per image (skips when absent)."""
-    path = shared_data / "index.json"
-    if not path.is_file():
-        pytest.skip(f"shared test data index not found at {path}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The entries of ``tests/data/index.json``, one per image."""
+    return json.loads((shared_data / "index.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_zstack_planes_use_stack_wide_limits(shared_data):
 
 
 def test_zcyx_channel_axis_stack_wide_per_channel(shared_data):
-    data = tifffile.imread(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif")
+    data = tifffile.imread(shared_data / "ovule_nuclei_membrane_zcyx_uint16.ome.tif")
     assert data.shape[:2] == (5, 2)
     src = PlaneSource(data, channel_axis=1, channel=1)
     assert src.index_shape == (5,) and src.plane_shape == data.shape[2:]

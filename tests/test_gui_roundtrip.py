@@ -13,7 +13,7 @@ from widget_helpers import click, make_widget, segment_and_wait
 
 EM = "em_fibsem_medulla_zyx_uint8.ome.tif"
 EM_GT = "em_fibsem_medulla_zyx_uint8_labels.tif"
-MITOSIS = "mitosis_spindle_zcyx_uint16.ome.tif"  # GPL-3.0: read in place, never copied
+TWO_CHANNEL = "ovule_nuclei_membrane_zcyx_uint16.ome.tif"  # see tests/data/README.md
 
 
 def _innermost(mask):
@@ -79,10 +79,10 @@ def test_anisotropic_two_channel_stack_keeps_scale(
     make_napari_viewer, qtbot, shared_data, tmp_path
 ):
     viewer = make_napari_viewer()
-    layers = viewer.open(str(shared_data / MITOSIS), plugin="napari-sam2")
+    layers = viewer.open(str(shared_data / TWO_CHANNEL), plugin="napari-sam2")
     assert len(layers) == 2  # one layer per channel
     chromatin = layers[0]
-    np.testing.assert_allclose(chromatin.scale, (0.32, 0.090577, 0.090577), rtol=1e-4)
+    np.testing.assert_allclose(chromatin.scale, (0.283718, 0.126786, 0.126786), rtol=1e-4)
     viewer.layers.selection.active = chromatin
     w = make_widget(viewer)
     assert w.channel_combo.isEnabled()  # the other channel layer can be combined

@@ -1,4 +1,4 @@
-"""Tests for napari_sam2.io.reader on the real files in ../shared/data."""
+"""Tests for napari_sam2.io.reader on the real files in tests/data."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import pytest
 import tifffile
 
 from napari_sam2.io.reader import TiffReadError, get_reader, open_tiff, read_tiff
+
+TWO_CHANNEL = "ovule_nuclei_membrane_zcyx_uint16.ome.tif"  # see tests/data/README.md
 
 
 def _expected_layers(entry: dict) -> tuple[int, tuple, list | None]:
@@ -49,7 +51,7 @@ def test_reader_on_every_shared_image(shared_data, shared_index):
             low, high = kwargs["contrast_limits"]
             assert low < high
 
-    assert len(shared_index) >= 8
+    assert len(shared_index) >= 7
     _check_each(shared_index, check)
 
 
@@ -70,18 +72,18 @@ def test_ground_truth_labels_open_as_labels(shared_data, shared_index):
 
 
 def test_ome_two_channels_become_two_layers(shared_data):
-    layers = read_tiff(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif")
+    layers = read_tiff(shared_data / TWO_CHANNEL)
     assert len(layers) == 2
     (d0, k0, _), (d1, k1, _) = layers
-    assert d0.shape == d1.shape == (5, 170, 240)
+    assert d0.shape == d1.shape == (5, 100, 100)
     assert d0.dtype == np.uint16
-    np.testing.assert_allclose(k0["scale"], (0.32, 0.090577, 0.090577), rtol=1e-4)
+    np.testing.assert_allclose(k0["scale"], (0.283718, 0.126786, 0.126786), rtol=1e-4)
     assert k0["units"] == ("micrometer",) * 3
     assert k0["axis_labels"] == ("z", "y", "x")
-    assert (k0["name"], k1["name"]) == ("LED555", "LED470")
+    assert (k0["name"], k1["name"]) == ("nuclei", "membrane")
     assert (k0["colormap"], k1["colormap"]) == ("magenta", "green")
     assert (k0["blending"], k1["blending"]) == ("translucent_no_depth", "additive")
-    full = tifffile.imread(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif")
+    full = tifffile.imread(shared_data / TWO_CHANNEL)
     np.testing.assert_array_equal(d1, full[:, 1])
 
 
@@ -97,15 +99,15 @@ def test_imagej_metadata_scale(shared_data):
 def test_forced_lazy_returns_dask_and_reads_one_plane(shared_data):
     import dask.array as da
 
-    path = shared_data / "mitosis_spindle_zcyx_uint16.ome.tif"
+    path = shared_data / TWO_CHANNEL
     layers = read_tiff(path, lazy=True)
     data = layers[1][0]
     assert isinstance(data, da.Array)
-    assert data.shape == (5, 170, 240)
+    assert data.shape == (5, 100, 100)
     plane = np.asarray(data[3])
     np.testing.assert_array_equal(plane, tifffile.imread(path)[3, 1])
     # the chunks are single planes: a plane read touches one chunk only
-    assert data.chunksize[-2:] == (170, 240)
+    assert data.chunksize[-2:] == (100, 100)
     assert data[3].npartitions == 1
 
 
@@ -212,11 +214,11 @@ def test_rgb_tiff_is_one_rgb_layer(tmp_path):
 
 def test_napari_opens_ome_with_plugin(shared_data, make_napari_viewer):
     viewer = make_napari_viewer()
-    layers = viewer.open(shared_data / "mitosis_spindle_zcyx_uint16.ome.tif", plugin="napari-sam2")
-    assert [layer.name for layer in layers] == ["LED555", "LED470"]
+    layers = viewer.open(shared_data / TWO_CHANNEL, plugin="napari-sam2")
+    assert [layer.name for layer in layers] == ["nuclei", "membrane"]
     for layer in layers:
-        assert layer.data.shape == (5, 170, 240)
-        np.testing.assert_allclose(layer.scale, (0.32, 0.090577, 0.090577), rtol=1e-4)
+        assert layer.data.shape == (5, 100, 100)
+        np.testing.assert_allclose(layer.scale, (0.283718, 0.126786, 0.126786), rtol=1e-4)
         assert tuple(layer.axis_labels) == ("z", "y", "x")
         assert all(str(u) == "micrometer" for u in layer.units)
     assert layers[1].colormap.name == "green"

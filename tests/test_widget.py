@@ -141,7 +141,7 @@ def test_worker_exception_leaves_labels_unchanged(make_napari_viewer, qtbot, mon
     w.new_labels()
     before = w.session.labels_layer.data.copy()
     errors = []
-    monkeypatch.setattr("napari_sam2._widget.show_error", errors.append)
+    monkeypatch.setattr("napari_sam2.widget._dock.show_error", errors.append)
     click(w.session.points_layer, (40, 30))
     w.segment()
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
@@ -156,7 +156,7 @@ def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, m
     viewer.add_image(_discs())
     w = _widget(viewer)
     warnings = []
-    monkeypatch.setattr("napari_sam2._widget.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
     w.new_points()
     w.segment()  # empty prompt layer
     assert "No prompt" in warnings[-1]
@@ -254,7 +254,7 @@ def test_cancel_stops_running_encode(make_napari_viewer, qtbot, monkeypatch):
     w.new_points()
     w.new_labels()
     errors = []
-    monkeypatch.setattr("napari_sam2._widget.show_error", errors.append)
+    monkeypatch.setattr("napari_sam2.widget._dock.show_error", errors.append)
     before = w.session.labels_layer.data.copy()
     w.session.points_layer.add([0, 40, 30])
     viewer.dims.set_point(0, 0)
@@ -312,7 +312,7 @@ def test_labels_widen_past_uint16_and_preview_is_light(make_napari_viewer, qtbot
     labels.data[0, 0] = 65535  # the largest uint16 ID is taken
     w.session.invalidate_max()
     infos = []
-    monkeypatch.setattr("napari_sam2._widget.show_info", infos.append)
+    monkeypatch.setattr("napari_sam2.widget._dock.show_info", infos.append)
     click(w.session.points_layer, layer.data_to_world((40, 30)))
     _segment(qtbot, w)
     prev = w.preview.layer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam2._widget import SAM2Widget
 from napari_sam2.engine import Segmenter
+from napari_sam2.widget import SAM2Widget
 
 TIMEOUT = 60_000
 

@@ -185,7 +185,7 @@ def cmd_demo(args) -> int:
     import napari
 
     try:
-        from ._widget import SAM2Widget
+        from .widget import SAM2Widget
     except ImportError as e:
         raise UsageError(f"the SAM 2 widget is not available: {e}") from e
     params = inspect.signature(SAM2Widget).parameters

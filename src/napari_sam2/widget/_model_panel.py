@@ -15,8 +15,8 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from .engine.models import SIZES
-from .engine.segmenter import BACKENDS, Segmenter
+from ..engine.models import SIZES
+from ..engine.segmenter import BACKENDS, Segmenter
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 

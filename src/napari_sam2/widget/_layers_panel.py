@@ -5,8 +5,8 @@ from __future__ import annotations
 import napari
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton
 
+from ..adapter.channels import VIEWED, channel_options
 from ._qt_parts import LayerCombo
-from .adapter.channels import VIEWED, channel_options
 
 
 class LayersPanel(QGroupBox):

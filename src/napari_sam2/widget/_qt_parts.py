@@ -6,7 +6,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
-from .adapter.layers import POSITIVE
+from ..adapter.layers import POSITIVE
 
 NONE = "—"
 

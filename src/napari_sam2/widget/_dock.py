@@ -18,16 +18,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..adapter.channels import COMBINED, channel_layers
+from ..adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
+from ..adapter.preview import PreviewLayer
+from ..adapter.session import SegmentationSession
+from ..engine.errors import Cancelled, NapariSam2Error
+from ..engine.segmenter import Segmenter
 from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
 from ._model_panel import ModelPanel
+from ._panels import panel_classes
 from ._qt_parts import ctrl_click_picker, shift_click_negative, toggle_polarity
-from .adapter.channels import COMBINED, channel_layers
-from .adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
-from .adapter.preview import PreviewLayer
-from .adapter.session import SegmentationSession
-from .engine.errors import Cancelled, NapariSam2Error
-from .engine.segmenter import Segmenter
 
 avoid_llvm_clash()
 
@@ -111,6 +112,9 @@ class SAM2Widget(QWidget):
         a.addLayout(row1)
         a.addLayout(row2)
         lay.addWidget(act)
+        self.panels = [cls(self) for cls in panel_classes()]
+        for panel in self.panels:
+            lay.addWidget(panel)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
@@ -263,6 +267,10 @@ class SAM2Widget(QWidget):
 
     def _set_status(self, text):
         self.status.setText(text)
+
+    def set_status(self, text: str):
+        """Show ``text`` in the dock's status line (for panels)."""
+        self._set_status(text)
 
     # ------------------------------------------------------------ actions
     @property

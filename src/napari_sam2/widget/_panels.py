@@ -1,0 +1,14 @@
+"""The extra panels the dock shows below its Segment section, in this order.
+
+A panel is a ``QWidget`` subclass built as ``Panel(dock)`` where ``dock`` is the
+:class:`~napari_sam2.widget.SAM2Widget`. It may use the dock's public attributes
+(``viewer``, ``session``, ``set_status(text)``) and must release whatever it connects or binds
+in ``close_panel()``, which the dock calls when it is closed.
+"""
+
+from __future__ import annotations
+
+
+def panel_classes() -> tuple:
+    """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
+    return ()
