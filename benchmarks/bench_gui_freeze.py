@@ -216,9 +216,9 @@ def make_tiff(shape: tuple[int, int, int]) -> Path:
 def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
     import napari
 
-    from napari_sam2.widget import SAM2Widget
     from napari_sam2.engine.segmenter import Segmenter
     from napari_sam2.io.reader import read_tiff
+    from napari_sam2.widget import SAM2Widget
 
     kw = {"random_weights": True, "device": "cpu"} if backend == "sam2" else {}
     seg = Segmenter("tiny", backend=backend, **kw)  # sam2: real architecture, random weights

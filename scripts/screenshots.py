@@ -13,9 +13,9 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_sam2.widget import SAM2Widget
 from napari_sam2.engine import Segmenter
 from napari_sam2.io.samples import nuclei_2d, nuclei_3d
+from napari_sam2.widget import SAM2Widget
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
