@@ -20,7 +20,6 @@ NUCLEI_3D = DATA / "nuclei3d_ovule_zyx_uint8.tif"
 NUCLEI_3D_GT = DATA / "nuclei3d_ovule_zyx_uint8_labels.tif"
 
 
-
 def cli_exe() -> list[str]:
     exe = Path(sys.executable).with_name("napari-sam2")
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "napari_sam2.cli"]
