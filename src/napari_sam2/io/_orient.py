@@ -81,6 +81,7 @@ def layer_transform(disp_vox2ras: np.ndarray, extra_leading: int = 0) -> dict:
     origin = RAS_TO_WORLD @ np.asarray(disp_vox2ras, float)[:3, 3]
     spacing = np.linalg.norm(m, axis=0)
     rotation = m / spacing
+    rotation[np.abs(rotation) < 1e-12] = 0.0  # float noise of the header's quaternion
     lead = extra_leading
     nd = 3 + lead
     out: dict = {
