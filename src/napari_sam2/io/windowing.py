@@ -110,13 +110,14 @@ def _is_ct(metadata: Mapping[str, Any] | None) -> bool:
 def preset_names(metadata: Mapping[str, Any] | None) -> list[str]:
     """Preset names that make sense for a layer with this metadata.
 
-    CT (``modality`` CT or ``units`` HU): the CT presets first; then the file's own windows;
-    always the robust percentiles.
+    CT (``modality`` CT or ``units`` HU): the CT presets, the file's own windows, the
+    robust percentiles. Others: the file's windows and the robust percentiles first, then
+    the CT presets (for CT data opened from other formats, in HU).
     """
-    names = list(CT_PRESETS) if _is_ct(metadata) else []
-    names += [name for name, _ in file_windows(metadata)]
-    names.append(ROBUST)
-    return names
+    own = [name for name, _ in file_windows(metadata)]
+    if _is_ct(metadata):
+        return [*CT_PRESETS, *own, ROBUST]
+    return [*own, ROBUST, *CT_PRESETS]
 
 
 def preset_limits(name: str, data: Any = None, metadata: Mapping[str, Any] | None = None):
