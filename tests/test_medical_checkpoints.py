@@ -45,7 +45,6 @@ def medsam2_checkpoint(tmp_path_factory):
     return path, state
 
 
-@pytest.mark.slow
 def test_medsam2_layout_loads_as_tiny_512_and_segments_ct(medsam2_checkpoint, shared_data):
     path, state = medsam2_checkpoint
     assert guess_size(state) == "tiny" and guess_version(state) == "2.1"
