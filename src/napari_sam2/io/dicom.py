@@ -199,6 +199,9 @@ def _series(items: list[tuple[Path, Any]], include_identifiers: bool) -> tuple[n
         medical["units"] = str(first.get("RescaleType", "") or ("HU" if modality == "CT" else ""))
     if include_identifiers:
         medical["identifiers"] = _identifiers(first)
+    if stack.volumes == 1:  # what a DICOM SEG must reference, in slice order
+        medical["source_files"] = [str(f.path) for f in ordered]
+        medical["source_frames"] = [f.index for f in ordered]
     info: dict[str, Any] = {
         "name": name,
         "medical": medical,

@@ -187,7 +187,9 @@ def _source_from_viewer(shape: tuple, matrix: np.ndarray) -> Mapping | None:
     found = []
     for layer in viewer.layers:
         medical = layer.metadata.get("medical") if isinstance(layer.metadata, dict) else None
-        if not medical or not medical.get("source_affine") or layer.data is None:
+        if not medical or layer.data is None:
+            continue
+        if not (medical.get("source_affine") or medical.get("source_files")):
             continue
         if tuple(np.shape(layer.data)[: layer.ndim]) != shape:
             continue
