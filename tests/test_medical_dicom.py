@@ -223,6 +223,11 @@ def test_get_reader_declines_non_dicom(shared_data, tmp_path):
     )
     assert get_reader(str(tmp_path / "notes.dcm")) is None
     assert get_reader(str(tmp_path / "tiffs")) is None
+    store = tmp_path / "image.zarr" / "0"
+    store.mkdir(parents=True)
+    (store / ".zarray").write_text("{}")
+    (store / "0.0").write_bytes(b"\0" * 200)
+    assert get_reader(str(tmp_path / "image.zarr")) is None
     assert get_reader(str(shared_data / "bacteria_phase_2d_uint8.tif")) is None
     assert get_reader(str(shared_data / "medical/CT_small.dcm")) is not None
     assert get_reader(str(shared_data / "medical/dicomdir")) is not None

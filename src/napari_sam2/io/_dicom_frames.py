@@ -70,6 +70,29 @@ def _dicomdir_files(path: Path) -> list[Path]:
     return files
 
 
+_NOT_DICOM_FOLDER_MARKERS = (".zarray", ".zgroup", "zarr.json", ".zattrs")
+
+
+def folder_has_dicom(path: Path, max_files: int = 300) -> bool:
+    """Quick probe for the napari reader: a DICOMDIR, or a DICOM file among the first
+    ``max_files`` files (zarr stores are skipped without looking inside)."""
+    if any((path / n).is_file() for n in ("DICOMDIR", "dicomdir")):
+        return True
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        if root.endswith(".zarr") or any(m in files for m in _NOT_DICOM_FOLDER_MARKERS):
+            dirs[:] = []
+            continue
+        dirs.sort()
+        for f in sorted(files):
+            if has_dicom_magic(Path(root) / f):
+                return True
+            seen += 1
+            if seen >= max_files:
+                return False
+    return False
+
+
 def find_files(path: Path) -> list[Path]:
     """DICOM files of a file, a DICOMDIR, or a folder (searched recursively).
 

@@ -33,6 +33,7 @@ from ._dicom_frames import (
     DicomReadError,
     Frame,
     find_files,
+    folder_has_dicom,
     frames_of,
     is_dicom_file,
     pixels,
@@ -70,7 +71,7 @@ def get_reader(path: str | list[str]):
         return None
     candidate = Path(os.fspath(path))
     if candidate.is_dir():
-        return partial(_napari_reader) if find_files(candidate) else None
+        return partial(_napari_reader) if folder_has_dicom(candidate) else None
     if is_dicom_file(candidate):
         return partial(_napari_reader)
     return None
