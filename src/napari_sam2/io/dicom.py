@@ -212,7 +212,8 @@ def _series(items: list[tuple[Path, Any]], include_identifiers: bool) -> tuple[n
     single = len(ordered) == 1 or (stack.vox2lps is not None and data.shape[0] == stack.volumes)
     if stack.vox2lps is not None and single and not rgb:
         return _single_plane(data, stack, info)
-    if stack.vox2lps is None or (modality in TWO_D_MODALITIES and len(ordered) == 1):
+    # colour images (ultrasound, photos, even with geometry) stay in acquisition order
+    if stack.vox2lps is None or rgb or (modality in TWO_D_MODALITIES and len(ordered) == 1):
         spacing = ordered[0].spacing
         unit = "mm" if spacing else "pixel"
         spacing = spacing or (1.0, 1.0)
@@ -228,18 +229,13 @@ def _series(items: list[tuple[Path, Any]], include_identifiers: bool) -> tuple[n
     # volume: source voxel order (col, row, slice[, volume]) like dcm2niix, then display
     if stack.volumes > 1:
         data = data.reshape(stack.volumes, -1, *data.shape[1:])
-        source = np.moveaxis(data, 0, -1) if not rgb else data
+        source = np.moveaxis(data, 0, -1)
     else:
         source = data
-    source = np.swapaxes(source, 0, 2) if not rgb else source
+    source = np.swapaxes(source, 0, 2)
     vox2lps = stack.vox2lps[:, [2, 1, 0, 3]]
     vox2ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ vox2lps
-    if rgb:  # keep the acquisition order (rare: colour volumes)
-        disp, disp_aff, xform = source, stack.vox2lps, None
-        vox2ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ stack.vox2lps
-        disp_aff = vox2ras
-    else:
-        disp, disp_aff, xform = _orient.to_display(source, vox2ras)
+    disp, disp_aff, xform = _orient.to_display(source, vox2ras)
     lead = 1 if stack.volumes > 1 else 0
     if lead:
         disp = np.moveaxis(disp, 3, 0)
