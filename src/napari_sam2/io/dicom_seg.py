@@ -1,0 +1,182 @@
+"""Write labels as a DICOM Segmentation (SEG) referencing the source series (highdicom).
+
+Optional: needs ``pip install "napari-sam2[medical-seg]"`` (highdicom). One segment per
+label ID (segment numbers 1..N in increasing ID order, labelled ``"label <ID>"``), BINARY
+segmentation, frames matched pixel for pixel to the source images: the display reordering
+of :mod:`napari_sam2.io._orient` is undone first. The SEG copies the patient and study of
+the source (that is what a SEG is for), so it carries the identifiers the source carries.
+
+The source series is found through ``layer.metadata["medical"]`` of a layer opened by
+:mod:`napari_sam2.io.dicom` (``source_files``/``source_frames``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _orient
+from .writer import LabelsWriteError
+
+__all__ = ["HIGHDICOM_MISSING", "save_labels_dicom_seg", "write_labels_dicom_seg"]
+
+HIGHDICOM_MISSING = (
+    "DICOM SEG export needs highdicom: pip install 'napari-sam2[medical-seg]' "
+    "(or pip install highdicom) in napari's Python environment"
+)
+
+
+def _highdicom():
+    try:
+        import highdicom
+    except ImportError as exc:
+        raise ImportError(HIGHDICOM_MISSING) from exc
+    return highdicom
+
+
+def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
+    """Display-ordered labels → (frame, row, column) in the order of ``source_files``."""
+    data = np.asarray(labels)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise LabelsWriteError(f"DICOM SEG export takes 2-D or 3-D labels, not {data.ndim}-D")
+    xform = medical.get("display_ornt")
+    if xform is None:  # no patient geometry: shown in acquisition order already
+        frames = np.ascontiguousarray(data)
+    else:  # display → source (column, row, slice) → (slice, row, column)
+        frames = np.ascontiguousarray(np.transpose(_orient.from_display(data, xform), (2, 1, 0)))
+    expected = len(medical.get("source_files") or ())
+    if frames.shape[0] != expected:
+        raise LabelsWriteError(
+            f"labels have {frames.shape[0]} planes but the source series {expected}: use a "
+            "Labels layer made for this image"
+        )
+    return frames
+
+
+def save_labels_dicom_seg(
+    path: str | os.PathLike,
+    labels: Any,
+    *,
+    medical: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save labels as a DICOM SEG file referencing the series they were drawn on.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target ``.dcm`` file.
+    labels : array-like of int
+        Labels in the display orientation of the DICOM image layer (``(z, y, x)``, or
+        ``(y, x)`` for a single slice).
+    medical : mapping
+        The image's ``layer.metadata["medical"]`` from :func:`napari_sam2.io.dicom.read_dicom`.
+    provenance : mapping, optional
+        Its backend/model go into the SEG's ContentDescription (64 characters at most).
+
+    Raises
+    ------
+    ImportError
+        highdicom is not installed (the message says how to install it).
+    LabelsWriteError
+        No label, labels not of the series' shape, or the source is not a DICOM series.
+    """
+    hd = _highdicom()
+    import pydicom
+
+    if medical.get("format") != "dicom" or not medical.get("source_files"):
+        raise LabelsWriteError(
+            "DICOM SEG needs labels drawn on a DICOM series opened by napari-sam2"
+        )
+    frames = _frames_in_source_order(labels, medical)
+    ids = [int(i) for i in np.unique(frames) if i > 0]
+    if not ids:
+        raise LabelsWriteError("the labels are empty: no segment to write")
+    lut = np.zeros(int(max(ids)) + 1, np.uint16)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    segment_map = lut[frames.astype(np.int64)]
+    files = [Path(p) for p in medical["source_files"]]
+    frame_numbers = medical.get("source_frames") or [None] * len(files)
+    unique = list(dict.fromkeys(files))
+    if len(unique) == 1 and frame_numbers[0] is not None:  # one multi-frame source image
+        sources = [pydicom.dcmread(unique[0], stop_before_pixels=True)]
+        count = int(sources[0].get("NumberOfFrames", 1))
+        full = np.zeros((count, *segment_map.shape[1:]), segment_map.dtype)
+        full[np.asarray(frame_numbers, int)] = segment_map
+        segment_map = full
+    elif any(f is not None for f in frame_numbers):
+        raise LabelsWriteError(
+            "DICOM SEG export of frames from several multi-frame files is not supported"
+        )
+    else:
+        sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    from pydicom.sr.codedict import codes
+
+    from .provenance import plugin_version
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="napari-sam2",
+        version=plugin_version(),
+        family=codes.cid7162.ArtificialIntelligence,
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n,
+            segment_label=f"label {label_id}",
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for n, label_id in enumerate(ids, start=1)
+    ]
+    prov = dict(provenance or {})
+    note = f"napari-sam2 {prov.get('backend', '')} {prov.get('model', '')}".strip()
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=segment_map,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=9000,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="napari-sam2",
+        manufacturer_model_name="napari-sam2",
+        software_versions=plugin_version(),
+        device_serial_number="0",
+        content_description=note[:64],
+        content_label="SAM2",
+    )
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def write_labels_dicom_seg(path: str, data: Any, attributes: dict) -> list[str]:
+    """npe2 writer contribution: a Labels layer drawn on a DICOM series → DICOM SEG."""
+    from .medical_writer import _source_from_viewer, _transform_matrix
+
+    if isinstance(data, list):
+        data = data[0]
+    data = np.asarray(data)
+    metadata = attributes.get("metadata") or {}
+    medical = metadata.get("medical") or _source_from_viewer(
+        data.shape, _transform_matrix(attributes, data.ndim)
+    )
+    if not medical:
+        raise LabelsWriteError(
+            "no DICOM series found for these labels: open the series with napari-sam2 and "
+            "make the Labels layer for it (the widget's 'New labels')"
+        )
+    written = save_labels_dicom_seg(
+        path, data, medical=medical, provenance=metadata.get("napari_sam2")
+    )
+    return [str(written)]

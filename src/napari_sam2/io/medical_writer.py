@@ -1,0 +1,229 @@
+"""Write labels as NIfTI that line up with the source scan in ITK-SNAP, 3D Slicer, nibabel.
+
+The labels are put back into the **source file's voxel order** (the display reordering
+of :mod:`napari_sam2.io._orient` is undone) and written with the **source file's exact
+affine** (sform and qform, with the source's codes), an unsigned integer dtype, intent
+``label``, and the provenance record as a NIfTI ``comment`` extension (code 6, JSON)
+that our reader restores into ``layer.metadata["napari_sam2"]``.
+
+Where the source is known:
+
+* ``layer.metadata["medical"]`` of a Labels layer opened by our NIfTI reader;
+* otherwise, in napari, the image layer opened by our NIfTI/DICOM reader whose shape and
+  transform the labels share (the widget's *New labels* copies both);
+* scripts pass ``medical=image_layer.metadata["medical"]`` to :func:`save_labels_nifti`.
+
+Without a source the labels are written in display voxel order with the affine of the
+layer's napari transform (still aligned in world coordinates), with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from . import _orient
+from .nifti import PROVENANCE_EXTENSION_CODE
+from .provenance import make_provenance, provenance_to_json
+from .writer import LabelsWriteError
+
+__all__ = ["save_labels_nifti", "write_labels_nifti"]
+
+_UINT_TYPES = (np.uint8, np.uint16, np.uint32)
+
+
+def _labels_dtype(data: np.ndarray) -> np.dtype:
+    if data.dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if not np.issubdtype(data.dtype, np.integer):
+        raise LabelsWriteError(f"labels must be an integer array, not {data.dtype}")
+    if data.size == 0:
+        return np.dtype(np.uint8)
+    low, high = int(data.min()), int(data.max())
+    if low < 0:
+        raise LabelsWriteError(f"labels contain negative IDs (minimum {low})")
+    for dtype in _UINT_TYPES:
+        if high <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise LabelsWriteError(f"label ID {high} does not fit in uint32")
+
+
+def _to_source(data: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
+    """Labels in display order → the source file's voxel order and shape."""
+    shape = tuple(int(s) for s in medical["source_shape"])
+    xform = medical.get("display_ornt")
+    if data.ndim == 2 and len(shape) == 3 and 1 in shape:
+        data = data[None]  # a single plane shown as 2-D (one-slice DICOM)
+    if data.ndim == 4:  # (t, z, y, x) → (z, y, x, t)
+        data = np.moveaxis(data, 0, -1)
+    if xform is not None:
+        data = _orient.from_display(data, xform)
+    if tuple(data.shape[:3]) != shape[:3]:
+        raise LabelsWriteError(
+            f"labels of shape {data.shape} do not match the source volume {shape}: "
+            "use a Labels layer made for this image (the widget's 'New labels')"
+        )
+    return np.ascontiguousarray(data)
+
+
+def save_labels_nifti(
+    path: str | os.PathLike,
+    labels: Any,
+    *,
+    medical: Mapping[str, Any] | None = None,
+    world_affine: Any = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save labels as ``.nii``/``.nii.gz`` aligned with their source scan.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file (``.nii`` or ``.nii.gz``).
+    labels : array-like of int
+        Labels in the display orientation of the image they were drawn on
+        (``(z, y, x)``, ``(t, z, y, x)``, or ``(y, x)`` for a one-slice DICOM).
+    medical : mapping, optional
+        The source image's ``layer.metadata["medical"]`` (from our NIfTI/DICOM readers):
+        ``source_affine``, ``source_shape``, ``display_ornt``.
+    world_affine : array-like, optional
+        Used only without ``medical``: the (ndim+1)² napari data → world matrix of the
+        labels (LPS world); the file then keeps the display voxel order.
+    provenance : mapping, optional
+        Stored as a NIfTI comment extension (JSON).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    LabelsWriteError
+        Non-integer or negative labels, or labels not of the source's shape.
+    ValueError
+        If neither ``medical`` nor ``world_affine`` is given, or the name is not NIfTI.
+    """
+    path = Path(os.fspath(path))
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise ValueError(f"{path.name}: a NIfTI file name ends in .nii or .nii.gz")
+    data = np.asarray(labels)
+    dtype = _labels_dtype(data)
+    if medical is not None and medical.get("source_affine") is not None:
+        affine = np.asarray(medical["source_affine"], dtype=float)
+        out = _to_source(data, medical)
+        sform_code = int(medical.get("sform_code", 1) or 0)
+        qform_code = int(medical.get("qform_code", sform_code) or 0)
+        if sform_code == 0 and qform_code == 0:
+            sform_code = qform_code = 1
+        qform = np.asarray(medical.get("qform_affine") or affine, dtype=float)
+    elif world_affine is not None:
+        matrix = np.asarray(world_affine, dtype=float)
+        spatial = matrix[-4:, -4:] if matrix.shape[0] > 4 else matrix
+        if data.ndim == 2:
+            raise ValueError("2-D labels without a source cannot be placed in patient space")
+        affine = _orient.world_to_ras_affine(np.c_[spatial[:3, :3], spatial[:3, 3]])
+        out = np.moveaxis(data, 0, -1) if data.ndim == 4 else data
+        sform_code = qform_code = 1
+        qform = affine
+        warnings.warn(
+            f"{path.name}: the source scan is unknown; labels are written in napari's "
+            "display voxel order (aligned in scanner space, but not voxel for voxel with "
+            "the original file)",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        raise ValueError("save_labels_nifti needs the source's `medical` record or a world_affine")
+    image = nib.Nifti1Image(out.astype(dtype, copy=False), affine)
+    header = image.header
+    header.set_data_dtype(dtype)
+    header.set_xyzt_units("mm")
+    header.set_intent("label")
+    header["descrip"] = b"napari-sam2 labels"
+    image.set_sform(affine, code=sform_code)
+    image.set_qform(qform if qform_code else affine, code=qform_code)
+    if provenance is not None:
+        text = provenance_to_json(provenance).encode("utf-8")
+        header.extensions.append(nib.nifti1.Nifti1Extension(PROVENANCE_EXTENSION_CODE, text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+    return path
+
+
+def _transform_matrix(state: Mapping[str, Any], ndim: int) -> np.ndarray:
+    """napari data → world matrix from a layer state (scale, translate, rotate, shear, affine)."""
+    from napari.utils.transforms import Affine
+
+    linear = Affine(
+        scale=state.get("scale"),
+        translate=state.get("translate"),
+        rotate=state.get("rotate"),
+        shear=state.get("shear"),
+        ndim=ndim,
+    )
+    extra = state.get("affine")
+    extra = (
+        np.eye(ndim + 1) if extra is None else np.asarray(getattr(extra, "affine_matrix", extra))
+    )
+    return extra @ linear.affine_matrix
+
+
+def _source_from_viewer(shape: tuple, matrix: np.ndarray) -> Mapping | None:
+    """The medical record of the open image whose shape and transform the labels share."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except ImportError:  # pragma: no cover - napari is a dependency
+        return None
+    if viewer is None:
+        return None
+    found = []
+    for layer in viewer.layers:
+        medical = layer.metadata.get("medical") if isinstance(layer.metadata, dict) else None
+        if not medical or layer.data is None:
+            continue
+        if not (medical.get("source_affine") or medical.get("source_files")):
+            continue
+        if tuple(np.shape(layer.data)[: layer.ndim]) != shape:
+            continue
+        state = layer._get_state()
+        other = _transform_matrix(state, layer.ndim)
+        if other.shape == matrix.shape and np.allclose(other, matrix, atol=1e-6):
+            found.append(medical)
+    if not found:
+        return None
+    first = found[0]
+    same = all(
+        np.array_equal(m["source_affine"], first["source_affine"])
+        and m.get("display_ornt") == first.get("display_ornt")
+        for m in found
+    )
+    return first if same else None
+
+
+def write_labels_nifti(path: str, data: Any, attributes: dict) -> list[str]:
+    """npe2 writer contribution: a Labels layer → NIfTI aligned with its source scan."""
+    if isinstance(data, list):
+        data = data[0]
+    data = np.asarray(data)
+    metadata = attributes.get("metadata") or {}
+    matrix = _transform_matrix(attributes, data.ndim)
+    medical = metadata.get("medical") or _source_from_viewer(data.shape, matrix)
+    provenance = metadata.get("napari_sam2")
+    if provenance is None:
+        provenance = make_provenance(source="napari Labels layer without napari-sam2 provenance")
+    written = save_labels_nifti(
+        path,
+        data,
+        medical=medical,
+        world_affine=None if medical else matrix,
+        provenance=provenance,
+    )
+    return [str(written)]

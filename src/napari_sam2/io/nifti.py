@@ -1,0 +1,209 @@
+"""Read NIfTI volumes (``.nii``, ``.nii.gz``) with nibabel, in their real geometry.
+
+The volume is shown in the display orientation of :mod:`napari_sam2.io._orient`: voxel
+axes reordered/flipped (never resampled) to the closest ``(S, P, L)`` order, world
+coordinates = LPS scanner coordinates in mm, axial planes in radiological convention.
+Spacing becomes ``scale``, the first voxel's position ``translate``; an oblique affine's
+rotation stays in the layer's ``affine``. 4-D files (time series or components) get a
+leading axis ``t``.
+
+Everything the labels writer needs to write back in the file's own voxel order and
+affine is kept in ``layer.metadata["medical"]`` (affine, shape, orientation transform,
+file name: no header text, so nothing patient-identifying).
+
+Integer volumes that carry our provenance extension, or whose name says they are labels
+(``*_labels``, ``*_seg``, ``*_mask``, ``*-label``), open as a Labels layer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from . import _orient
+from .provenance import ProvenanceError, provenance_from_json
+from .windowing import robust_limits
+
+__all__ = ["NiftiReadError", "get_reader", "open_nifti", "read_nifti"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+PROVENANCE_EXTENSION_CODE = 6  # NIfTI "comment" extension
+_LABEL_NAME = re.compile(r"([_\-.](labels?|seg|segmentation|mask|masks|annotation))$", re.I)
+_TIME_UNITS = {"sec": "s", "msec": "ms", "usec": "us", "hz": "Hz", "ppm": "ppm"}
+
+
+class NiftiReadError(ValueError):
+    """The file is not a NIfTI volume nibabel can read."""
+
+
+def is_nifti_name(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def get_reader(path: str | list[str]):
+    """npe2 reader contribution: a reader for ``.nii``/``.nii.gz`` files, else None."""
+    if isinstance(path, (list, tuple)):
+        return None
+    candidate = Path(os.fspath(path))
+    if not is_nifti_name(candidate) or not candidate.is_file():
+        return None
+    return partial(_napari_reader)
+
+
+def _napari_reader(path: str) -> list[tuple]:
+    return read_nifti(path)
+
+
+def _load(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for bad files
+        raise NiftiReadError(f"cannot read {path.name} as NIfTI: {exc}") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiReadError(f"{path.name} is not a NIfTI image ({type(img).__name__})")
+    return img
+
+
+def _provenance(img) -> dict | None:
+    for ext in img.header.extensions:
+        if ext.get_code() != PROVENANCE_EXTENSION_CODE:
+            continue
+        try:
+            return provenance_from_json(ext.get_content())
+        except ProvenanceError:
+            continue
+    return None
+
+
+def _squeeze_extra(data: np.ndarray) -> np.ndarray:
+    """Drop singleton axes after the third; more than one non-singleton extra axis is an error."""
+    while data.ndim > 4 and 1 in data.shape[3:]:
+        axis = 3 + data.shape[3:].index(1)
+        data = np.squeeze(data, axis=axis)
+    while data.ndim < 3:
+        data = data[..., None]
+    return data
+
+
+def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Open a NIfTI file in display orientation, without napari.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.nii`` or ``.nii.gz`` file (NIfTI-1 or NIfTI-2).
+
+    Returns
+    -------
+    data : numpy.ndarray
+        ``(z, y, x)`` or ``(t, z, y, x)`` in the display orientation (see the module
+        docstring); scaled by the header's ``scl_slope``/``scl_inter`` when present.
+    info : dict
+        ``transform`` (napari ``scale``/``translate``[/``affine``] keywords),
+        ``axis_labels``, ``units``, ``medical`` (the record kept in the layer metadata)
+        and ``provenance`` (our extension's record, or None).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    NiftiReadError
+        If nibabel cannot read it, or it has more than 4 non-singleton dimensions.
+    """
+    path = Path(os.fspath(path))
+    img = _load(path)
+    try:
+        raw = np.asanyarray(img.dataobj)
+    except Exception as exc:
+        raise NiftiReadError(f"cannot read the voxels of {path.name}: {exc}") from exc
+    data = _squeeze_extra(raw)
+    if data.ndim > 4:
+        raise NiftiReadError(
+            f"{path.name} has shape {raw.shape}: only 3-D and 4-D volumes can be shown"
+        )
+    affine = np.asarray(img.affine, dtype=float)
+    disp, disp_aff, xform = _orient.to_display(data, affine)
+    lead = disp.ndim - 3
+    if lead:
+        disp = np.moveaxis(disp, 3, 0)
+    transform = _orient.layer_transform(disp_aff, extra_leading=lead)
+    space_unit, time_unit = img.header.get_xyzt_units()
+    units = ["mm"] * 3
+    if space_unit == "meter":
+        units = ["m"] * 3
+    elif space_unit == "micron":
+        units = ["um"] * 3
+    labels = list(_orient.AXIS_LABELS)
+    if lead:
+        zooms = img.header.get_zooms()
+        step = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 1.0
+        transform["scale"] = (step, *transform["scale"][1:])
+        units = [_TIME_UNITS.get(str(time_unit), "pixel"), *units]
+        labels = ["t", *labels]
+    medical = {
+        "format": "nifti",
+        "file": path.name,
+        "source_affine": affine.tolist(),
+        "source_shape": [int(s) for s in data.shape],
+        "display_ornt": np.asarray(xform).tolist(),
+        "display_affine_ras": np.asarray(disp_aff).tolist(),
+        "world": "LPS (z, y, x) = (S, P, L), mm",
+        "sform_code": int(img.header["sform_code"]),
+        "qform_code": int(img.header["qform_code"]),
+        "qform_affine": np.asarray(img.header.get_qform()).tolist(),
+    }
+    info = {
+        "transform": transform,
+        "axis_labels": tuple(labels),
+        "units": tuple(units),
+        "medical": medical,
+        "provenance": _provenance(img),
+        "name": _stem(path),
+    }
+    return disp, info
+
+
+def _is_labels(data: np.ndarray, info: dict) -> bool:
+    if not np.issubdtype(data.dtype, np.integer) or data.ndim != 3:
+        return False
+    return info["provenance"] is not None or bool(_LABEL_NAME.search(info["name"]))
+
+
+def read_nifti(path: str | os.PathLike) -> list[tuple]:
+    """Read a NIfTI file into one napari LayerData tuple (image, or labels).
+
+    See :func:`open_nifti` for the geometry. Images get gray colormap and robust
+    (0.5, 99.5) percentile contrast limits; use the window panel or
+    :mod:`napari_sam2.io.windowing` for CT presets.
+    """
+    data, info = open_nifti(path)
+    kwargs: dict[str, Any] = {
+        "name": info["name"],
+        **info["transform"],
+        "axis_labels": info["axis_labels"],
+        "units": info["units"],
+        "metadata": {"medical": info["medical"]},
+    }
+    if _is_labels(data, info):
+        if info["provenance"] is not None:
+            kwargs["metadata"]["napari_sam2"] = info["provenance"]
+        return [(data, kwargs, "labels")]
+    kwargs["colormap"] = "gray"
+    kwargs["contrast_limits"] = robust_limits(data)
+    return [(data, kwargs, "image")]
