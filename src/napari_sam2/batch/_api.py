@@ -151,11 +151,12 @@ def segment_files(
     jobs: list[Job] = []
     slots: list[int] = []
     plans = F.plan_outputs(todo_inputs, out_dir, output) if todo_inputs else []
+    stems = [F.stem(p) for p in todo_inputs]
     for p, (out, problem) in zip(todo_inputs, plans, strict=True):
         if problem:
             results.append(FileResult(str(p), str(out), FAILED, problem))
             continue
-        fp = table.for_file(p) if isinstance(table, PromptTable) else table
+        fp = table.for_file(p, stems) if isinstance(table, PromptTable) else table
         job = Job(str(p), str(out), fp, settings, fingerprint(fp, settings, opts))
         done = check_existing(job)
         if done is not None:

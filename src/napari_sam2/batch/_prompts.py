@@ -114,12 +114,16 @@ class PromptTable:
 
     by_path: dict = field(default_factory=dict)  # resolved path str -> FilePrompts
     by_name: dict = field(default_factory=dict)  # bare file name -> FilePrompts
-    by_stem: dict = field(default_factory=dict)  # napari export "<stem>*.csv" -> FilePrompts
-    for_all: list = field(default_factory=list)  # [FilePrompts] applying to every input
+    exports: list = field(default_factory=list)  # napari exports: [(csv stem, FilePrompts)]
     sources: list = field(default_factory=list)
 
-    def for_file(self, path) -> FilePrompts | None:
-        """The prompts of one input (merged from every CSV that names it), or None."""
+    def for_file(self, path, stems=None) -> FilePrompts | None:
+        """The prompts of one input (merged from every CSV that names it), or None.
+
+        A napari export named ``<stem>.csv`` or ``<stem>_....csv`` belongs to the input
+        of that stem; one that matches none of ``stems`` (all inputs' stems; default:
+        only this one's) applies to every input.
+        """
         p = Path(path)
         found = []
         key = str(p.resolve())
@@ -127,10 +131,11 @@ class PromptTable:
             found.append(self.by_path[key])
         elif p.name in self.by_name:
             found.append(self.by_name[p.name])
-        for stem, fp in self.by_stem.items():
-            if _stem(p) == stem:
+        mine = _stem(p)
+        stems = {mine} if stems is None else set(stems)
+        for csv_stem, fp in self.exports:
+            if _belongs(csv_stem, mine) or not any(_belongs(csv_stem, s) for s in stems):
                 found.append(fp)
-        found += self.for_all
         return merge(found) if found else None
 
     def read(self, csv_path) -> PromptTable:
@@ -148,13 +153,7 @@ class PromptTable:
         if set(OURS) <= cols:
             self._read_ours(rows, csv_path)
         elif "axis-0" in cols:
-            fp = _read_napari(rows, csv_path)
-            target = _napari_target(csv_path)
-            if target:
-                self.by_stem.setdefault(target, {})
-                self.by_stem[target] = merge([self.by_stem[target], fp])
-            else:
-                self.for_all.append(fp)
+            self.exports.append((csv_path.stem, _read_napari(rows, csv_path)))
         else:
             raise PromptFileError(
                 f"{csv_path}: unknown columns {sorted(cols)}; expected file,plane,kind,"
@@ -206,11 +205,11 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _napari_target(csv_path: Path) -> str | None:
-    """``cells_points.csv`` / ``cells_shapes.csv`` / ``cells.csv`` → ``cells`` (else None)."""
-    m = re.match(r"^(.+?)(?:[_-](?:points|shapes|prompts|boxes))?\.csv$", csv_path.name, re.I)
-    stem = m.group(1) if m else None
-    return stem if stem and stem.lower() not in ("points", "shapes", "prompts") else None
+def _belongs(csv_stem: str, image_stem: str) -> bool:
+    """``cells_points`` / ``cells-shapes`` / ``cells`` belong to the image ``cells``."""
+    return csv_stem == image_stem or (
+        csv_stem.startswith(image_stem) and csv_stem[len(image_stem)] in "_-."
+    )
 
 
 def _axes_cols(row: dict) -> list[str]:
@@ -218,6 +217,15 @@ def _axes_cols(row: dict) -> list[str]:
     if len(cols) < 2:
         raise PromptFileError("a napari export needs at least axis-0 and axis-1")
     return cols
+
+
+def _truthy(text: str) -> bool:
+    """napari writes feature columns as ``True``/``False`` or ``1.0``/``0.0``."""
+    t = (text or "true").strip().lower()
+    try:
+        return float(t) != 0
+    except ValueError:
+        return t not in ("false", "no", "n", "f")
 
 
 def _read_napari(rows, csv_path: Path) -> FilePrompts:
@@ -228,7 +236,7 @@ def _read_napari(rows, csv_path: Path) -> FilePrompts:
     if not np.isfinite(vals).all():
         raise PromptFileError(f"{where}: empty or non-numeric coordinates")
     if "shape-type" not in rows[0]:  # Points
-        pos = [r.get("positive", "true").lower() not in ("false", "0", "no") for r in rows]
+        pos = [_truthy(r.get("positive", "true")) for r in rows]
         for v, p in zip(vals, pos, strict=True):
             plane = tuple(int(round(x)) for x in v[:-2])
             fp.setdefault(plane, PlanePrompts()).add_point(v[-2:], int(p))
