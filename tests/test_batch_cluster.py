@@ -127,3 +127,27 @@ def test_cli_workers_as_a_user_types_it(tmp_path):
     assert list(a) == list(b) == ["a_labels.tif", "b_labels.tif"]
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_scheduler_address(client, tmp_path):
+    """--scheduler: an existing cluster, reached by its address."""
+    from napari_sam2.batch._prompts import from_lists
+
+    make_crops(tmp_path / "in", ("a",))
+    s = segment_files(tmp_path / "in", tmp_path / "out", prompts=from_lists([(80, 80)]),
+                      backend="classical", scheduler=client.scheduler.address)  # fmt: skip
+    assert s.counts["done"] == 1 and s.where.startswith("dask scheduler tcp://")
+    assert tifffile.imread(tmp_path / "out" / "a_labels.tif")[80, 80] == 1
+
+
+def test_in_process_run_does_not_import_distributed(tmp_path):
+    make_crops(tmp_path / "in", ("a",))
+    code = (
+        "import sys; from napari_sam2.batch import segment_files; "
+        "from napari_sam2.batch._prompts import from_lists; "
+        "s = segment_files('in', 'out', prompts=from_lists([(80, 80)]), backend='classical'); "
+        "assert s.ok, s.lines(); assert 'distributed' not in sys.modules, 'imported'; print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
