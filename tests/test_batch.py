@@ -405,3 +405,26 @@ def test_cli_needs_prompts_or_auto(tmp_path, crops, capsys):
     assert main(["segment", str(crops["a"][0]), "--out", str(tmp_path / "o")]) == 2
     assert "--auto" in capsys.readouterr().err
     assert main(["segment", str(crops["a"][0]), "--auto", "--workers", "0"]) == 2
+
+
+def test_segment_layers_adds_labels(tmp_path, crops):
+    """From napari: the files of the open image layers, results added as Labels layers."""
+    from napari.components import ViewerModel
+    from napari.layers._source import layer_source
+
+    from napari_sam2.batch import segment_layers
+    from napari_sam2.batch._prompts import from_lists
+
+    viewer = ViewerModel()
+    for path in (crops["a"][0], NUCLEI_3D):  # as napari's File > Open does
+        with layer_source(path=str(path)):
+            viewer.add_image(tifffile.imread(path), name=path.name.split(".")[0])
+    viewer.add_image(np.zeros((8, 8)), name="not from a file")
+    s = segment_layers(viewer, tmp_path / "o", prompts=from_lists([(80, 80)], plane=()),
+                       backend="classical")  # fmt: skip
+    assert [r.status for r in s.results] == ["done", "failed"]  # the stack needs a plane
+    [layer] = s.layers
+    assert type(layer).__name__ == "Labels" and layer.name == "a labels"
+    assert layer.data[80, 80] == 1
+    assert layer.metadata["napari_sam2"]["command"] == "napari-sam2 segment"
+    assert len(viewer.layers) == 4

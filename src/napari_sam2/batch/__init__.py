@@ -11,6 +11,7 @@
 
 from ._api import segment_files
 from ._files import InputError, read_image
+from ._napari import segment_layers
 from ._prompts import PlanePrompts, PromptFileError, PromptTable
 from ._results import FileResult, Summary
 from ._work import Job, ModelOptions, Settings, run_job
@@ -28,4 +29,5 @@ __all__ = [
     "read_image",
     "run_job",
     "segment_files",
+    "segment_layers",
 ]
