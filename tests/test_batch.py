@@ -428,3 +428,40 @@ def test_segment_layers_adds_labels(tmp_path, crops):
     assert layer.data[80, 80] == 1
     assert layer.metadata["napari_sam2"]["command"] == "napari-sam2 segment"
     assert len(viewer.layers) == 4
+
+
+def test_killed_cli_run_leaves_only_complete_outputs(tmp_path):
+    """SIGKILL the command once its first output exists: whatever was running then, every
+    output present is complete, and a rerun does only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from napari_sam2.batch._files import read_output_record
+
+    make_crops(tmp_path / "in", ("a", "b", "c"))
+    exe = Path(sys.executable).with_name("napari-sam2")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "napari_sam2.cli"]
+    args = [*cmd, "segment", "in/*.tif", "--points", "80,80", "--backend", "classical",
+            "--out", "out", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    first = tmp_path / "out" / "a_labels.tif"
+    deadline = time.monotonic() + 240
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    present = sorted((tmp_path / "out").glob("*_labels.tif"))
+    assert first in present
+    for p in present:
+        assert read_output_record(p) is not None, p  # complete, with provenance
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n_done = 3 - len(present)
+    assert f"{n_done} done, {len(present)} skipped, 0 failed" in r.stdout
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == [
+        "a_labels.tif", "b_labels.tif", "c_labels.tif"
+    ]  # fmt: skip
