@@ -117,9 +117,7 @@ def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Pa
         else:
             rel = Path(os.path.relpath(os.path.abspath(inp.parent), root)) if root else Path()
             target = out_dir / rel / name
-            base = os.path.realpath(out_dir)
-            real = os.path.realpath(target)
-            if os.path.commonpath([base, real]) != base:
+            if not _inside(os.path.realpath(target), os.path.realpath(out_dir)):
                 plans.append((target, f"output {target} would be outside {out_dir}"))
                 continue
         key = os.path.normcase(os.path.abspath(target))
@@ -129,6 +127,13 @@ def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Pa
         taken[key] = inp
         plans.append((target, None))
     return plans
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([folder, path]) == folder
+    except ValueError:  # another drive
+        return False
 
 
 # ------------------------------------------------------------------------------ read
