@@ -465,3 +465,39 @@ def test_killed_cli_run_leaves_only_complete_outputs(tmp_path):
     assert sorted(x.name for x in (tmp_path / "out").iterdir()) == [
         "a_labels.tif", "b_labels.tif", "c_labels.tif"
     ]  # fmt: skip
+
+
+def test_medical_inputs_go_through_the_optional_readers(
+    tmp_path, classical_segmenter, monkeypatch
+):
+    """.nii.gz/.dcm use napari_sam2.io.nifti/dicom when present, else fail with the reason."""
+    import importlib.util
+
+    from napari_sam2.batch import _files
+
+    vol = tmp_path / "head.nii.gz"
+    vol.write_bytes(b"not really nifti")
+    from napari_sam2.batch import PlanePrompts
+
+    prompts = {(1,): PlanePrompts()}
+    prompts[(1,)].add_point((8, 8), 1)
+    if importlib.util.find_spec("napari_sam2.io.nifti") is None:
+        s = segment_files(vol, tmp_path / "o", prompts=prompts, segmenter=classical_segmenter)
+        assert s.results[0].status == "failed" and "napari_sam2.io.nifti" in s.results[0].reason
+    data = np.zeros((3, 16, 16), np.uint8)
+    data[1, 4:12, 4:12] = 200
+    info = {"transform": {"scale": (2.5, 0.5, 0.5), "affine": np.eye(4)}, "units": ("mm",) * 3}
+    seen = []
+
+    def fake_open(path):
+        seen.append(Path(path).name)
+        return data, info
+
+    monkeypatch.setattr(_files, "_optional", lambda module, *names: fake_open)
+    s = segment_files(vol, tmp_path / "o2", prompts=prompts, segmenter=classical_segmenter)
+    assert seen == ["head.nii.gz"] and s.ok, s.lines()
+    labels, meta = load_labels(tmp_path / "o2" / "head_labels.tif")
+    assert labels.shape == (3, 16, 16) and labels[1, 8, 8] == 1 and not labels[0].any()
+    assert meta["scale"] == pytest.approx((2.5, 0.5, 0.5))
+    assert meta["provenance"]["input"]["reader"] == "nifti"
+    assert meta["provenance"]["input"]["affine"] == np.eye(4).tolist()
