@@ -69,6 +69,8 @@ def test_cluster_gives_the_in_process_labels(client, tmp_path, classical_segment
     for name in a:
         assert a[name].any()
         np.testing.assert_array_equal(a[name], b[name])
+    loads = [m for _, m in client.get_events("napari-sam2-batch") if "loaded" in m]
+    assert 1 <= len(loads) <= 2  # the model is built once per worker, not per file
     again = segment_files(tmp_path / "in", tmp_path / "dist", prompts=p, backend="classical",
                           client=client)  # fmt: skip
     assert again.counts == {"done": 0, "skipped": 3, "failed": 1}

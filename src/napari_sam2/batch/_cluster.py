@@ -31,6 +31,7 @@ class SegmenterPlugin(WorkerPlugin):
         self.lock = threading.Lock()  # a Segmenter is not thread-safe
         self._segmenter = None
         self._error = None
+        self._worker = worker
 
     def teardown(self, worker):
         self._segmenter = None
@@ -40,6 +41,9 @@ class SegmenterPlugin(WorkerPlugin):
         if self._segmenter is None and self._error is None:
             try:
                 self._segmenter = self.options.make()
+                self._worker.log_event(
+                    TOPIC, {"loaded": self.name, "worker": self._worker.address}
+                )
             except (ValueError, OSError, ImportError) as e:
                 self._error = e
             except Exception as e:  # noqa: BLE001 - NapariSam2Error and friends
