@@ -96,16 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "segment",
-        help="segment objects of a TIFF image from points/boxes and write a labels TIFF",
+        help="segment objects of images from points/boxes/CSV prompts or --auto; write labels TIFFs",
         description="Coordinates are data pixels (row,col) of the plane. One object per box "
         "(points inside a box join it); points without boxes make one object.",
     )
-    s.add_argument("image", help="input TIFF image")
+    s.add_argument("image", nargs="+", metavar="IMAGE", help="input image(s), folders or globs")
     s.add_argument("--points", help='positive clicks "r,c;r,c"')
     s.add_argument("--negative", help='negative clicks "r,c;r,c"')
     s.add_argument("--boxes", help='boxes "r0,c0,r1,c1;..."')
     s.add_argument("--plane", help="plane index on the non-spatial axes, e.g. 12 or 3,12")
-    s.add_argument("-o", "--output", required=True, help="labels TIFF to write")
+    s.add_argument("-o", "--output", help="labels TIFF to write (one input)")
     model_args(s)
     s.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--series", type=int, default=0, help="image series of a multi-image TIFF (default 0)"
     )
+    from .batch._cli import add_arguments
+
+    add_arguments(s)  # several files, --auto, --propagate, dask: docs/batch.md
     return p
 
 
@@ -253,8 +256,12 @@ def read_image(path: Path, series: int = 0):
 def cmd_segment(args) -> int:
     import numpy as np
 
+    from .batch._cli import run, wants_batch
     from .engine.segmenter import Segmenter
 
+    if wants_batch(args):
+        return run(args)
+    [args.image] = args.image
     points = parse_coords(args.points, 2, "--points")
     negative = parse_coords(args.negative, 2, "--negative")
     boxes = parse_coords(args.boxes, 4, "--boxes")

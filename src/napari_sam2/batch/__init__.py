@@ -1,0 +1,33 @@
+"""Many files in one go, in-process or on dask.distributed (see docs/batch.md).
+
+>>> from napari_sam2.batch import segment_files
+>>> summary = segment_files("data/*.tif", "out/", prompts="prompts.csv")
+>>> summary.counts
+{'done': 12, 'skipped': 0, 'failed': 1}
+>>> summary.write("out/summary.json")
+
+``napari-sam2 segment FILES... --out DIR`` is the command-line front of this package.
+"""
+
+from ._api import segment_files
+from ._files import InputError, read_image
+from ._napari import segment_layers
+from ._prompts import PlanePrompts, PromptFileError, PromptTable
+from ._results import FileResult, Summary
+from ._work import Job, ModelOptions, Settings, run_job
+
+__all__ = [
+    "FileResult",
+    "InputError",
+    "Job",
+    "ModelOptions",
+    "PlanePrompts",
+    "PromptFileError",
+    "PromptTable",
+    "Settings",
+    "Summary",
+    "read_image",
+    "run_job",
+    "segment_files",
+    "segment_layers",
+]

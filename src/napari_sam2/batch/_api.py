@@ -1,0 +1,219 @@
+"""``segment_files``: many files, in-process or on dask.distributed, one summary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import _files as F
+from ._prompts import PlanePrompts, PromptTable
+from ._results import FAILED, SKIPPED, FileResult, Summary
+from ._work import Job, ModelOptions, Settings, check_existing, fingerprint, run_job
+
+
+class _Bars:
+    """tqdm bars for files and planes (stderr)."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.files = tqdm(total=total, unit="file", desc="files", position=0, file=sys.stderr)
+        self.planes = tqdm(unit="plane", desc="planes", position=1, file=sys.stderr)
+
+    def __call__(self, event: dict) -> None:
+        if event["event"] == "file":
+            self.files.update(1)
+            r = event["result"]
+            self.files.set_postfix_str(f"{r.status} {Path(r.input).name}", refresh=False)
+            if event.get("planes_done") is None and r.planes:
+                self.planes.update(r.planes)  # cluster: planes arrive with the file
+        elif event["event"] == "plane":
+            self.planes.update(1)
+
+    def close(self) -> None:
+        self.planes.close()
+        self.files.close()
+
+
+def _prompt_table(prompts) -> PromptTable | dict | None:
+    if prompts is None or isinstance(prompts, PromptTable):
+        return prompts
+    if isinstance(prompts, dict):  # FilePrompts for every input
+        if not all(isinstance(v, PlanePrompts) for v in prompts.values()):
+            raise TypeError("prompts dict must map plane tuples to PlanePrompts")
+        return prompts
+    items = [prompts] if isinstance(prompts, (str, os.PathLike)) else list(prompts)
+    table = PromptTable()
+    for p in items:
+        table.read(p)
+    return table
+
+
+def segment_files(
+    paths,
+    out_dir=None,
+    *,
+    prompts=None,
+    auto: bool = False,
+    propagate: bool = False,
+    planes=None,
+    model: str = "tiny",
+    checkpoint=None,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    image_size: int | None = None,
+    contrast_limits=None,
+    channel="mean",
+    series: int = 0,
+    overwrite: bool = False,
+    output=None,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    segmenter=None,
+    progress=None,
+    skip_labels_files: bool = True,
+    on_task_start=None,
+) -> Summary:
+    """Segment many image files and write one labels TIFF per file.
+
+    Parameters
+    ----------
+    paths : path, glob or list of them
+        Input files (TIFF/OME-TIFF; NIfTI/DICOM when napari-sam2's medical readers are
+        installed), folders (their image files) and glob patterns.
+    out_dir : path, optional
+        Outputs go here as ``<stem>_labels.tif``, mirroring the input folders below their
+        common parent; default: next to each input.  ``output``: the one output file of a
+        single input instead.
+    prompts : CSV path(s), PromptTable or {plane: PlanePrompts}, optional
+        Prompt CSVs (``file,plane,kind,coordinates,label``) and/or napari Points/Shapes
+        CSV exports; a dict applies to every input.  See docs/batch.md.
+    auto, propagate : bool
+        Segment everything (on ``planes``, default every plane), then / or carry the
+        prompted planes' objects through the stack (axis 0).  Each needs the engine
+        feature; without it the file fails with the reason.
+    model, checkpoint, backend, device, precision, image_size :
+        As for :class:`napari_sam2.engine.Segmenter` (built once per process/worker).
+    contrast_limits, channel, series :
+        Normalisation window, channel mode of channel images, TIFF series.
+    overwrite : bool
+        Redo files whose complete output exists (default: skip them; resumable).
+    client, scheduler, workers, retries :
+        Run on dask.distributed: a ``Client``, a scheduler address, or a LocalCluster of
+        ``workers`` processes.  None of them: in-process, without importing distributed.
+        ``retries``: extra attempts for a file whose task fails unexpectedly.
+    segmenter : Segmenter, optional
+        In-process only: use this one instead of building one.
+    progress : bool or callable, optional
+        True: progress bars on stderr; a callable gets events ``{"event": "file",
+        "result", "done", "total"}`` and ``{"event": "plane", "input"}``.
+    skip_labels_files : bool
+        Skip inputs named ``*_labels.*`` (outputs and ground truth), reported as skipped.
+    on_task_start : callable, optional
+        Called with each Job when its processing starts (testing, monitoring).
+
+    Returns
+    -------
+    Summary
+        One :class:`FileResult` per input (done / skipped / failed with the reason).
+    """
+    t0 = time.perf_counter()
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    inputs, unmatched = F.expand_inputs(items)
+    if not inputs and not unmatched:
+        raise F.InputError("no input files given")
+    table = _prompt_table(prompts)
+    opts = ModelOptions(model, None if checkpoint is None else str(checkpoint), backend,
+                        device, precision, image_size)  # fmt: skip
+    settings = Settings(
+        auto=auto,
+        propagate=propagate,
+        planes=tuple(tuple(p) for p in planes) if planes else None,
+        contrast_limits=tuple(contrast_limits) if contrast_limits is not None else None,
+        channel=channel,
+        series=series,
+        overwrite=overwrite or output is not None,
+    )
+    results: list = [FileResult(u, None, FAILED, "no file matches") for u in unmatched]
+    todo_inputs = []
+    for p in inputs:
+        if skip_labels_files and F.is_labels_name(p) and output is None:
+            results.append(
+                FileResult(str(p), None, SKIPPED, "a labels file (name ends in _labels)")
+            )
+        else:
+            todo_inputs.append(p)
+    jobs: list[Job] = []
+    slots: list[int] = []
+    plans = F.plan_outputs(todo_inputs, out_dir, output) if todo_inputs else []
+    stems = [F.stem(p) for p in todo_inputs]
+    for p, (out, problem) in zip(todo_inputs, plans, strict=True):
+        if problem:
+            results.append(FileResult(str(p), str(out), FAILED, problem))
+            continue
+        fp = table.for_file(p, stems) if isinstance(table, PromptTable) else table
+        job = Job(str(p), str(out), fp, settings, fingerprint(fp, settings, opts))
+        done = check_existing(job)
+        if done is not None:
+            results.append(done)
+            continue
+        results.append(None)
+        slots.append(len(results) - 1)
+        jobs.append(job)
+
+    bars = _Bars(len(results)) if progress is True else None
+    notify = bars or (progress if callable(progress) else None)
+    counter = {"done": 0}
+
+    def emit(res: FileResult, planes_done=None) -> None:
+        counter["done"] += 1
+        if notify:
+            notify({"event": "file", "result": res, "done": counter["done"],
+                    "total": len(results), "planes_done": planes_done})  # fmt: skip
+
+    try:
+        for r in results:
+            if r is not None:
+                emit(r, planes_done=0)
+        cluster = client is not None or scheduler or workers
+        if jobs and cluster:
+            from ._cluster import run_on_cluster
+
+            new = run_on_cluster(jobs, opts, client=client, scheduler=scheduler,
+                                 workers=workers, retries=retries, on_result=emit,
+                                 on_start=on_task_start)  # fmt: skip
+            where = _where(client, scheduler, workers)
+        else:
+            seg = segmenter if segmenter is not None else (opts.make() if jobs else None)
+            new = []
+            for job in jobs:
+                if on_task_start is not None:
+                    on_task_start(job)
+
+                def plane_done(job=job):
+                    if notify:
+                        notify({"event": "plane", "input": job.input})
+
+                res = run_job(job, seg, on_plane=plane_done)
+                new.append(res)
+                emit(res, planes_done=res.planes)
+            where = "in-process"
+    finally:
+        if bars is not None:
+            bars.close()
+    for slot, res in zip(slots, new, strict=True):
+        results[slot] = res
+    return Summary(results, time.perf_counter() - t0, where)
+
+
+def _where(client, scheduler, workers) -> str:
+    if client is not None:
+        return f"dask client {getattr(client, 'scheduler', None) and client.scheduler.address}"
+    if scheduler:
+        return f"dask scheduler {scheduler}"
+    return f"dask LocalCluster ({workers} worker processes)"

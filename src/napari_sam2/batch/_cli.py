@@ -1,0 +1,104 @@
+"""The batch side of ``napari-sam2 segment``: its extra options and its run."""
+
+from __future__ import annotations
+
+import logging
+
+BATCH_ONLY = ("out_dir", "prompts", "auto", "propagate", "overwrite", "summary", "scheduler",
+              "workers")  # fmt: skip
+EXIT_SOME_FAILED = 3
+
+
+def add_arguments(parser) -> None:
+    """Add the batch options to the ``segment`` sub-parser."""
+    g = parser.add_argument_group(
+        "several files (batch; see docs/batch.md)",
+        "Without -o, each input gets <stem>_labels.tif under --out DIR (or next to it); "
+        "complete outputs are skipped unless --overwrite.",
+    )
+    g.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
+                   help="output folder for many inputs (default: next to each input)")  # fmt: skip
+    g.add_argument("--prompts", action="append", metavar="CSV",
+                   help="prompt CSV (file,plane,kind,coordinates,label) or a napari "
+                   "Points/Shapes CSV export; repeatable")  # fmt: skip
+    g.add_argument("--auto", action="store_true",
+                   help="segment everything (on --plane, else every plane)")  # fmt: skip
+    g.add_argument("--propagate", action="store_true",
+                   help="carry the prompted planes' objects through the stack (axis 0)")  # fmt: skip
+    g.add_argument("--overwrite", action="store_true", help="redo complete outputs")
+    g.add_argument("--summary", metavar="PATH", help="write the summary as .json or .csv")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on this dask.distributed scheduler (tcp://host:8786)")  # fmt: skip
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="run on a local dask cluster of N worker processes")  # fmt: skip
+    g.add_argument("--retries", type=int, default=2,
+                   help="cluster: extra attempts for a file that fails unexpectedly")  # fmt: skip
+
+
+def wants_batch(args) -> bool:
+    """True unless this is the one-file form ``segment IMAGE ... -o LABELS.tif``."""
+    return (
+        args.output is None
+        or len(args.image) != 1
+        or any(getattr(args, k, None) for k in BATCH_ONLY)
+    )
+
+
+def run(args) -> int:
+    """Run the batch; prints the summary; exit 0, or 3 when a file failed."""
+    from ..cli import UsageError, parse_coords, parse_limits, parse_plane
+    from . import _prompts
+    from ._api import segment_files
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.scheduler and args.workers:
+        raise UsageError("give --scheduler or --workers, not both")
+    if args.output is not None and args.out_dir is not None:
+        raise UsageError("give -o FILE (one input) or --out DIR, not both")
+    plane = parse_plane(args.plane)
+    cli_prompts = _prompts.from_lists(
+        parse_coords(args.points, 2, "--points"),
+        parse_coords(args.negative, 2, "--negative"),
+        parse_coords(args.boxes, 4, "--boxes"),
+        plane,
+    )
+    if args.prompts and cli_prompts:
+        raise UsageError("give --prompts CSV or --points/--boxes, not both")
+    if not (args.prompts or cli_prompts or args.auto):
+        raise UsageError("give prompts (--prompts CSV, --points or --boxes) or --auto.")
+    prompts = args.prompts or cli_prompts or None
+    if not args.debug:  # dask logs every worker start at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
+    summary = segment_files(
+        args.image,
+        args.out_dir,
+        output=args.output,
+        prompts=prompts,
+        auto=args.auto,
+        propagate=args.propagate,
+        planes=[plane] if (args.auto and plane) else None,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+        contrast_limits=parse_limits(args.contrast_limits),
+        channel=channel,
+        series=args.series,
+        overwrite=args.overwrite,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        retries=args.retries,
+        progress=not args.no_progress,
+    )
+    for r in summary.done:
+        print(f"done    {r.input} -> {r.output} ({len(r.objects)} object(s))")
+    for line in summary.lines():
+        print(line)
+    if args.summary:
+        print(f"summary written to {summary.write(args.summary)}")
+    return 0 if summary.ok else EXIT_SOME_FAILED

@@ -1,0 +1,160 @@
+"""Files on a dask.distributed cluster: a worker plugin holds one Segmenter per worker,
+each file is one task (retried when its worker is lost or fails unexpectedly), the
+workers write the outputs, the client follows the progress.
+
+Imported only when a cluster is used: the in-process batch never imports distributed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+from distributed import Client, LocalCluster, as_completed, get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from ._results import FAILED, FileResult
+from ._work import Job, ModelOptions, run_job
+
+PLUGIN_PREFIX = "napari-sam2-batch"
+TOPIC = "napari-sam2-batch"
+
+
+class SegmenterPlugin(WorkerPlugin):
+    """Loads the model once per worker (on the worker's first file) and keeps it."""
+
+    def __init__(self, options: ModelOptions):
+        self.options = options
+        self.name = f"{PLUGIN_PREFIX}-{options.key()}"
+
+    def setup(self, worker):
+        self.lock = threading.Lock()  # a Segmenter is not thread-safe
+        self._segmenter = None
+        self._error = None
+        self._worker = worker
+
+    def teardown(self, worker):
+        self._segmenter = None
+
+    def segmenter(self):
+        """The worker's Segmenter; raises the load error again for every file."""
+        if self._segmenter is None and self._error is None:
+            try:
+                self._segmenter = self.options.make()
+                self._worker.log_event(
+                    TOPIC, {"loaded": self.name, "worker": self._worker.address}
+                )
+            except (ValueError, OSError, ImportError) as e:
+                self._error = e
+            except Exception as e:  # noqa: BLE001 - NapariSam2Error and friends
+                from ..engine.errors import NapariSam2Error
+
+                if not isinstance(e, NapariSam2Error):
+                    raise
+                self._error = e
+        if self._error is not None:
+            raise self._error
+        return self._segmenter
+
+
+def cluster_task(job: Job, plugin_name: str, run_id: str, on_start=None) -> FileResult:
+    """The task of one file, run on a worker."""
+    worker = get_worker()
+    worker.log_event(TOPIC, {"run": run_id, "input": job.input, "worker": worker.address})
+    if on_start is not None:
+        on_start(job)
+    plugin = worker.plugins[plugin_name]
+    with plugin.lock:
+        try:
+            seg = plugin.segmenter()
+        except Exception as e:  # noqa: BLE001 - the model cannot load on this worker
+            return FileResult(job.input, job.output, FAILED, f"model: {e}", worker=worker.address)
+        res = run_job(job, seg, reraise_unexpected=True)
+    res.worker = worker.address
+    return res
+
+
+def open_client(scheduler: str | None = None, workers: int | None = None):
+    """(client, things to close): an existing scheduler, or a LocalCluster of processes."""
+    if scheduler:
+        client = Client(scheduler)
+        return client, [client]
+    cluster = LocalCluster(
+        n_workers=max(int(workers or 1), 1),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+    )
+    client = Client(cluster)
+    return client, [client, cluster]
+
+
+def run_on_cluster(
+    jobs: list[Job],
+    options: ModelOptions,
+    *,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    on_result=None,
+    on_start=None,
+) -> list[FileResult]:
+    """Run ``jobs`` on a cluster; results in the order of ``jobs``.
+
+    A task whose worker dies is rescheduled by the scheduler (up to
+    ``distributed.scheduler.allowed-failures`` times); an unexpected error in a task is
+    retried ``retries`` times.  ``attempts`` of each result counts the starts.
+    """
+    to_close = []
+    if client is None:
+        client, to_close = open_client(scheduler, workers)
+    try:
+        plugin = SegmenterPlugin(options)
+        client.register_plugin(plugin, name=plugin.name)
+        run_id = secrets.token_hex(4)
+        futures = [
+            client.submit(
+                cluster_task,
+                job,
+                plugin.name,
+                run_id,
+                on_start,
+                key=f"napari-sam2-{run_id}-{i}",
+                retries=retries,
+                pure=False,
+            )  # fmt: skip
+            for i, job in enumerate(jobs)
+        ]
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list = [None] * len(jobs)
+        for fut in as_completed(futures):
+            i = index[fut.key]
+            job = jobs[i]
+            if fut.status == "finished":
+                res = fut.result()
+            else:
+                exc = fut.exception()
+                res = FileResult(job.input, job.output, FAILED, f"{type(exc).__name__}: {exc}")
+            results[i] = res
+            if on_result is not None:
+                on_result(res)
+        starts = _starts(client, run_id)
+        for res in results:
+            res.attempts = max(starts.get(res.input, 1), 1)
+        return results
+    finally:
+        for thing in to_close:
+            thing.close()
+
+
+def _starts(client, run_id: str) -> dict:
+    counts: dict = {}
+    try:
+        events = client.get_events(TOPIC)
+    except Exception:  # noqa: BLE001 - events are a report, never a failure
+        return counts
+    for _, msg in events:
+        if isinstance(msg, dict) and msg.get("run") == run_id:
+            counts[msg["input"]] = counts.get(msg["input"], 0) + 1
+    return counts

@@ -1,0 +1,244 @@
+"""Inputs, outputs and reading: glob expansion, output paths that stay inside the output
+folder, one reader entry point for every format, complete-output checks, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+DICOM_SUFFIXES = (".dcm",)
+IMAGE_SUFFIXES = TIFF_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+LABELS_SUFFIX = "_labels"
+OUTPUT_SUFFIX = "_labels.tif"
+PARTIAL = ".partial-"
+COMMAND = "napari-sam2 segment"
+
+
+class InputError(ValueError):
+    """An input cannot be used (the message names it)."""
+
+
+def _suffix(path: Path) -> str:
+    low = path.name.lower()
+    return next((s for s in IMAGE_SUFFIXES if low.endswith(s)), path.suffix.lower())
+
+
+def stem(path: Path) -> str:
+    """File name without its image suffix (``a.ome.tif`` → ``a``, ``b.nii.gz`` → ``b``)."""
+    suf = _suffix(path)
+    return path.name[: -len(suf)] if suf and path.name.lower().endswith(suf) else path.name
+
+
+def is_labels_name(path: Path) -> bool:
+    """True for ``*_labels.tif`` and the like: outputs and ground truth, not inputs."""
+    return stem(path).lower().endswith(LABELS_SUFFIX)
+
+
+def _is_dicom_dir(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in DICOM_SUFFIXES for p in path.iterdir())
+
+
+def expand_inputs(items) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders and globs (expanded here too, for shells that do not).
+
+    A folder gives its image files (not recursive), or itself when it holds a DICOM
+    series.  Returns (paths in order, duplicates removed; patterns that matched nothing).
+    """
+    out, seen, unmatched = [], set(), []
+    for item in items:
+        item = os.fspath(item)
+        p = Path(item)
+        if p.exists():
+            found = [p]
+        elif glob.has_magic(item):
+            found = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+        else:
+            found = [p]  # a missing file is reported as failed, with the others
+        if not found:
+            unmatched.append(item)
+        for f in found:
+            if f.is_dir() and not _is_dicom_dir(f):
+                found_in = sorted(
+                    c for c in f.iterdir() if c.is_file() and _suffix(c) in IMAGE_SUFFIXES
+                )
+                if not found_in:
+                    unmatched.append(item)
+                items_here = found_in
+            else:
+                items_here = [f]
+            for g in items_here:
+                if g.name.startswith(".") and PARTIAL in g.name:
+                    continue  # our own temporary files
+                key = os.path.normcase(str(g.resolve()))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(g)
+    return out, unmatched
+
+
+def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Path, str | None]]:
+    """The output path of each input, or the reason why there is none.
+
+    ``output``: the one labels file for a single input.  ``out_dir``: outputs go under it,
+    mirroring the inputs' folders below their common parent.  Neither: next to each
+    input.  Outputs are ``<stem>_labels.tif``; a path that would leave ``out_dir`` (links,
+    odd names) or that two inputs would share is refused.
+    """
+    if output is not None:
+        if len(inputs) != 1:
+            raise InputError(
+                f"-o/--output names one labels file but {len(inputs)} inputs were given: "
+                "use --out DIR for several inputs"
+            )
+        return [(Path(output), None)]
+    plans: list = []
+    root = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        parents = [os.path.abspath(p.parent) for p in inputs]
+        try:
+            root = os.path.commonpath(parents) if parents else None
+        except ValueError:  # different drives
+            root = None
+    taken: dict = {}
+    for inp in inputs:
+        name = stem(inp) + OUTPUT_SUFFIX
+        if out_dir is None:
+            target = inp.parent / name
+        else:
+            rel = Path(os.path.relpath(os.path.abspath(inp.parent), root)) if root else Path()
+            target = out_dir / rel / name
+            if not _inside(os.path.realpath(target), os.path.realpath(out_dir)):
+                plans.append((target, f"output {target} would be outside {out_dir}"))
+                continue
+        key = os.path.normcase(os.path.abspath(target))
+        if key in taken:
+            plans.append((target, f"output {target} is also the output of {taken[key]}"))
+            continue
+        taken[key] = inp
+        plans.append((target, None))
+    return plans
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([folder, path]) == folder
+    except ValueError:  # another drive
+        return False
+
+
+# ------------------------------------------------------------------------------ read
+@dataclass
+class Image:
+    """One input image: pixels plus what the labels output keeps of it."""
+
+    data: object
+    axes: str
+    scale: list | None = None
+    units: list | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _optional(module: str, *names: str):
+    """The first function of ``names`` in ``module``, or None if the module is absent."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return next((getattr(mod, n) for n in names if hasattr(mod, n)), None)
+
+
+def _from_medical(data, info: dict, kind: str) -> Image:
+    data = np.asarray(data)
+    tr = dict(info.get("transform") or {})
+    axes = "TZYX"[-data.ndim :] if data.ndim <= 4 else ""
+    scale = tr.get("scale")
+    units = info.get("units")
+    extra = {"reader": kind}
+    for k in ("affine", "translate"):
+        if tr.get(k) is not None:
+            extra[k] = np.asarray(tr[k]).tolist()
+    if info.get("medical") is not None:
+        extra["medical"] = info["medical"]
+    return Image(
+        data,
+        axes,
+        list(scale) if scale is not None else None,
+        [str(u) for u in units] if units is not None and len(units) == data.ndim else None,
+        extra,
+    )
+
+
+def read_image(path: Path, series: int = 0) -> Image:
+    """Read any supported input: TIFF/OME-TIFF here; NIfTI and DICOM through
+    ``napari_sam2.io.nifti.open_nifti`` / ``napari_sam2.io.dicom.open_dicom`` when those
+    modules are installed (they return ``(data, info)`` with ``info["transform"]``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    suf = _suffix(path)
+    if suf in NIFTI_SUFFIXES or (suf in DICOM_SUFFIXES or _is_dicom_dir(path)):
+        kind = "nifti" if suf in NIFTI_SUFFIXES else "dicom"
+        fn = _optional(f"napari_sam2.io.{kind}", f"open_{kind}")
+        if fn is None:
+            raise InputError(
+                f"{path.name}: reading {kind.upper()} needs napari_sam2.io.{kind} "
+                "(a napari-sam2 version with medical formats)"
+            )
+        data, info = fn(path)
+        return _from_medical(data, info, kind)
+    from ..io.reader import open_tiff
+
+    data, info = open_tiff(path, series=series)
+    return Image(data, info.axes or "", list(info.scale), list(info.units), {"reader": "tiff"})
+
+
+# ----------------------------------------------------------------------------- write
+def read_output_record(path: Path) -> dict | None:
+    """The provenance of an existing output, or None when it is not a complete output
+    of ours (unreadable, truncated, no provenance, not made by ``napari-sam2 segment``)."""
+    from ..io.reader import open_tiff
+
+    try:
+        _, info = open_tiff(path, lazy=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is "not complete"
+        return None
+    prov = (info.record or {}).get("provenance") or {}
+    return prov if prov.get("command") == COMMAND else None
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary name in the output's own folder (same file system → atomic rename)."""
+    suffix = ".ome.tif" if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else ".tif"
+    return path.with_name(f".{path.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(3)}{suffix}")
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Delete temporary files left by an earlier, killed run for this output."""
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob.escape(path.name)}{PARTIAL}*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def atomic_save(path: Path, labels, provenance: dict, *, axes, scale, units) -> None:
+    """Write the labels TIFF under a temporary name, then rename it onto ``path``."""
+    from ..cli import write_labels_tiff
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write_labels_tiff(tmp, labels, provenance, axes=axes, scale=scale, units=units)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

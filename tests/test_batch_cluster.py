@@ -1,0 +1,155 @@
+"""``napari_sam2.batch`` on dask.distributed: a LocalCluster of 2 worker processes gives the
+labels of the in-process run, survives a bad file and a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster  # noqa: E402
+
+from napari_sam2.batch import segment_files  # noqa: E402
+from test_batch import NUCLEI, make_crops, point_csv  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def kill_once(marker: str, job) -> None:
+    """Runs on the worker: the first file to start kills its own worker process."""
+    if not os.path.exists(marker):
+        Path(marker).write_text(job.input)
+        time.sleep(0.5)  # let the "started" event reach the scheduler
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def labels_of(folder: Path) -> dict:
+    return {p.name: tifffile.imread(p) for p in sorted(folder.glob("*_labels.tif"))}
+
+
+def test_cluster_gives_the_in_process_labels(client, tmp_path, classical_segmenter):
+    crops = make_crops(tmp_path / "in", ("a", "b", "c"))
+    (tmp_path / "in" / "broken.tif").write_bytes(NUCLEI.read_bytes()[:5000])
+    p = point_csv(tmp_path, crops)
+    with open(p, "a") as fh:
+        fh.write('broken.tif,,point,"5,5",\n')
+    local = segment_files(tmp_path / "in", tmp_path / "local", prompts=p,
+                          segmenter=classical_segmenter)  # fmt: skip
+    dist = segment_files(tmp_path / "in", tmp_path / "dist", prompts=p, backend="classical",
+                         client=client)  # fmt: skip
+    assert [r.status for r in dist.results] == [r.status for r in local.results]
+    status = {Path(r.input).name: r.status for r in dist.results}
+    assert status == {"a.tif": "done", "b.tif": "done", "broken.tif": "failed", "c.tif": "done"}
+    [bad] = dist.failed
+    assert "broken.tif" in bad.reason
+    assert dist.where.startswith("dask")
+    workers = set(client.scheduler_info()["workers"])
+    assert {r.worker for r in dist.done} <= workers
+    a, b = labels_of(tmp_path / "local"), labels_of(tmp_path / "dist")
+    assert list(a) == list(b) == ["a_labels.tif", "b_labels.tif", "c_labels.tif"]
+    for name in a:
+        assert a[name].any()
+        np.testing.assert_array_equal(a[name], b[name])
+    loads = [m for _, m in client.get_events("napari-sam2-batch") if "loaded" in m]
+    assert 1 <= len(loads) <= 2  # the model is built once per worker, not per file
+    again = segment_files(tmp_path / "in", tmp_path / "dist", prompts=p, backend="classical",
+                          client=client)  # fmt: skip
+    assert again.counts == {"done": 0, "skipped": 3, "failed": 1}
+
+
+def test_killed_worker_is_retried(client, tmp_path):
+    crops = make_crops(tmp_path / "in", ("a", "b"))
+    p = point_csv(tmp_path, crops)
+    marker = tmp_path / "killed.txt"
+    s = segment_files(tmp_path / "in", tmp_path / "out", prompts=p, backend="classical",
+                      client=client, on_task_start=partial(kill_once, str(marker)))  # fmt: skip
+    assert marker.is_file()
+    killed = marker.read_text()
+    assert [r.status for r in s.results] == ["done", "done"], s.lines()
+    [retried] = [r for r in s.results if r.input == killed]
+    assert retried.attempts >= 2
+    assert any(line.startswith("retried") for line in s.lines())
+    for r in s.results:
+        labels = tifffile.imread(r.output)
+        assert labels.shape == (160, 160) and labels.max() == 1
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the worker
+
+
+@pytest.mark.slow
+def test_sam2_random_weights_same_labels_on_cluster(client, tmp_path, sam2_random_checkpoint):
+    """The real SAM 2 architecture (random weights, image_size 256) in-process and on
+    2 worker processes."""
+    crops = make_crops(tmp_path / "in", ("a", "b"))
+    p = point_csv(tmp_path, crops)
+    opts = dict(prompts=p, backend="sam2", checkpoint=sam2_random_checkpoint, image_size=256,
+                device="cpu")  # fmt: skip
+    local = segment_files(tmp_path / "in", tmp_path / "local", **opts)
+    dist = segment_files(tmp_path / "in", tmp_path / "dist", client=client, **opts)
+    assert local.ok and dist.ok, local.lines() + dist.lines()
+    a, b = labels_of(tmp_path / "local"), labels_of(tmp_path / "dist")
+    assert list(a) == list(b) == ["a_labels.tif", "b_labels.tif"]
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+@pytest.mark.slow
+def test_cli_workers_as_a_user_types_it(tmp_path):
+    make_crops(tmp_path / "data", ("a", "b"))
+    exe = Path(sys.executable).with_name("napari-sam2")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "napari_sam2.cli"]
+    args = ["segment", "data/*.tif", "--points", "80,80", "--backend", "classical"]
+    r = subprocess.run([*cmd, *args, "--out", "out/", "--workers", "2"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 done, 0 skipped, 0 failed (dask LocalCluster" in r.stdout
+    assert "files" in r.stderr  # the progress bar
+    r2 = subprocess.run([*cmd, *args, "--out", "local/"], cwd=tmp_path, capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    a, b = labels_of(tmp_path / "out"), labels_of(tmp_path / "local")
+    assert list(a) == list(b) == ["a_labels.tif", "b_labels.tif"]
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_scheduler_address(client, tmp_path):
+    """--scheduler: an existing cluster, reached by its address."""
+    from napari_sam2.batch._prompts import from_lists
+
+    make_crops(tmp_path / "in", ("a",))
+    s = segment_files(tmp_path / "in", tmp_path / "out", prompts=from_lists([(80, 80)]),
+                      backend="classical", scheduler=client.scheduler.address)  # fmt: skip
+    assert s.counts["done"] == 1 and s.where.startswith("dask scheduler tcp://")
+    assert tifffile.imread(tmp_path / "out" / "a_labels.tif")[80, 80] == 1
+
+
+def test_in_process_run_does_not_import_distributed(tmp_path):
+    make_crops(tmp_path / "in", ("a",))
+    code = (
+        "import sys; from napari_sam2.batch import segment_files; "
+        "from napari_sam2.batch._prompts import from_lists; "
+        "s = segment_files('in', 'out', prompts=from_lists([(80, 80)]), backend='classical'); "
+        "assert s.ok, s.lines(); assert 'distributed' not in sys.modules, 'imported'; print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
