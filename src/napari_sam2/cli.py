@@ -264,6 +264,8 @@ def cmd_segment(args) -> int:
     limits = parse_limits(args.contrast_limits)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
 
+    if Path(args.output).resolve() == Path(args.image).resolve():
+        raise UsageError("--output is the input image: choose another file for the labels.")
     data, axes, scale, units = read_image(Path(args.image), args.series)
     axes = axes or ""
     rgb = axes.endswith("S") and data.shape[-1] in (3, 4)

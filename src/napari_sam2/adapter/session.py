@@ -12,7 +12,6 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
@@ -270,7 +269,7 @@ class SegmentationSession:
 
     def export(self, out_dir) -> list:
         """Mask PNG per object + RGBA cut-out from the image, for the viewed plane."""
-        from ..io.exports import export_object_masks, save_cutout
+        from ..io.exports import export_object_masks, safe_child, save_cutout
 
         img = self._image()
         msg = labels_matching(self.labels_layer, img)
@@ -286,7 +285,9 @@ class SegmentationSession:
                 name = f"cutout_{int(lid):04d}" + (
                     f"_plane-{'-'.join(map(str, plane))}" if plane else ""
                 )
-                paths.append(save_cutout(Path(out_dir) / f"{name}.png", raw, lab == lid, limits))
+                paths.append(
+                    save_cutout(safe_child(out_dir, f"{name}.png"), raw, lab == lid, limits)
+                )
         return paths
 
     def _record(self, res: Result, written) -> None:

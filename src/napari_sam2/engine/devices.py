@@ -76,3 +76,28 @@ def autocast(device, precision: str):
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+_SIZES = ("tiny", "small", "base_plus", "large")
+
+
+def memory_advice(size: str | None = None) -> str:
+    """What to try when a device runs out of memory."""
+    smaller = list(_SIZES[: _SIZES.index(size)]) if size in _SIZES else ["tiny"]
+    model = f"choose a smaller model ({', '.join(smaller)}), " if smaller else ""
+    return (
+        f"{model}use precision bf16, or run on the CPU (device cpu); close other programs "
+        "using the GPU."
+    )
+
+
+def free_device_memory(dev) -> None:
+    """Hand cached blocks back to the device after an out-of-memory error."""
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(Exception):  # best effort
+        import torch
+
+        if str(dev).startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
