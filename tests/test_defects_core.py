@@ -229,3 +229,77 @@ def test_click_at_a_half_tie_is_used_on_the_plane_shown(make_napari_viewer, qtbo
     assert w.session.commit() == [1]
     lab = w.session.labels_layer.data
     assert lab[0][LEFT] == 1 and not lab[1:].any()
+
+
+# ------------------------------------------------------------------ defect 7
+def test_pyproject_pins_the_tested_sam2_range():
+    """pyproject.toml pins sam2 to the range the load-time guard accepts, and the installed
+    sam2 lies in it."""
+    import re
+    from pathlib import Path
+
+    from napari_sam2.engine import sam2_compat
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.findall(r'"(sam2[^"]*)"', text) == [sam2_compat.SAM2_RANGE]
+    assert sam2_compat.check_sam2_version() == sam2_compat.sam2_version()
+
+
+@pytest.mark.parametrize("version", ["1.5.0", "2.0", "0.4.1", "weird"])
+def test_unsupported_sam2_version_is_one_clear_error_at_load(monkeypatch, version):
+    """A sam2 outside the tested range: load_sam2 raises Sam2VersionError (a ModelError)
+    saying which version and what to install, before anything is built."""
+    from napari_sam2.engine import ModelError, Sam2VersionError, models, sam2_compat
+
+    monkeypatch.setattr(sam2_compat, "sam2_version", lambda: version)
+    monkeypatch.setattr(models, "build_model", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(Sam2VersionError) as info:
+        models.load_sam2("tiny", random_weights=True, device="cpu", image_size=256)
+    assert isinstance(info.value, ModelError)
+    assert str(info.value) == (
+        f"sam2 {version} is not supported, install sam2>=1.0,<1.2 (pip install 'sam2>=1.0,<1.2')."
+    )
+
+
+def test_sam2_without_the_private_api_is_one_clear_error(monkeypatch, sam2_random_segmenter):
+    """A sam2 whose SAM2ImagePredictor lost ``_bb_feat_sizes``: building the backend raises
+    Sam2VersionError naming the missing attribute (not an AttributeError in a predict)."""
+    from sam2 import sam2_image_predictor
+
+    from napari_sam2.engine import Sam2VersionError
+    from napari_sam2.engine.backends.sam2_backend import Sam2Backend
+
+    cls = sam2_image_predictor.SAM2ImagePredictor
+    init = cls.__init__
+
+    def renamed(self, *a, **k):
+        init(self, *a, **k)
+        del self._bb_feat_sizes
+
+    monkeypatch.setattr(cls, "__init__", renamed)
+    with pytest.raises(
+        Sam2VersionError, match=r"sam2 1\.1\.0 is not supported, install sam2"
+    ) as e:
+        Sam2Backend(sam2_random_segmenter.backend.loaded)
+    assert "SAM2ImagePredictor._bb_feat_sizes" in str(e.value)
+
+
+def test_cli_provenance_gives_each_id_its_own_prompt(tmp_path):
+    """napari-sam2 segment with two boxes: the provenance of ID 1 holds the first box and of
+    ID 2 the second (not every prompt under every ID)."""
+    import tifffile
+
+    from napari_sam2.cli import main
+    from napari_sam2.io import load_labels
+
+    img = tmp_path / "discs.tif"
+    tifffile.imwrite(img, discs())
+    out = tmp_path / "labels.tif"
+    rc = main(["segment", str(img), "--boxes", "20,20,60,60;20,55,60,95",
+               "--backend", "classical", "-o", str(out)])  # fmt: skip
+    assert rc == 0
+    labels, info = load_labels(out)
+    objs = info["provenance"]["objects"]
+    assert objs[1] == [{"box_rc": [20.0, 20.0, 60.0, 60.0], "plane": []}]
+    assert objs[2] == [{"box_rc": [20.0, 55.0, 60.0, 95.0], "plane": []}]
+    assert labels[LEFT] == 1 and labels[RIGHT] == 2

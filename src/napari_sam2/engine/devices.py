@@ -81,14 +81,21 @@ def autocast(device, precision: str):
 _SIZES = ("tiny", "small", "base_plus", "large")
 
 
-def memory_advice(size: str | None = None) -> str:
-    """What to try when a device runs out of memory."""
-    smaller = list(_SIZES[: _SIZES.index(size)]) if size in _SIZES else ["tiny"]
-    model = f"choose a smaller model ({', '.join(smaller)}), " if smaller else ""
-    return (
-        f"{model}use precision bf16, or run on the CPU (device cpu); close other programs "
-        "using the GPU."
-    )
+def memory_advice(size: str | None = None, device=None, precision: str | None = None) -> str:
+    """What to try when ``device`` runs out of memory with model ``size``: a smaller
+    model, bf16, the CPU — only the remedies not already in use."""
+    tips = []
+    if size == _SIZES[0]:
+        tips.append(f"'{size}' is already the smallest model")
+    else:
+        smaller = list(_SIZES[: _SIZES.index(size)]) if size in _SIZES else [_SIZES[0]]
+        tips.append(f"choose a smaller model ({', '.join(smaller)})")
+    if precision != "bf16":
+        tips.append("use precision bf16")
+    if device is None or not str(device).startswith("cpu"):
+        tips.append("run on the CPU (device cpu)")
+    tips.append("close other programs using the memory")
+    return "; ".join(tips) + "."
 
 
 def free_device_memory(dev) -> None:

@@ -382,7 +382,7 @@ def _to_device(net, spec: ModelSpec, dev, prec):
         free_device_memory(dev)
         raise DeviceMemoryError(
             f"Out of memory on {dev} while loading {spec.name} ({prec}): "
-            + memory_advice(spec.size)
+            + memory_advice(spec.size, dev, prec)
         )
 
 

@@ -232,6 +232,6 @@ class Sam2Backend:
         return DeviceMemoryError(
             f"Out of memory on {self.device} while {what} with {lm.spec.name} "
             f"({self.precision}, input {self.image_size} px): "
-            + memory_advice(lm.spec.size)
+            + memory_advice(lm.spec.size, self.device, self.precision)
             + " The model is still loaded: nothing was written."
         )
