@@ -450,3 +450,33 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert rc == 2
     assert "--output is the input image" in capsys.readouterr().err
     assert img.read_bytes() == before
+
+
+def test_failed_model_load_in_the_widget_keeps_the_old_model(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path, sam2_random_checkpoint
+):
+    """Loading a truncated checkpoint from the Model panel (its worker fails): one error
+    notice saying to download it again, the previous model stays in use, labels unchanged."""
+    from napari_sam2.widget import _model_panel
+
+    viewer = make_napari_viewer()
+    w = _committed_widget(viewer, qtbot)
+    seen = []
+    monkeypatch.setattr(_model_panel, "show_error", seen.append)
+    old = w.session.segmenter
+    before = digest(w.session.labels_layer.data)
+    bad = tmp_path / "sam2.1_hiera_tiny.pt"
+    bad.write_bytes(sam2_random_checkpoint.read_bytes()[:100_000])
+    panel = w.model_panel
+    panel.backend_combo.setCurrentText("sam2")
+    panel.device_combo.setCurrentText("cpu")
+    panel.ckpt_edit.setText(str(bad))
+    panel.load()
+    qtbot.waitUntil(lambda: bool(seen) and panel.load_btn.isEnabled(), timeout=60_000)
+    assert len(seen) == 1 and "Download it again" in seen[0], seen
+    assert w.session.segmenter is old
+    assert digest(w.session.labels_layer.data) == before
+    click(w.session.points_layer, RIGHT)
+    segment_and_wait(qtbot, w)
+    w.commit()
+    assert w.session.labels_layer.data[RIGHT] == 2
