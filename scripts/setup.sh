@@ -45,7 +45,7 @@ fi
 # build it against the torch above, without the CUDA extension.
 if ! "$VENV/bin/python" -c "import sam2" 2>/dev/null; then
   echo "[setup] installing sam2 (SAM2_BUILD_CUDA=0)"
-  SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation "sam2>=1.0"
+  SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation "sam2>=1.0,<1.2"
 fi
 
 echo "[setup] installing napari-sam2 with test extras"

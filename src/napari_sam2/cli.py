@@ -257,7 +257,9 @@ def cmd_segment(args) -> int:
     import numpy as np
 
     from .batch._cli import run, wants_batch
-    from .engine.segmenter import Segmenter
+    from .engine.labels import apply_edit
+    from .engine.prompts import make_objects
+    from .engine.segmenter import Segmenter, plan_edits
 
     if wants_batch(args):
         return run(args)
@@ -271,6 +273,8 @@ def cmd_segment(args) -> int:
     limits = parse_limits(args.contrast_limits)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
 
+    if Path(args.output).resolve() == Path(args.image).resolve():
+        raise UsageError("--output is the input image: choose another file for the labels.")
     data, axes, scale, units = read_image(Path(args.image), args.series)
     axes = axes or ""
     rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
@@ -294,21 +298,24 @@ def cmd_segment(args) -> int:
         )
     labels = np.zeros(src.index_shape + src.plane_shape, dtype=np.int32)
     coords = points + negative
-    ids = seg.segment_into(
-        labels,
-        plane,
-        points=coords or None,
-        point_labels=[1] * len(points) + [0] * len(negative) if coords else None,
-        boxes=boxes or None,
+    objects = make_objects(
+        coords or None,
+        [1] * len(points) + [0] * len(negative) if coords else None,
+        boxes or None,
     )
+    index = src.check_index(plane)
+    edits = plan_edits(labels, seg.predict(index, objects=objects), index)
+    for e in edits:
+        apply_edit(labels, e)
+    ids = [e.label_id for e in edits]
     prov = {
         "source_image": str(Path(args.image).resolve()),
         "plane": list(plane),
         "command": "napari-sam2 segment",
         **seg.describe(),
-        "objects": {
-            int(i): {"points": points, "negative": negative, "boxes": boxes, "plane": list(plane)}
-            for i in ids
+        "objects": {  # each ID with the prompt of the object it was written from
+            int(e.label_id): [{**objects[e.object_index].to_dict(), "plane": list(plane)}]
+            for e in edits
         },
     }
     lab_axes = "".join(axes[i] for i in keep) if axes else None

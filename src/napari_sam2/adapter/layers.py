@@ -166,7 +166,12 @@ def ensure_fits(labels_layer, max_id: int) -> bool:
 
 
 def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
-    """Apply edits to a Labels layer as **one** undo step; returns the IDs written."""
+    """Apply edits to a Labels layer as **one** undo step; returns the IDs written.
+
+    Edits that change no pixel are dropped (their IDs are not reported).  All or nothing:
+    when a write fails part-way, the pixels already written are put back before the error
+    propagates, so the layer is left exactly as it was.
+    """
     edits = [e for e in edits if e.size]
     if not edits:
         return []
@@ -174,7 +179,19 @@ def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
     for e in edits:
         if e.label_id > np.iinfo(dtype).max:
             raise LabelsError(f"Label {e.label_id} does not fit labels dtype {dtype}.")
+    done = []  # (indices, old values) of the edits started so far
+    error = None
     with labels_layer.block_history():
         for e in edits:
-            labels_layer.data_setitem(e.indices, np.asarray(e.values, dtype=dtype))
+            done.append((e.indices, np.asarray(labels_layer.data[e.indices]).copy()))
+            try:
+                labels_layer.data_setitem(e.indices, np.asarray(e.values, dtype=dtype))
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the rollback
+                error = exc
+                break
+        if error is not None:  # put back what was written: the undo step is then a no-op
+            for indices, old in reversed(done):
+                labels_layer.data_setitem(indices, old)
+    if error is not None:
+        raise error
     return [e.label_id for e in edits]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from ..engine.segmenter import Segmenter, plan_edits
 from .channels import VIEWED, ImageSource, image_source
-from .coords import current_plane
+from .coords import current_plane, napari_round
 from .layers import (
     channel_axis_of,
     check_channel_axis_first,
@@ -134,7 +134,7 @@ class SegmentationSession:
         if layer is None:
             raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
         pos = np.asarray(world_position, float)[-layer.ndim :]
-        idx = np.floor(np.asarray(layer.world_to_data(pos), float) + 0.5).astype(int)
+        idx = napari_round(layer.world_to_data(pos))
         if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
             return 0
         return int(layer.data[tuple(idx)])
@@ -257,17 +257,19 @@ class SegmentationSession:
             replace=rid is not None,
             start_id=start,
         )
-        if not edits:
-            raise PromptError("The predicted mask is empty: nothing was written.")
         ids = write_edits(layer, edits)
-        self._max_cache[id(layer)] = max(self._max_cache.get(id(layer), 0), *ids)
-        self._record(res, ids)
+        if not ids:  # every mask lies on other objects (keep) or reproduces the object
+            self.notices.append(_nothing_new(layer.data, res.request.plane, masks, rid))
+            self.result = None
+            return []
+        self._max_cache[id(layer)] = max([self._max_cache.get(id(layer), 0), *ids])
+        self._record(res, [(e.label_id, e.object_index) for e in edits if e.size])
         self.result = None
         return ids
 
     def export(self, out_dir) -> list:
         """Mask PNG per object + RGBA cut-out from the image, for the viewed plane."""
-        from ..io.exports import export_object_masks, save_cutout
+        from ..io.exports import export_object_masks, safe_child, save_cutout
 
         img = self._image()
         msg = labels_matching(self.labels_layer, img)
@@ -283,17 +285,53 @@ class SegmentationSession:
                 name = f"cutout_{int(lid):04d}" + (
                     f"_plane-{'-'.join(map(str, plane))}" if plane else ""
                 )
-                paths.append(save_cutout(Path(out_dir) / f"{name}.png", raw, lab == lid, limits))
+                paths.append(
+                    save_cutout(safe_child(out_dir, f"{name}.png"), raw, lab == lid, limits)
+                )
         return paths
 
-    def _record(self, res: Result, ids) -> None:
-        """Provenance in the Labels layer's metadata (saved by our TIFF writer)."""
+    def _record(self, res: Result, written) -> None:
+        """Provenance in the Labels layer's metadata (saved by our TIFF writer).
+
+        ``written``: ``(label_id, object_index)`` pairs, the index into the request's
+        prompts.  Every commit appends its own facts (model, normalisation, image, plane)
+        to ``commits``; each object entry names its commit, so a later commit with another
+        model or window never rewrites what an earlier object was made with.  The top-level
+        facts repeat the latest commit's (for readers of the single-commit form).
+        """
         meta = self.labels_layer.metadata.setdefault("napari_sam2", {})
-        meta.update({k: v for k, v in self.segmenter.describe().items() if k != "cache"})
-        meta["plugin_version"] = __version__
-        meta["image"] = res.request.source.describe()
+        facts = {k: v for k, v in self.segmenter.describe().items() if k != "cache"}
+        facts["image"] = res.request.source.describe()
+        facts["plugin_version"] = __version__
+        meta.update(facts)
+        commits = meta.setdefault("commits", [])
+        commits.append(
+            {
+                **facts,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "plane": list(res.request.plane),
+                "ids": [int(lid) for lid, _ in written],
+            }
+        )
         objs = meta.setdefault("objects", {})
-        for lid, prompt in zip(ids, res.request.prompts.objects, strict=False):
-            d = prompt.to_dict()
+        prompts = res.request.prompts.objects
+        for lid, k in written:
+            d = prompts[k].to_dict() if k is not None and k < len(prompts) else {}
             d["plane"] = list(res.request.plane)
+            d["commit"] = len(commits) - 1
             objs.setdefault(int(lid), []).append(d)
+
+
+def _nothing_new(labels, plane, masks, refine_id) -> str:
+    """The notice for a commit that changes no pixel: which object(s) the mask lies on."""
+    sel = np.zeros(np.shape(masks[0]), bool)
+    for m in masks:
+        sel |= m
+    under = np.asarray(labels[tuple(plane)])[sel]
+    ids = [int(v) for v in np.unique(under) if v]
+    if refine_id is not None and ids in ([], [refine_id]):
+        return f"Nothing new to write: the mask is object {refine_id} already."
+    if not ids:
+        return "Nothing new to write: the mask is empty."
+    which = f"object {ids[0]}" if len(ids) == 1 else "objects " + ", ".join(map(str, ids))
+    return f"Nothing new to write: the mask lies on {which}."

@@ -8,12 +8,14 @@ from .errors import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
     DeviceError,
+    DeviceMemoryError,
     HubUnavailableError,
     ImageError,
     LabelsError,
     ModelError,
     NapariSam2Error,
     PromptError,
+    Sam2VersionError,
     UnknownModelError,
 )
 from .labels import LabelEdit, apply_edit, next_label_id, plan_object_write, write_object
@@ -55,4 +57,6 @@ __all__ = [
     "next_label_id",
     "plan_object_write",
     "write_object",
+    "DeviceMemoryError",
+    "Sam2VersionError",
 ]

@@ -76,3 +76,35 @@ def autocast(device, precision: str):
     if precision == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+_SIZES = ("tiny", "small", "base_plus", "large")
+
+
+def memory_advice(size: str | None = None, device=None, precision: str | None = None) -> str:
+    """What to try when ``device`` runs out of memory with model ``size``: a smaller
+    model, bf16, the CPU — only the remedies not already in use."""
+    tips = []
+    if size == _SIZES[0]:
+        tips.append(f"'{size}' is already the smallest model")
+    else:
+        smaller = list(_SIZES[: _SIZES.index(size)]) if size in _SIZES else [_SIZES[0]]
+        tips.append(f"choose a smaller model ({', '.join(smaller)})")
+    if precision != "bf16":
+        tips.append("use precision bf16")
+    if device is None or not str(device).startswith("cpu"):
+        tips.append("run on the CPU (device cpu)")
+    tips.append("close other programs using the memory")
+    return "; ".join(tips) + "."
+
+
+def free_device_memory(dev) -> None:
+    """Hand cached blocks back to the device after an out-of-memory error."""
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(Exception):  # best effort
+        import torch
+
+        if str(dev).startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -34,6 +34,15 @@ class HubUnavailableError(ModelError):
     """The Hugging Face hub cannot be used (not installed, offline or unreachable)."""
 
 
+class Sam2VersionError(ModelError):
+    """The installed ``sam2`` package is not a version this plugin was tested with (or
+    lacks the parts of its API the backend relies on)."""
+
+
+class DeviceMemoryError(ModelError):
+    """The device ran out of memory: try a smaller model, bf16 or the CPU."""
+
+
 class DeviceError(ModelError, ValueError):
     """The requested device does not exist on this machine."""
 

@@ -7,6 +7,7 @@ another library initialised hydra, works.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -19,6 +20,8 @@ from pathlib import Path
 from .devices import (  # noqa: F401 - re-exported: part of this module's API
     autocast,
     cpu_has_native_bf16,
+    free_device_memory,
+    memory_advice,
     resolve_device,
     resolve_precision,
 )
@@ -26,9 +29,11 @@ from .errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    DeviceMemoryError,
     HubUnavailableError,
     UnknownModelError,
 )
+from .sam2_compat import check_sam2_api, check_sam2_version  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +178,39 @@ def download_checkpoint(spec: ModelSpec) -> Path:
             + _how_to_get(spec)
         ) from e
     try:
-        return Path(hf_hub_download(spec.hf_id, spec.checkpoint_name))
+        path = Path(hf_hub_download(spec.hf_id, spec.checkpoint_name))
     except Exception as e:  # noqa: BLE001 - offline, DNS, 404, auth...
         raise HubUnavailableError(
             f"Could not download {spec.checkpoint_name} from the Hugging Face hub "
             f"({spec.hf_id}): {type(e).__name__}: {e}. " + _how_to_get(spec)
         ) from e
+    verify_download(path, spec)
+    return path
+
+
+def verify_download(path, spec: ModelSpec) -> None:
+    """Check a downloaded checkpoint against its content hash; remove it when it differs.
+
+    ``hf_hub_download`` writes to a temporary ``.incomplete`` file and renames it when
+    complete (atomic: a half-written file never carries the final name).  A large file
+    of the hub is stored as ``blobs/<sha256>`` with the name in ``snapshots/`` linking to
+    it, so the blob's name is the hash the content must have.
+    """
+    path = Path(path)
+    blob = path.resolve()
+    expected = blob.name.lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        return  # not a content-addressed blob: nothing to compare with
+    actual = file_sha256(blob)
+    if actual == expected:
+        return
+    for p in {path, blob}:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    raise CheckpointCorruptError(
+        f"The downloaded {spec.checkpoint_name} is damaged (SHA-256 {actual[:12]}… instead "
+        f"of {expected[:12]}…); it was deleted. Download it again. " + _how_to_get(spec)
+    )
 
 
 def _how_to_get(spec: ModelSpec) -> str:
@@ -299,23 +331,59 @@ def guess_version(state_dict: dict) -> str:
     return "2.1" if "no_obj_embed_spatial" in state_dict else "2.0"
 
 
-def load_weights(model, spec: ModelSpec, path) -> None:
-    """Load a checkpoint into ``model``, explaining any mismatch."""
-    sd = read_state_dict(path)
-    try:
-        missing, unexpected = model.load_state_dict(sd, strict=True), ()
-    except RuntimeError as e:
-        size = guess_size(sd)
-        looks = (
-            f"it looks like a SAM {guess_version(sd)} '{size}' checkpoint"
-            if size
-            else "it does not look like any SAM 2 size"
+def _looks_like(state_dict: dict) -> str:
+    size = guess_size(state_dict)
+    if size:
+        return f"it looks like a SAM {guess_version(state_dict)} '{size}' checkpoint"
+    if any(k.startswith("image_encoder.blocks.") for k in state_dict):
+        return (
+            "it looks like a Segment Anything (SAM 1) checkpoint, another model family: "
+            "napari-sam2 needs a SAM 2 checkpoint"
         )
+    return "it does not look like any SAM 2 size"
+
+
+def check_state_dict(state_dict: dict, spec: ModelSpec, path) -> None:
+    """Before anything is built: refuse weights of another size or another model family."""
+    size = guess_size(state_dict)
+    if size == spec.size:
+        return
+    raise CheckpointMismatchError(
+        f"Checkpoint {str(path)!r} does not match the chosen model SAM {spec.version} "
+        f"'{spec.size}': {_looks_like(state_dict)}. Choose the matching model size/version "
+        "or another file."
+    )
+
+
+def load_weights(model, spec: ModelSpec, path, state_dict: dict | None = None) -> None:
+    """Load a checkpoint into ``model``, explaining any mismatch."""
+    sd = read_state_dict(path) if state_dict is None else state_dict
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
         raise CheckpointMismatchError(
             f"Checkpoint {str(path)!r} does not match the chosen model SAM {spec.version} "
-            f"'{spec.size}': {looks}. Choose the matching model size/version or another file."
+            f"'{spec.size}': {_looks_like(sd)}. Choose the matching model size/version or "
+            "another file."
         ) from e
-    del missing, unexpected
+
+
+def _to_device(net, spec: ModelSpec, dev, prec):
+    """``net`` on ``dev`` in eval mode; out of device memory → :class:`DeviceMemoryError`
+    (the partly moved model is dropped: nothing half-loaded stays on the device)."""
+    import torch
+
+    try:
+        return net.to(dev).eval()
+    except torch.OutOfMemoryError:
+        failed = True
+    if failed:
+        del net
+        free_device_memory(dev)
+        raise DeviceMemoryError(
+            f"Out of memory on {dev} while loading {spec.name} ({prec}): "
+            + memory_advice(spec.size, dev, prec)
+        )
 
 
 @dataclass
@@ -346,6 +414,7 @@ def load_sam2(
     says so in :attr:`LoadedModel.checkpoint` (None).
     """
     spec = get_spec(model, version)
+    check_sam2_version()
     dev = resolve_device(device)
     prec = resolve_precision(dev, precision)
     path = (
@@ -353,10 +422,15 @@ def load_sam2(
         if random_weights
         else resolve_checkpoint(spec, checkpoint, allow_download=allow_download)
     )
+    sd = None
+    if path is not None:  # a bad file fails here, before anything is built
+        sd = read_state_dict(path)
+        check_state_dict(sd, spec, path)
     net = build_model(spec, image_size=image_size)
-    if path is not None:
-        load_weights(net, spec, path)
-    net = net.to(dev).eval()
+    if sd is not None:
+        load_weights(net, spec, path, sd)
+    del sd
+    net = _to_device(net, spec, dev, prec)
     sha = file_sha256(path) if (path is not None and hash_checkpoint) else None
     log.info("Loaded %s on %s (%s) from %s", spec.name, dev, prec, path or "random weights")
     return LoadedModel(net, spec, dev, prec, path, sha)

@@ -36,10 +36,12 @@ class Normalization:
     source: str  # "contrast_limits", "percentiles", "rgb8", "unit"
 
     def key(self) -> tuple:
+        """Exact limits (float64 as written by ``float.hex``): no rounding, so a window
+        change on small-valued float data (0..1e-7 vs 0..4e-7) is a new key."""
         return (
             self.source,
-            tuple(round(v, 6) for v in self.low),
-            tuple(round(v, 6) for v in self.high),
+            tuple(float(v).hex() for v in self.low),
+            tuple(float(v).hex() for v in self.high),
         )
 
     def to_dict(self) -> dict:

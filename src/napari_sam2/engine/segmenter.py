@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -272,10 +273,13 @@ def plan_edits(
     replace: bool = False,
     start_id: int | None = None,
 ):
-    """One :class:`LabelEdit` per non-empty prediction.
+    """One :class:`LabelEdit` per prediction that changes pixels.
 
     ``label_id`` writes every object under that ID (refinement); otherwise IDs are
-    consecutive from ``start_id`` (default ``max(labels) + 1``, computed once).
+    consecutive from ``start_id`` (default ``max(labels) + 1``, computed once).  An object
+    that changes nothing (empty mask, or with the ``keep`` policy a mask lying entirely
+    on other objects) gets no edit and consumes no ID.  Each edit's ``object_index`` is the
+    position of its prediction in ``preds``.
 
     All edits are planned against ``labels`` as it is now and applied in order; with the
     ``keep`` policy, pixels claimed by an earlier object of the same batch are therefore
@@ -286,7 +290,7 @@ def plan_edits(
         next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
     edits = []
     claimed = None  # plane pixels written by earlier objects of this batch
-    for p in preds:
+    for k, p in enumerate(preds):
         mask = p.mask
         if claimed is not None and policy == _labels.KEEP:
             mask = mask & ~claimed
@@ -296,7 +300,9 @@ def plan_edits(
         edit = _labels.plan_object_write(
             labels, mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
         )
-        edits.append(edit)
+        if not edit.size:  # nothing changes: no edit, the ID stays free
+            continue
+        edits.append(dataclasses.replace(edit, object_index=k))
         if claimed is None:
             claimed = np.zeros(mask.shape, bool)
         mine = edit.values == edit.label_id

@@ -17,9 +17,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cutout_rgba", "export_object_masks", "save_cutout"]
+__all__ = ["cutout_rgba", "export_object_masks", "safe_child", "save_cutout"]
 
 _PERCENTILES = (0.5, 99.8)
+
+
+def safe_child(folder: str | os.PathLike, name: str) -> Path:
+    """``folder / name``, refusing any name that could land outside ``folder``.
+
+    ``name`` must be a plain file name (no separator, no ``..``, not absolute); a file
+    already there that is a symbolic link (which could point anywhere) is refused too.
+    Raises :class:`ValueError`.
+    """
+    name = str(name)
+    bad = (os.sep, "/", "\\", "\x00")
+    if not name or name in (".", "..") or any(b in name for b in bad) or name.startswith(".."):
+        raise ValueError(f"Unsafe output file name {name!r}: it must be a plain file name.")
+    base = Path(os.fspath(folder))
+    target = base / name
+    if target.is_symlink():
+        raise ValueError(f"Refusing to write through the symbolic link {str(target)!r}.")
+    if target.resolve().parent != base.resolve():
+        raise ValueError(f"Output {str(target)!r} would be written outside {str(base)!r}.")
+    return target
 
 
 def _to_uint8(values: np.ndarray, contrast_limits: Sequence[float] | None = None) -> np.ndarray:
@@ -107,6 +127,7 @@ def export_object_masks(
 
     out = Path(os.fspath(out_dir))
     out.mkdir(parents=True, exist_ok=True)
+    safe_child(out, f"{prefix}_0.png")  # an unsafe prefix fails before anything is written
     wanted = sorted(int(i) for i in (ids if ids is not None else np.unique(array)) if i != 0)
     suffix = ""
     if plane is not None:
@@ -115,7 +136,7 @@ def export_object_masks(
     paths = []
     for label_id in wanted:
         mask = np.where(array == label_id, 255, 0).astype(np.uint8)
-        path = out / f"{prefix}_{label_id:04d}{suffix}.png"
+        path = safe_child(out, f"{prefix}_{label_id:04d}{suffix}.png")
         Image.fromarray(mask, mode="L").save(path)
         paths.append(path)
     return paths

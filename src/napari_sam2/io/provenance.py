@@ -22,6 +22,11 @@ Recommended keys (all optional except the ones :func:`make_provenance` adds):
     ``{1: {"points": [[10, 20]], "point_labels": [1], "plane": [4]}}``.
     JSON object keys are strings; :func:`provenance_from_json` turns the keys of
     ``objects`` back into ``int`` so that a record survives a round trip unchanged.
+    The widget also stores ``"commit": k`` in each prompt entry.
+``commits``
+    One entry per commit made in the widget (its model facts, normalisation, image
+    layers, plane, ``ids`` written and ``created`` time), so that a later commit with
+    another model or window never rewrites what an earlier object was made with.
 """
 
 from __future__ import annotations

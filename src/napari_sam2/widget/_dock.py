@@ -348,7 +348,8 @@ class SAM2Widget(QWidget):
         self.preview.clear()
         while self.session.notices:
             show_info(self.session.notices.pop(0))
-        self._set_status(f"Wrote label(s) {', '.join(map(str, ids))}. " + self._describe())
+        done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
+        self._set_status(done + self._describe())
 
     def export(self, out_dir=None):
         """Mask PNGs and RGBA cut-outs of the viewed plane's objects."""

@@ -11,8 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Cancelled, ImageError
-from ..models import LoadedModel, autocast
+from ..errors import Cancelled, DeviceMemoryError, ImageError
+from ..models import (
+    LoadedModel,
+    autocast,
+    check_sam2_api,
+    free_device_memory,
+    memory_advice,
+)
 from ..prompts import ObjectPrompt
 from .base import Prediction, sort_candidates
 
@@ -57,6 +63,7 @@ class Sam2Backend:
                 max_hole_area=0.0,
                 max_sprinkle_area=0.0,
             )
+        check_sam2_api(self._predictor, loaded.model)
         s = int(loaded.model.image_size)
         # sam2 hard-codes these for 1024 px; they must follow image_size
         self._predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
@@ -112,6 +119,7 @@ class Sam2Backend:
                 f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
             )
         t0 = time.perf_counter()
+        emb = None
         with self._lock, autocast(self.device, self.precision):
             self._cancel = cancel
             try:
@@ -122,9 +130,13 @@ class Sam2Backend:
                     "high_res_feats": list(feats["high_res_feats"]),
                     "orig_hw": tuple(int(v) for v in image.shape[:2]),
                 }
+            except torch.OutOfMemoryError:
+                pass  # raised below, once the predictor's state and the lock are released
             finally:
                 self._cancel = None
                 self._predictor.reset_predictor()
+        if emb is None:
+            raise self._out_of_memory(f"encoding a {image.shape[0]}×{image.shape[1]} plane")
         emb["encode_s"] = time.perf_counter() - t0
         return emb
 
@@ -198,10 +210,28 @@ class Sam2Backend:
         for i, obj in enumerate(objects):
             mm = obj.single_point if multimask is None else bool(multimask)
             groups.setdefault((obj.mask is not None, mm), []).append(i)
+        oom = False
         with self._lock, autocast(self.device, self.precision):
-            for (_, mm), idx in groups.items():
-                masks, scores, low = self._decode(embedding, [objects[i] for i in idx], mm)
-                for j, i in enumerate(idx):
-                    c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+            try:
+                for (_, mm), idx in groups.items():
+                    masks, scores, low = self._decode(embedding, [objects[i] for i in idx], mm)
+                    for j, i in enumerate(idx):
+                        c, s, lr = sort_candidates(masks[j], scores[j], low[j])
+                        out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+            except torch.OutOfMemoryError:
+                oom = True
+        if oom:
+            raise self._out_of_memory(f"decoding {len(objects)} object(s)")
         return out
+
+    def _out_of_memory(self, what: str) -> DeviceMemoryError:
+        """The error for an out-of-memory during ``what``; cached device memory is freed
+        and the model stays loaded and usable (a smaller request may fit)."""
+        free_device_memory(self.device)
+        lm = self.loaded
+        return DeviceMemoryError(
+            f"Out of memory on {self.device} while {what} with {lm.spec.name} "
+            f"({self.precision}, input {self.image_size} px): "
+            + memory_advice(lm.spec.size, self.device, self.precision)
+            + " The model is still loaded: nothing was written."
+        )
