@@ -118,3 +118,29 @@ def test_axis_proposal_from_axis_labels(make_napari_viewer):
     assert stop_range(10, 4, "current to end") == (4, 9)
     assert stop_range(10, 4, "start to current") == (0, 4)
     assert merged_edit([]) is None
+
+
+def test_time_lapse_propagate_then_tracks_table_ctc(
+    make_napari_viewer, qtbot, shared_data, tmp_path
+):
+    img = tifffile.imread(shared_data / "bacteria_phase_tyx_uint8.tif")[:8]
+    gt = tifffile.imread(shared_data / "bacteria_phase_tyx_uint8_labels.tif")[:8]
+    viewer = make_napari_viewer()
+    _, w = ready_widget(viewer, img, axis_labels=("t", "y", "x"))
+    panel = _panel(w)
+    assert panel.axis_combo.currentText() == "t (0)"
+    labels = w.session.labels_layer
+    labels.data[0] = gt[0]
+    viewer.dims.set_current_step(0, 0)
+    panel.propagate()
+    qtbot.waitUntil(lambda: not panel.running, timeout=TIMEOUT)
+    ids0 = sorted(int(v) for v in np.unique(gt[0]) if v)
+    assert panel.last_report.label_ids == ids0
+    assert (labels.data[1:] > 0).any()
+    tracks = panel.add_tracks()
+    assert tracks is not None and tracks in viewer.layers
+    assert set(np.unique(tracks.data[:, 0]).astype(int)) <= set(ids0)
+    csv_path = panel.save_table(tmp_path / "objects.csv")
+    assert csv_path.read_text().splitlines()[0].startswith("frame,label_id,area_px,area")
+    out = panel.export_ctc(tmp_path / "01_RES")
+    assert len(list(out.glob("mask*.tif"))) == 8 and (out / "res_track.txt").is_file()

@@ -188,3 +188,41 @@ def apply_propagation(job: PropagationJob, report: PropagationReport | None = No
         {k: v for k, v in report.to_dict().items() if k != "objects"}
     )
     return edit.size
+
+
+# ------------------------------------------------------------------- time-lapse
+def object_rows(labels_layer, time_axis: int) -> list[dict]:
+    """Per-object table (frame, ID, area in physical units, centroids) of a Labels layer."""
+    from ..io.tracks import object_table
+
+    data = np.asarray(labels_layer.data)
+    return object_table(
+        data,
+        time_axis=time_axis,
+        scale=np.asarray(labels_layer.scale, float),
+        translate=np.asarray(labels_layer.translate, float),
+    )
+
+
+def add_tracks_layer(viewer, labels_layer, time_axis: int = 0, rows=None):
+    """A napari Tracks layer of the labels (track ID = label ID, one centroid per frame).
+
+    The Tracks layer gets the Labels layer's scale and translate, so it lies on the
+    objects in world coordinates.  Its ``metadata["table"]`` holds the per-object rows.
+    """
+    from ..io.tracks import tracks_array
+
+    if time_axis != 0:
+        raise ImageError("Tracks need time as the first axis (napari's Tracks layout).")
+    rows = object_rows(labels_layer, time_axis) if rows is None else rows
+    data = tracks_array(rows)
+    if not len(data):
+        raise LabelsError(f"Labels layer '{labels_layer.name}' is empty: no track to add.")
+    return viewer.add_tracks(
+        data,
+        name=f"{labels_layer.name} tracks",
+        scale=np.asarray(labels_layer.scale, float),
+        translate=np.asarray(labels_layer.translate, float),
+        metadata={"table": rows},
+        tail_length=10,
+    )

@@ -8,12 +8,21 @@ from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+)
 
 from ..adapter.propagate import (
     OBJECTS,
     RANGES,
+    add_tracks_layer,
     apply_propagation,
+    object_rows,
     plane_axes,
     prepare_propagation,
     propose_axis,
@@ -63,6 +72,19 @@ class PropagatePanel(QGroupBox):
         form.addRow("Objects", self.objects_combo)
         form.addRow("Mode", self.mode_combo)
         form.addRow(row)
+        self.tracks_btn = QPushButton("Add tracks")
+        self.tracks_btn.setToolTip("Time-lapse: a Tracks layer (track ID = label ID)")
+        self.table_btn = QPushButton("Save table…")
+        self.table_btn.setToolTip("Per object and frame: area (physical units), centroid")
+        self.ctc_btn = QPushButton("Export CTC…")
+        self.ctc_btn.setToolTip("Cell Tracking Challenge: maskTTT.tif + res_track.txt")
+        row2 = QHBoxLayout()
+        for b in (self.tracks_btn, self.table_btn, self.ctc_btn):
+            row2.addWidget(b)
+        form.addRow(row2)
+        self.tracks_btn.clicked.connect(self.add_tracks)
+        self.table_btn.clicked.connect(lambda: self.save_table())
+        self.ctc_btn.clicked.connect(lambda: self.export_ctc())
         self.run_btn.clicked.connect(self.propagate)
         self.cancel_btn.clicked.connect(self.cancel)
         self.relay = _Relay()
@@ -141,6 +163,55 @@ class PropagatePanel(QGroupBox):
         if self.job is not None:
             self.job.cancel.set()
         self.dock.set_status("Cancelling propagation…")
+
+    # ---------------------------------------------------------- time-lapse
+    def _time_labels(self):
+        layer = self.dock.session.labels_layer
+        if layer is None:
+            show_warning("No Labels layer chosen.")
+            return None, None
+        axis = self.chosen_axis()
+        return layer, 0 if axis is None else int(axis)
+
+    def add_tracks(self):
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        try:
+            tracks = add_tracks_layer(self.dock.viewer, layer, axis)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return None
+        self.dock.set_status(f"Tracks layer '{tracks.name}' added ({len(tracks.data)} points).")
+        return tracks
+
+    def save_table(self, path=None):
+        from ..io.tracks import save_table_csv
+
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Object table", "", "CSV (*.csv)")
+            if not path:
+                return None
+        out = save_table_csv(object_rows(layer, axis), path)
+        self.dock.set_status(f"Object table saved: {out}")
+        return out
+
+    def export_ctc(self, out_dir=None):
+        from ..io.tracks import export_ctc
+
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "CTC result folder (e.g. 01_RES)")
+            if not out_dir:
+                return None
+        out = export_ctc(layer.data, out_dir, time_axis=axis)
+        self.dock.set_status(f"CTC masks and res_track.txt written to {out}")
+        return out
 
     # ------------------------------------------------------------ callbacks
     def _progressed(self, done: int, total: int) -> None:
