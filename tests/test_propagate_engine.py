@@ -10,13 +10,13 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import Cancelled, ImageError, LabelsError, ModelError
+from napari_sam2.engine.projection import resolve_overlaps
 from napari_sam2.engine.propagate import (
     CANCELLED,
     END,
     LOW_IOU,
     VANISHED,
     iou,
-    resolve_overlaps,
 )
 
 

@@ -15,14 +15,13 @@ cancel or an exception leaves ``labels`` exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import labels as _labels
 from .errors import Cancelled, ImageError, LabelsError, ModelError
-from .prompts import Box, MaskPrompt, ObjectPrompt, Points
 
 DIRECTIONS = ("both", "forward", "backward")
 # what prompts the next plane in projection mode; "auto": mask+box for SAM 2, the mask
@@ -143,29 +142,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def padded_box(mask: np.ndarray, pad: float = BOX_PAD) -> Box:
-    b = MaskPrompt(mask).bbox()
-    h, w = mask.shape
-    dr = max(1.0, pad * (b.r1 - b.r0 + 1))
-    dc = max(1.0, pad * (b.c1 - b.c0 + 1))
-    return Box(max(0, b.r0 - dr), max(0, b.c0 - dc), min(h - 1, b.r1 + dr), min(w - 1, b.c1 + dc))
-
-
-def resolve_overlaps(masks: Sequence[np.ndarray], scores: Sequence[float], ids: Sequence[int]):
-    """Give each pixel claimed by several objects to the highest score (ties: lower ID)."""
-    order = sorted(range(len(masks)), key=lambda i: (-float(scores[i]), int(ids[i])))
-    out = [None] * len(masks)
-    claimed = None
-    for i in order:
-        m = np.asarray(masks[i], bool)
-        if claimed is None:
-            claimed = np.zeros(m.shape, bool)
-        m = m & ~claimed
-        claimed |= m
-        out[i] = m
-    return out
-
-
 class StopRule:
     """When an object's next mask is not written: vanished, low IoU, area jump."""
 
@@ -250,6 +226,29 @@ class Plan:
     def finish(self, track: ObjectTrack, direction: str, reason: str, pos: int | None) -> None:
         track.stopped[direction] = reason
         track.stopped_at[direction] = pos
+
+    def take(self, direction: str, pos: int, masks: dict, active: dict) -> None:
+        """Check each object's new mask on plane ``pos``, plan its writes, update ``active``
+        (objects that stop leave it), and count the plane."""
+        accept = {}
+        for lid, m in masks.items():
+            reason, ov = self.rule.check(active[lid], m)
+            track = self.report.objects[lid]
+            if reason is not None:
+                self.finish(track, direction, reason, pos)
+                del active[lid]
+                continue
+            accept[lid] = m
+            track.ious[pos] = ov
+        for lid, m in self.write_plane(pos, accept).items():
+            area = int(m.sum())
+            self.report.objects[lid].areas[pos] = area
+            if area < self.rule.min_area:  # other objects' pixels took it all
+                self.finish(self.report.objects[lid], direction, VANISHED, pos)
+                del active[lid]
+            else:
+                active[lid] = m
+        self.step()
 
 
 def make_plan(
@@ -342,65 +341,6 @@ def make_plan(
     )
 
 
-# ------------------------------------------------------------------ projection
-def interior_point(mask: np.ndarray) -> np.ndarray:
-    """The pixel deepest inside the mask (farthest from its border), as (row, col)."""
-    from scipy import ndimage as ndi
-
-    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return np.asarray(np.unravel_index(int(np.argmax(dist)), mask.shape), float)
-
-
-def prompt_for(mask: np.ndarray, label_id: int, kind: str) -> ObjectPrompt:
-    """The next plane's prompt for an object whose previous mask is ``mask``."""
-    parts = kind.split("+")
-    box = padded_box(mask) if "box" in parts else None
-    mp = MaskPrompt(mask) if "mask" in parts else None
-    pts = Points(interior_point(mask)[None], np.ones(1)) if "point" in parts else None
-    return ObjectPrompt(points=pts, box=box, mask=mp, label_id=label_id)
-
-
-def run_projection(seg, plan: Plan) -> None:
-    """Plane by plane with the image predictor (any backend)."""
-    report = plan.report
-    for direction in plan.directions:
-        positions = plan.positions(direction)
-        active = dict(plan.start_masks)
-        for track in report.objects.values():
-            track.stopped[direction] = END
-        for k, pos in enumerate(positions):
-            if not active:
-                plan.step(len(positions) - k)
-                break
-            plan.check_cancel()
-            ids = sorted(active)
-            objects = [prompt_for(active[i], i, plan.prompt) for i in ids]
-            preds = seg.predict(
-                plan.index(pos), objects=objects, multimask=False, cancel=plan.cancel
-            )
-            report.plane_reads += 1
-            resolved = resolve_overlaps([p.mask for p in preds], [p.score for p in preds], ids)
-            accept = {}
-            for lid, m in zip(ids, resolved, strict=True):
-                reason, ov = plan.rule.check(active[lid], m)
-                track = report.objects[lid]
-                if reason is not None:
-                    plan.finish(track, direction, reason, pos)
-                    del active[lid]
-                    continue
-                accept[lid] = m
-                track.ious[pos] = ov
-            written = plan.write_plane(pos, accept)
-            for lid, m in written.items():
-                report.objects[lid].areas[pos] = int(m.sum())
-                if int(m.sum()) < plan.rule.min_area:  # others' pixels took it all
-                    plan.finish(report.objects[lid], direction, VANISHED, pos)
-                    del active[lid]
-                else:
-                    active[lid] = m
-            plan.step()
-
-
 def choose_mode(seg, mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
@@ -467,6 +407,8 @@ def propagate(
 
             run_video(seg, plan)
         else:
+            from .projection import run_projection
+
             run_projection(seg, plan)
     except Cancelled:
         report.cancelled = True
@@ -483,21 +425,10 @@ def propagate(
     return report
 
 
-def area_table(report: PropagationReport) -> list[dict]:
-    """One row per (object, plane): label ID, plane position, area in pixels."""
-    rows = []
-    for lid, t in sorted(report.objects.items()):
-        rows.append({"label_id": lid, "plane": report.start[report.axis], "area": t.start_area})
-        rows += [{"label_id": lid, "plane": p, "area": a} for p, a in sorted(t.areas.items())]
-    return sorted(rows, key=lambda r: (r["label_id"], r["plane"]))
-
-
 __all__ = [
     "DEFAULT_IOU_THRESHOLD",
     "ObjectTrack",
     "PropagationReport",
-    "area_table",
     "iou",
     "propagate",
-    "resolve_overlaps",
 ]

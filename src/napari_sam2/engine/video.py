@@ -17,6 +17,7 @@ import torch
 
 from .errors import Cancelled, ModelError
 from .models import autocast
+from .propagate import END
 
 # frames whose outputs SAM 2 may still read as memory (num_maskmem = 7 frames, up to 16
 # object pointers): older outputs are dropped to bound memory on long stacks
@@ -112,8 +113,6 @@ def _cancel_hooks(vp, cancel):
 
 def run_video(seg, plan) -> None:
     """Fill ``plan`` (see :mod:`.propagate`) with SAM 2's video predictor."""
-    from .propagate import END, VANISHED
-
     loaded = getattr(seg.backend, "loaded", None)
     if loaded is None:
         raise ModelError("Video mode needs the SAM 2 backend.")
@@ -131,18 +130,18 @@ def run_video(seg, plan) -> None:
             for lid in plan.ids:
                 vp.add_new_mask(state, start, lid, torch.from_numpy(plan.start_masks[lid]))
             for direction in plan.directions:
-                _one_pass(vp, state, plan, direction, start, positions, END, VANISHED)
+                _one_pass(vp, state, plan, direction, start, positions)
     finally:
         for hd in hooks:
             hd.remove()
         report.plane_reads = frames.reads
 
 
-def _one_pass(vp, state, plan, direction, start, positions, end, vanished) -> None:
+def _one_pass(vp, state, plan, direction, start, positions) -> None:
     report = plan.report
     active = dict(plan.start_masks)
     for track in report.objects.values():
-        track.stopped[direction] = end
+        track.stopped[direction] = END
     todo = len(plan.positions(direction))
     if todo == 0:
         return
@@ -168,24 +167,7 @@ def _one_pass(vp, state, plan, direction, start, positions, end, vanished) -> No
                 masks = {ids[k]: fg & (best == j) for j, k in enumerate(live)}
             else:
                 masks = {}
-            accept = {}
-            for lid, m in masks.items():
-                reason, ov = plan.rule.check(active[lid], m)
-                track = report.objects[lid]
-                if reason is not None:
-                    plan.finish(track, direction, reason, pos)
-                    del active[lid]
-                    continue
-                accept[lid] = m
-                track.ious[pos] = ov
-            for lid, m in plan.write_plane(pos, accept).items():
-                report.objects[lid].areas[pos] = int(m.sum())
-                if int(m.sum()) < plan.rule.min_area:
-                    plan.finish(report.objects[lid], direction, vanished, pos)
-                    del active[lid]
-                else:
-                    active[lid] = m
-            plan.step()
+            plan.take(direction, pos, masks, active)
             done += 1
             keep = {x for x in range(f - KEEP_FRAMES, f + KEEP_FRAMES + 1)}
             keep |= {x for x in range(start - KEEP_FRAMES, start + KEEP_FRAMES + 1)}
