@@ -20,6 +20,7 @@ from .labels import LabelEdit, apply_edit, next_label_id, plan_object_write, wri
 from .models import ModelSpec, get_spec, load_sam2
 from .planes import Normalization, PlaneSource
 from .prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
+from .propagate import ObjectTrack, PropagationReport
 from .segmenter import Segmenter
 
 __all__ = [
@@ -55,4 +56,6 @@ __all__ = [
     "next_label_id",
     "plan_object_write",
     "write_object",
+    "ObjectTrack",
+    "PropagationReport",
 ]
