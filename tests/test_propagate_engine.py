@@ -277,3 +277,23 @@ def test_resolve_overlaps_higher_score_wins_ties_lower_id():
     assert rb.sum() == 12 and ra.sum() == 4 and not (ra & rb).any()
     ra, rb = resolve_overlaps([a, b], [0.7, 0.7], [3, 2])
     assert rb.sum() == 12 and ra[:, 0].all()
+
+
+def test_auto_mode_is_video_on_cuda_only(classical_segmenter):
+    from types import SimpleNamespace
+
+    from napari_sam2.engine.propagate import choose_mode
+
+    def seg_on(device_type, name="sam2"):
+        backend = SimpleNamespace(
+            name=name, loaded=object(), device=SimpleNamespace(type=device_type)
+        )
+        return SimpleNamespace(backend=backend)
+
+    assert choose_mode(seg_on("cuda"), "auto") == "video"
+    assert choose_mode(seg_on("cpu"), "auto") == "projection"
+    assert choose_mode(seg_on("mps"), "auto") == "projection"
+    assert choose_mode(seg_on("cpu"), "video") == "video"
+    assert choose_mode(classical_segmenter, "auto") == "projection"
+    with pytest.raises(ValueError, match="mode must be"):
+        choose_mode(classical_segmenter, "fast")
