@@ -32,7 +32,6 @@ MODES = ("auto", "projection", "video")
 DEFAULT_IOU_THRESHOLD = 0.5
 DEFAULT_MAX_AREA_RATIO = 2.5
 DEFAULT_MIN_AREA = 4
-BOX_PAD = 0.1  # the box prompt grows by this fraction of its size (objects grow too)
 
 # why an object stopped in one direction
 END = "end"  # end of the range / of the stack
