@@ -262,6 +262,8 @@ def test_bad_arguments(classical_segmenter, nuclei):
         seg.propagate(lab[:, :50], (27,))
     with pytest.raises(ModelError, match="Video mode needs the SAM 2"):
         seg.propagate(lab, (27,), mode="video")
+    with pytest.raises(ValueError, match="prompt must be"):
+        seg.propagate(lab, (27,), prompt="lasso")
     with pytest.raises(ValueError, match="direction"):
         seg.propagate(lab, (27,), direction="sideways")
     with pytest.raises(ImageError, match="no Z/T"):

@@ -266,6 +266,8 @@ class Segmenter:
         progress=None,
         iou_threshold: float | None = _propagate.DEFAULT_IOU_THRESHOLD,
         max_area_ratio: float | None = _propagate.DEFAULT_MAX_AREA_RATIO,
+        min_area: int = _propagate.DEFAULT_MIN_AREA,
+        prompt: str = "auto",
         apply: bool = True,
     ) -> _propagate.PropagationReport:
         """Carry the objects of ``plane`` through the stack along ``axis`` (Z or T).
@@ -278,7 +280,9 @@ class Segmenter:
         axis (default: the whole axis); ``mode``: ``projection`` (any backend), ``video``
         (SAM 2 video predictor) or ``auto`` (video on CUDA).  An object stops when its mask
         vanishes, its IoU with the previous plane is under ``iou_threshold`` or its area
-        grows more than ``max_area_ratio`` times.  ``progress(done, total)`` is called per
+        grows more than ``max_area_ratio`` times, or it has under ``min_area`` pixels.
+        ``prompt`` (projection): how the previous mask prompts the next plane (``auto``,
+        ``mask+box``, ``mask``, ``box``, ``mask+point``...).  ``progress(done, total)`` is called per
         plane; ``cancel`` (``threading.Event``) is honoured between planes and inside
         encodes.  ``apply=False`` only plans (the edits are in the report).
         See docs/propagation.md.
@@ -297,6 +301,8 @@ class Segmenter:
             progress=progress,
             iou_threshold=iou_threshold,
             max_area_ratio=max_area_ratio,
+            min_area=min_area,
+            prompt=prompt,
             apply=apply,
         )
 
