@@ -36,6 +36,10 @@ _ENGINE_NAMES = {
     "DeviceError",
     "UnknownModelError",
     "ClassicalBackend",
+    "DeviceMemoryError",
+    "Sam2VersionError",
+    "ObjectTrack",
+    "PropagationReport",
 }
 
 __all__ = ["__version__", *sorted(_ENGINE_NAMES)]

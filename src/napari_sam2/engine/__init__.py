@@ -22,6 +22,7 @@ from .labels import LabelEdit, apply_edit, next_label_id, plan_object_write, wri
 from .models import ModelSpec, get_spec, load_sam2
 from .planes import Normalization, PlaneSource
 from .prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
+from .propagate import ObjectTrack, PropagationReport
 from .segmenter import Segmenter
 
 __all__ = [
@@ -59,4 +60,6 @@ __all__ = [
     "write_object",
     "DeviceMemoryError",
     "Sam2VersionError",
+    "ObjectTrack",
+    "PropagationReport",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import labels as _labels
+from . import propagate as _propagate
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
 from .cache import EmbeddingCache
@@ -249,6 +250,62 @@ class Segmenter:
             d["channel"] = self.source.channel
         d["cache"] = self.stats.as_dict()
         return d
+
+    # ------------------------------------------------------------- propagate
+    def propagate(
+        self,
+        labels,
+        plane,
+        *,
+        axis: int = 0,
+        label_ids=None,
+        direction: str = "both",
+        stop_at=None,
+        mode: str = "auto",
+        policy: str = _labels.KEEP,
+        cancel=None,
+        progress=None,
+        iou_threshold: float | None = _propagate.DEFAULT_IOU_THRESHOLD,
+        max_area_ratio: float | None = _propagate.DEFAULT_MAX_AREA_RATIO,
+        min_area: int = _propagate.DEFAULT_MIN_AREA,
+        prompt: str = "auto",
+        apply: bool = True,
+    ) -> _propagate.PropagationReport:
+        """Carry the objects of ``plane`` through the stack along ``axis`` (Z or T).
+
+        ``labels`` (the image's non-channel shape) is modified in place when the run ends,
+        and not at all when it is cancelled or fails.  ``plane`` is the full plane index
+        (as for :meth:`predict`); ``axis`` is the position in that index that moves.
+        ``label_ids``: the objects to carry (default: all on ``plane``); ``direction``:
+        ``both``/``forward``/``backward``; ``stop_at=(first, last)``: the range along the
+        axis (default: the whole axis); ``mode``: ``projection`` (any backend), ``video``
+        (SAM 2 video predictor) or ``auto`` (video on CUDA).  An object stops when its mask
+        vanishes, its IoU with the previous plane is under ``iou_threshold`` or its area
+        grows more than ``max_area_ratio`` times, or it has under ``min_area`` pixels.
+        ``prompt`` (projection): how the previous mask prompts the next plane (``auto``,
+        ``mask+box``, ``mask``, ``box``, ``mask+point``...).  ``progress(done, total)`` is called per
+        plane; ``cancel`` (``threading.Event``) is honoured between planes and inside
+        encodes.  ``apply=False`` only plans (the edits are in the report).
+        See docs/propagation.md.
+        """
+        return _propagate.propagate(
+            self,
+            labels,
+            plane,
+            axis=axis,
+            label_ids=label_ids,
+            direction=direction,
+            stop_at=stop_at,
+            mode=mode,
+            policy=policy,
+            cancel=cancel,
+            progress=progress,
+            iou_threshold=iou_threshold,
+            max_area_ratio=max_area_ratio,
+            min_area=min_area,
+            prompt=prompt,
+            apply=apply,
+        )
 
 
 def _check(cancel) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 def panel_classes() -> tuple:
     """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
+    from ._propagate_panel import PropagatePanel
     from ._window_panel import WindowPanel
 
-    return (WindowPanel,)
+    return (WindowPanel, PropagatePanel)

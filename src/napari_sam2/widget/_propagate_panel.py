@@ -1,0 +1,256 @@
+"""The Propagate panel: carry the viewed plane's objects through Z or T, in the background."""
+
+from __future__ import annotations
+
+import contextlib
+
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+)
+
+from ..adapter.propagate import (
+    OBJECTS,
+    RANGES,
+    add_tracks_layer,
+    apply_propagation,
+    object_rows,
+    plane_axes,
+    prepare_propagation,
+    propose_axis,
+    run_propagation,
+)
+from ..engine.errors import NapariSam2Error
+from ..engine.propagate import DIRECTIONS, MODES
+
+ASK = "choose…"
+
+
+class _Relay(QObject):
+    """Carries the worker thread's progress to the main thread (queued signal)."""
+
+    progressed = Signal(int, int)
+
+
+class PropagatePanel(QGroupBox):
+    """Axis, direction, range, objects, mode; Propagate / Cancel."""
+
+    def __init__(self, dock):
+        super().__init__("Propagate through Z / T", dock)
+        self.dock = dock
+        form = QFormLayout(self)
+        self.axis_combo = QComboBox()
+        self.axis_combo.setToolTip("Proposed from the layer's axis labels (Z or T)")
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItems(DIRECTIONS)
+        self.range_combo = QComboBox()
+        self.range_combo.addItems(RANGES)
+        self.objects_combo = QComboBox()
+        self.objects_combo.addItems(OBJECTS)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(MODES)
+        self.mode_combo.setToolTip(
+            "auto: SAM 2 video predictor on CUDA, else plane by plane (projection)"
+        )
+        self.run_btn = QPushButton("Propagate")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        row = QHBoxLayout()
+        row.addWidget(self.run_btn)
+        row.addWidget(self.cancel_btn)
+        form.addRow("Axis", self.axis_combo)
+        form.addRow("Direction", self.direction_combo)
+        form.addRow("Range", self.range_combo)
+        form.addRow("Objects", self.objects_combo)
+        form.addRow("Mode", self.mode_combo)
+        form.addRow(row)
+        self.tracks_btn = QPushButton("Add tracks")
+        self.tracks_btn.setToolTip("Time-lapse: a Tracks layer (track ID = label ID)")
+        self.table_btn = QPushButton("Save table…")
+        self.table_btn.setToolTip("Per object and frame: area (physical units), centroid")
+        self.ctc_btn = QPushButton("Export CTC…")
+        self.ctc_btn.setToolTip("Cell Tracking Challenge: maskTTT.tif + res_track.txt")
+        row2 = QHBoxLayout()
+        for b in (self.tracks_btn, self.table_btn, self.ctc_btn):
+            row2.addWidget(b)
+        form.addRow(row2)
+        self.tracks_btn.clicked.connect(self.add_tracks)
+        self.table_btn.clicked.connect(lambda: self.save_table())
+        self.ctc_btn.clicked.connect(lambda: self.export_ctc())
+        self.run_btn.clicked.connect(self.propagate)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.relay = _Relay()
+        self.relay.progressed.connect(self._progressed)
+        self.worker = None
+        self.job = None
+        self.last_report = None
+        self._pbar = None
+        dock.image_combo.currentIndexChanged.connect(self.refresh_axes)
+        self.refresh_axes()
+
+    # ---------------------------------------------------------------- axes
+    def refresh_axes(self, *args) -> None:
+        """Fill the axis list from the chosen image; select the proposed axis."""
+        self.axis_combo.clear()
+        combo = self.dock.image_combo  # the session follows it after this slot runs
+        img = combo.value() if hasattr(combo, "value") else self.dock.session.image_layer
+        if img is None:
+            return
+        try:
+            axes = plane_axes(img)
+            proposed = propose_axis(img)
+        except NapariSam2Error:
+            return
+        if proposed is None and axes:
+            self.axis_combo.addItem(ASK, None)
+        for i, label in axes:
+            self.axis_combo.addItem(f"{label} ({i})", i)
+        if proposed is not None:
+            self.axis_combo.setCurrentIndex(proposed)
+
+    def chosen_axis(self):
+        return self.axis_combo.currentData()
+
+    # --------------------------------------------------------------- actions
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def propagate(self) -> None:
+        if self.running:
+            show_info("A propagation is already running: cancel it first.")
+            return
+        if not self.axis_combo.count():
+            self.refresh_axes()
+        try:
+            job = prepare_propagation(
+                self.dock.session,
+                axis=self.chosen_axis(),
+                direction=self.direction_combo.currentText(),
+                range_choice=self.range_combo.currentText(),
+                objects=self.objects_combo.currentText(),
+                mode=self.mode_combo.currentText(),
+            )
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            self.dock.set_status(str(e))
+            return
+        self.job = job
+        self._pbar = napari_progress(total=0, desc="SAM 2: propagating")
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.dock.set_status(f"Propagating from plane {job.plane} along axis {job.axis}…")
+        worker = create_worker(
+            run_propagation,
+            job,
+            self.relay.progressed.emit,
+            _connect={"returned": self._done, "errored": self._failed, "finished": self._finished},
+            _start_thread=False,
+        )
+        self.worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the run: the Labels layer stays exactly as it was."""
+        if self.job is not None:
+            self.job.cancel.set()
+        self.dock.set_status("Cancelling propagation…")
+
+    # ---------------------------------------------------------- time-lapse
+    def _time_labels(self):
+        layer = self.dock.session.labels_layer
+        if layer is None:
+            show_warning("No Labels layer chosen.")
+            return None, None
+        axis = self.chosen_axis()
+        return layer, 0 if axis is None else int(axis)
+
+    def add_tracks(self):
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        try:
+            tracks = add_tracks_layer(self.dock.viewer, layer, axis)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return None
+        self.dock.set_status(f"Tracks layer '{tracks.name}' added ({len(tracks.data)} points).")
+        return tracks
+
+    def save_table(self, path=None):
+        from ..io.tracks import save_table_csv
+
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Object table", "", "CSV (*.csv)")
+            if not path:
+                return None
+        out = save_table_csv(object_rows(layer, axis), path)
+        self.dock.set_status(f"Object table saved: {out}")
+        return out
+
+    def export_ctc(self, out_dir=None):
+        from ..io.tracks import export_ctc
+
+        layer, axis = self._time_labels()
+        if layer is None:
+            return None
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "CTC result folder (e.g. 01_RES)")
+            if not out_dir:
+                return None
+        out = export_ctc(layer.data, out_dir, time_axis=axis)
+        self.dock.set_status(f"CTC masks and res_track.txt written to {out}")
+        return out
+
+    # ------------------------------------------------------------ callbacks
+    def _progressed(self, done: int, total: int) -> None:
+        if self._pbar is not None:
+            if self._pbar.total != total:
+                self._pbar.total = total
+            self._pbar.n = done
+            self._pbar.refresh()
+        self.dock.set_status(f"Propagating: {done}/{total} planes")
+
+    def _done(self, report) -> None:
+        self.last_report = report
+        job = self.job
+        if report.cancelled:
+            self.dock.set_status(report.summary())
+            return
+        if job.labels_layer not in self.dock.viewer.layers:
+            self.dock.set_status("The Labels layer was removed meanwhile: nothing was written.")
+            return
+        n = apply_propagation(job, report)
+        self.dock.set_status(f"{report.summary()} {n} pixel(s) written (one undo step).")
+
+    def _failed(self, exc) -> None:
+        show_error(f"Propagation failed: {exc}")
+        self.dock.set_status(f"Propagation failed (labels unchanged): {exc}")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+    def close_panel(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+        with contextlib.suppress(TypeError, RuntimeError):
+            self.dock.image_combo.currentIndexChanged.disconnect(self.refresh_axes)
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
