@@ -59,7 +59,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._pending = None
         self._bindings = Bindings()
         self._closed = False
-        self._docks = []  # the QDockWidgets we were put in (their destroyed is watched)
+        self._docks = []  # the QDockWidget we are in (its destroyed signal is watched)
         self._hint = ""  # what to do next, shown with the model line until the first segment
         self._live_timer = QTimer(self, singleShot=True, interval=400)
         self._live_timer.timeout.connect(self.segment)

@@ -17,7 +17,8 @@ class DockLifecycle:
     """Mixin of :class:`~napari_sam2.widget.SAM2Widget`: binding and releasing.
 
     Uses the dock's ``viewer``, ``session``, ``preview``, ``panels``, ``layers_panel``,
-    ``_bindings`` (a :class:`._bindings.Bindings`), ``_docks`` and ``_closed``.
+    ``_bindings`` (a :class:`._bindings.Bindings`), ``_docks`` (the dock we are in) and
+    ``_closed``.
     """
 
     # ------------------------------------------------------- open / close
@@ -47,6 +48,7 @@ class DockLifecycle:
         self._closed = True
         self._pending = None
         self.session.cancel()
+        self.session.result = None
         if self._worker is not None:
             self._worker.quit()
         self._bindings.release_all()
@@ -70,14 +72,21 @@ class DockLifecycle:
         parent = self.parent()
         if isinstance(parent, QDockWidget):
             if not any(parent is d for d in self._docks):
-                self._docks.append(parent)
                 # a plain callable (not a bound method of this QObject): PyQt still calls
                 # it when this widget is destroyed together with the dock
-                parent.destroyed.connect(lambda *_a, w=self: w.close_widget())
+                parent.destroyed.connect(lambda *_a, w=self, d=parent: w._dock_destroyed(d))
+            self._docks = [parent]
             if self._closed:
                 self._connect_viewer()
         elif parent is None and self._docks:
+            self._docks = []
             self.close_widget()  # napari takes a closed widget out of its dock
+
+    def _dock_destroyed(self, dock):
+        """Our dock is gone (the viewer closed); an old dock we left is ignored."""
+        if any(dock is d for d in self._docks):
+            self._docks = []
+            self.close_widget()
 
     def _layer_removed(self, event=None):
         layer = getattr(event, "value", None)

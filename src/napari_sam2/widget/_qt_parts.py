@@ -30,15 +30,21 @@ class LayerCombo(QComboBox):
         return [lay for lay in self.viewer.layers if isinstance(lay, self.layer_type)]
 
     def refresh(self, event=None):
+        """Re-list the layers; keeps the choice while its layer exists, and emits
+        ``currentIndexChanged`` when the choice changed (e.g. its layer was removed)."""
         cur = self.value()
+        layers = self.layers()
+        kept = any(cur is lay for lay in layers)
         self.blockSignals(True)
         self.clear()
         if self.allow_none:
             self.addItem(NONE, None)
-        for lay in self.layers():
+        for lay in layers:
             self.addItem(lay.name, lay)
         self.blockSignals(False)
-        self.set_value(cur if cur in self.layers() else None, emit=cur not in self.layers())
+        self.set_value(cur if kept else None, emit=False)
+        if self.value() is not cur:
+            self.currentIndexChanged.emit(self.currentIndex())
 
     def value(self):
         return self.currentData()
