@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..adapter.channels import COMBINED, channel_layers
 from ..adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
@@ -145,21 +144,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.channel_combo.currentIndexChanged.connect(self._sync_layers)
 
     # -------------------------------------------------------------- layers
-    def _follow_active(self, event=None):
-        active = self.viewer.layers.selection.active
-        current = self.image_combo.value()
-        if not isinstance(active, napari.layers.Image) or active is current:
-            return
-        if (
-            current is not None
-            and self.session.channel in COMBINED
-            and any(
-                active is lay for lay in channel_layers(self.viewer, current, visible_only=False)
-            )
-        ):
-            return  # another channel of the combined image (e.g. to set its contrast)
-        self.image_combo.set_value(active)
-
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
 
@@ -184,11 +168,14 @@ class SAM2Widget(DockLifecycle, QWidget):
         s.overwrite = self.overwrite_check.isChecked()
         s.refine = self.refine_check.isChecked()
         chosen = [x for x in (s.points_layer, s.shapes_layer, s.labels_layer) if x is not None]
-        for owner in self._bindings.owners():  # keys only on the layers chosen now
-            if owner is not self.viewer and not any(owner is c for c in chosen):
+        keep = [*chosen, self.viewer, s.image_layer]
+        for owner in self._bindings.owners():  # bound: the layers chosen now only
+            if not any(owner is k for k in keep):
                 self._bindings.release(owner)
         for layer in chosen:
             self._bind_keys(layer)
+        if s.image_layer is not None and not self._bindings.is_bound(s.image_layer):
+            self._bindings.connect(s.image_layer, s.image_layer.events.data, self._image_changed)
 
     def _need_image(self):
         img = self.image_combo.value()
@@ -226,6 +213,12 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.model_panel.load()
 
     def set_segmenter(self, seg: Segmenter):
+        """Use ``seg`` from now on; a running request and a shown result of the previous
+        model are dropped (a preview is never committed with another model's name)."""
+        self._pending = None
+        self.session.cancel()
+        self.session.result = None
+        self.preview.clear()
         self.session.segmenter = seg
         self.session._source_sig = None
         self._set_status(self._describe())

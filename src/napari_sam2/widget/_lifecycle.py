@@ -8,6 +8,7 @@ import napari
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QDockWidget
 
+from ..adapter.channels import COMBINED, channel_layers
 from ._qt_parts import ctrl_click_picker, shift_click_negative, toggle_polarity
 
 KEYS = {"segment": "s", "commit": "c", "next": "n", "toggle": "t"}
@@ -93,6 +94,31 @@ class DockLifecycle:
         if layer is not None and self._bindings.is_bound(layer):
             self._bindings.release(layer)
         self._refresh_channels()
+
+    def _follow_active(self, event=None):
+        active = self.viewer.layers.selection.active
+        current = self.image_combo.value()
+        if not isinstance(active, napari.layers.Image) or active is current:
+            return
+        if (
+            current is not None
+            and self.session.channel in COMBINED
+            and any(
+                active is lay for lay in channel_layers(self.viewer, current, visible_only=False)
+            )
+        ):
+            return  # another channel of the combined image (e.g. to set its contrast)
+        self.image_combo.set_value(active)
+
+    def _image_changed(self, event=None):
+        """The image's data was replaced: a running or shown result is for the old pixels."""
+        if self._worker is None and self.session.result is None:
+            return
+        self._pending = None
+        self.session.cancel()
+        self.session.result = None
+        self.preview.clear()
+        self._set_status("The image changed: segment again.")
 
     def _bind_keys(self, layer):
         """S/C/N (and T, Shift-click on points) on *our chosen* layers only; recorded in
