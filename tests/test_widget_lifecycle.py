@@ -16,6 +16,8 @@ from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends import ClassicalBackend
 from widget_helpers import TIMEOUT, click, discs, make_widget, segment_and_wait
 
+LEFT_DISC = (40, 40)
+
 
 def _press(viewer, layer, key, qtbot, modifier=Qt.KeyboardModifier.NoModifier):
     """A key press on the canvas with ``layer`` active, dispatched by napari's keymap."""
@@ -216,6 +218,23 @@ def test_first_use_leaves_other_geometry_alone_and_follows_the_image(make_napari
     viewer.layers.selection.active = small  # back: its layers are reused, none made
     assert w.session.labels_layer is labels
     assert len(viewer.layers) == n + 2
+
+
+def test_docked_before_any_image_makes_the_layers_when_one_opens(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = make_widget(viewer)  # Plugins > SAM 2 segmentation on an empty viewer
+    assert w.session.image_layer is None and len(viewer.layers) == 0
+    image = viewer.add_image(discs(), scale=(0.5, 0.5))
+    assert w.session.image_layer is image
+    pts, lab = w.session.points_layer, w.session.labels_layer
+    assert lab is not None and lab.data.shape == image.data.shape
+    np.testing.assert_allclose(pts.scale, (0.5, 0.5))
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is pts, timeout=5000)
+    assert pts.mode == "add" and w.image_combo.value() is image
+    click(pts, image.data_to_world(LEFT_DISC))
+    segment_and_wait(qtbot, w)
+    w.commit()
+    assert lab.data[LEFT_DISC] == 1
 
 
 def test_demo_shows_prompt_layers(no_checkpoints, monkeypatch, tmp_path):

@@ -64,7 +64,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._live_timer.timeout.connect(self.segment)
         self._build()
         self._connect_viewer()
-        self._follow_active()
         if segmenter is not None:
             self._set_status(self._describe())
         elif autoload:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import napari
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
 
 from ..adapter.layers import geometry_matches, matching_layers, new_labels_layer, new_points_layer
 from ..engine.errors import NapariSam2Error
@@ -48,5 +49,13 @@ def ensure_layers(dock) -> list:
     points = dock.points_combo.value()
     if made and points is not None:
         points.mode = "add"
-        dock.viewer.layers.selection.active = points
+        _select(dock.viewer, points)
+        # an image being added is made active by napari after its "inserted" event (which
+        # brought us here): select the prompt layer again once that is done
+        QTimer.singleShot(0, lambda: _select(dock.viewer, points))
     return made
+
+
+def _select(viewer, layer) -> None:
+    if layer in viewer.layers:
+        viewer.layers.selection.active = layer

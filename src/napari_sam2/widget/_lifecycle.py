@@ -35,6 +35,9 @@ class DockLifecycle:
         b.connect(v, v.layers.events.inserted, self._refresh_channels)
         b.connect(v, v.layers.events.removed, self._layer_removed)
         b.connect(v, v.dims.events.current_step, self._on_slice)
+        active = v.layers.selection.active
+        if isinstance(active, napari.layers.Image):  # before first-use layers take the focus
+            self.image_combo.set_value(active, emit=False)
         self.session.image_layer = None  # the first sync is a new image: first-use layers
         self._refresh_channels()
         self._sync_layers()
