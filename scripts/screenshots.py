@@ -1,7 +1,8 @@
 """Make the docs' screenshots from a real viewer: run with `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
 
-Annotates the shipped 2-D nuclei sample with the widget (the backend that `auto` finds:
-SAM 2 with a checkpoint, else the classical fallback) and saves PNGs under docs/images/.
+Shows the widget's first use on the shipped 2-D nuclei sample (first_use.png), annotates it
+(the backend that `auto` finds: SAM 2 with a checkpoint, else the classical fallback) and
+saves PNGs under docs/images/.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def wait(widget):
         app.processEvents()
 
 
+def settle(seconds: float = 1.0) -> None:
+    """Let the window lay itself out (the canvas gets its final size)."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.instance().processEvents()
+        time.sleep(0.02)
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-sam2")
@@ -34,10 +45,14 @@ def main() -> int:
     image = viewer.add_image(data, **kwargs)
     w = SAM2Widget(viewer, segmenter=Segmenter(backend="auto"), autoload=False)
     viewer.window.add_dock_widget(w, name="SAM 2 segmentation", area="right")
-    w.new_labels()
-    w.new_shapes()
-    w.new_points()
+    # first use: the widget made the prompt and labels layers and says what to do next
+    settle()
+    viewer.reset_view()
+    settle()
+    viewer.screenshot(str(OUT / "first_use.png"), canvas_only=False)
     pts = w.session.points_layer
+    w.new_shapes()
+    viewer.layers.selection.active = pts
     # click on a few bright blobs, as a user would (brightest smoothed maxima)
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian
@@ -65,10 +80,8 @@ def main() -> int:
 
     viewer.layers.clear()
     data, kwargs, _ = nuclei_3d()[0]
-    image = viewer.add_image(data, **kwargs)
+    image = viewer.add_image(data, **kwargs)  # the widget makes its layers again
     w.image_combo.set_value(image)
-    w.new_labels()
-    w.new_points()
     viewer.dims.set_current_step(0, data.shape[0] // 2)
     z = data.shape[0] // 2
     plane = gaussian(np.asarray(data[z], float), 3)

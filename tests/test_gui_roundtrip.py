@@ -37,8 +37,6 @@ def test_open_segment_two_objects_save_reopen(make_napari_viewer, qtbot, shared_
 
     w = make_widget(viewer)
     assert w.image_combo.value() is image
-    w.new_points()
-    w.new_labels()
     labels = w.session.labels_layer
     np.testing.assert_allclose(labels.scale, image.scale)
     z = 16
@@ -86,8 +84,6 @@ def test_anisotropic_two_channel_stack_keeps_scale(
     viewer.layers.selection.active = chromatin
     w = make_widget(viewer)
     assert w.channel_combo.isEnabled()  # the other channel layer can be combined
-    w.new_points()
-    w.new_labels()
     labels = w.session.labels_layer
     assert labels.data.shape == chromatin.data.shape
     z = 2
@@ -127,8 +123,6 @@ def test_pyramid_file_segments_at_full_resolution(make_napari_viewer, qtbot, tmp
     assert image.multiscale and len(image.data) == 3
     np.testing.assert_allclose(image.scale, (0.5, 0.5))
     w = make_widget(viewer)
-    w.new_points()
-    w.new_labels()
     labels = w.session.labels_layer
     assert labels.data.shape == full
     click(w.session.points_layer, image.data_to_world(center))

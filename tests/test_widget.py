@@ -137,8 +137,6 @@ def test_worker_exception_leaves_labels_unchanged(make_napari_viewer, qtbot, mon
     viewer = make_napari_viewer()
     viewer.add_image(_discs())
     w = _widget(viewer, Segmenter(predictor=Broken()))
-    w.new_points()
-    w.new_labels()
     before = w.session.labels_layer.data.copy()
     errors = []
     monkeypatch.setattr("napari_sam2.widget._dock.show_error", errors.append)
@@ -157,7 +155,6 @@ def test_bad_input_gives_message_and_writes_nothing(make_napari_viewer, qtbot, m
     w = _widget(viewer)
     warnings = []
     monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
-    w.new_points()
     w.segment()  # empty prompt layer
     assert "No prompt" in warnings[-1]
     wrong = viewer.add_labels(np.zeros((10, 10), np.int32))
@@ -192,7 +189,6 @@ def test_polarity_keys_and_shift_click_on_own_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_discs())
     w = _widget(viewer)
-    w.new_points()
     pts = w.session.points_layer
     assert {"S", "C", "N", "T"} <= {str(k) for k in pts.keymap}
     assert "S" not in {str(k) for k in viewer.layers[0].keymap}  # not bound on others
@@ -251,8 +247,6 @@ def test_cancel_stops_running_encode(make_napari_viewer, qtbot, monkeypatch):
     viewer.add_image(np.stack([_discs()] * 3))
     slow = _SlowBackend()
     w = _widget(viewer, Segmenter(predictor=slow))
-    w.new_points()
-    w.new_labels()
     errors = []
     monkeypatch.setattr("napari_sam2.widget._dock.show_error", errors.append)
     before = w.session.labels_layer.data.copy()

@@ -54,8 +54,6 @@ def test_split_channel_layers_mean_max_of_visible(make_napari_viewer, qtbot):
     assert w.image_combo.value() is a
     texts = [w.channel_combo.itemText(i) for i in range(w.channel_combo.count())]
     assert texts[0] == "This layer" and "Max of visible channels" in texts
-    w.new_points()
-    w.new_labels()
 
     _choose(w, "max")
     click(w.session.points_layer, RIGHT)  # only GFP shows this disc
@@ -88,8 +86,6 @@ def test_channel_axis_follows_viewed_channel(make_napari_viewer, qtbot):
     w = make_widget(viewer)
     assert w.channel_combo.isEnabled()
     assert w.channel_combo.findData(1) >= 0  # "Channel 1"
-    w.new_points()
-    w.new_labels()
     assert w.session.labels_layer.data.shape == ch0.shape  # no channel axis in labels
     assert w.session.points_layer.ndim == 2
     viewer.dims.set_point(0, layer.data_to_world((1, 0, 0))[0])  # view channel 1
@@ -207,8 +203,6 @@ def test_rgb_image_is_one_layer_without_channel_choice(make_napari_viewer, qtbot
     layer = viewer.add_image(rgb, rgb=True)
     w = make_widget(viewer)
     assert not w.channel_combo.isEnabled()
-    w.new_points()
-    w.new_labels()
     assert w.session.labels_layer.data.shape == gray.shape
     click(w.session.points_layer, layer.data_to_world(RIGHT))
     segment_and_wait(qtbot, w)
@@ -221,8 +215,6 @@ def test_selecting_another_channel_keeps_the_combined_image(make_napari_viewer, 
     viewer = make_napari_viewer()
     a, b, w = _two_channel_widget(viewer, ("A", "B"), active=1)
     assert w.image_combo.value() is b
-    w.new_points()
-    w.new_labels()
     _choose(w, "composite")
     click(w.session.points_layer, RIGHT)
     segment_and_wait(qtbot, w)

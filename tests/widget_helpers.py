@@ -67,10 +67,11 @@ def mouse_click(layer, position, modifiers=()) -> None:
 
 
 def ready_widget(viewer, image, segmenter=None, **image_kwargs):
-    """Add ``image``, dock the widget on it and press its New points / New labels buttons;
-    returns ``(image_layer, widget)``."""
+    """Add ``image`` and dock the widget on it, which makes its prompt and labels layers
+    (first use); returns ``(image_layer, widget)``."""
     layer = viewer.add_image(image, **image_kwargs)
     w = make_widget(viewer, segmenter)
-    w.new_points()
-    w.new_labels()
+    pts, lab = w.session.points_layer, w.session.labels_layer
+    assert pts is not None and lab is not None, "the widget made no prompt/labels layer"
+    assert viewer.layers.selection.active is pts and pts.mode == "add"
     return layer, w

@@ -16,7 +16,7 @@ resolution (level 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,10 +94,20 @@ class ImageSource:
     data: object
     kwargs: dict
     layers: tuple
+    _signature: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        # taken now, with ``data``: read later (in the worker), a layer whose data was
+        # replaced meanwhile would give the new array's id to the old pixels
+        self._signature = (
+            tuple((id(lay), id(lay.data)) for lay in self.layers),
+            repr(self.kwargs),
+        )
 
     def signature(self) -> tuple:
-        """Changes when the pixels or the way they are mapped change."""
-        return (tuple((id(lay), id(lay.data)) for lay in self.layers), repr(self.kwargs))
+        """Changes when the pixels or the way they are mapped change (as of creation;
+        the segmenter keeps ``data`` alive, so an id is not reused meanwhile)."""
+        return self._signature
 
     def describe(self) -> dict:
         d = {"layers": [lay.name for lay in self.layers]}

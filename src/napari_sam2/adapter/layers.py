@@ -135,6 +135,43 @@ def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.uint
     )
 
 
+def geometry_matches(layer, image_layer) -> bool:
+    """Does ``layer`` line up with ``image_layer`` as our prompt/labels layers would?
+
+    Same dimensionality, scale, translate, rotation and affine as
+    :func:`new_points_layer` & co. would give (the image's channel axis dropped); a
+    Labels layer must also have the image's spatial shape.
+    """
+    try:
+        geo = _matching_geometry(image_layer)
+    except ImageError:
+        return False
+    if layer.ndim != len(geo["scale"]):
+        return False
+    pairs = (
+        (layer.scale, geo["scale"]),
+        (layer.translate, geo["translate"]),
+        (layer.rotate, geo["rotate"]),
+        (layer.affine.affine_matrix, geo["affine"]),
+    )
+    if not all(np.allclose(np.asarray(a, float), np.asarray(b, float)) for a, b in pairs):
+        return False
+    if hasattr(layer, "selected_label"):  # a Labels layer: one pixel per image pixel
+        return tuple(full_resolution(layer).shape) == spatial_shape(image_layer)
+    return True
+
+
+def matching_layers(viewer, image_layer, layer_type, exclude=()) -> list:
+    """The viewer's layers of ``layer_type`` that line up with ``image_layer`` (in order)."""
+    return [
+        lay
+        for lay in viewer.layers
+        if isinstance(lay, layer_type)
+        and not any(lay is e for e in exclude)
+        and geometry_matches(lay, image_layer)
+    ]
+
+
 def labels_matching(labels_layer, image_layer) -> str | None:
     """None when the labels fit the image, else a message saying why not."""
     if labels_layer is None:

@@ -51,6 +51,12 @@ class PreviewLayer:
         if self.layer is not None and self.layer in self.viewer.layers:
             self.layer.visible = False
 
+    def remove(self) -> None:
+        """Take the preview layer out of the viewer (the widget is closed)."""
+        layer, self.layer = self.layer, None
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
     @property
     def data(self):
         """The shown preview, or None when there is none (cleared or never shown)."""

@@ -18,25 +18,29 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..adapter.channels import COMBINED, channel_layers
 from ..adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
 from ..engine.segmenter import Segmenter
+from ._bindings import Bindings
+from ._first_use import HINT, ensure_layers
 from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
+from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel
 from ._panels import panel_classes
-from ._qt_parts import ctrl_click_picker, shift_click_negative, toggle_polarity
-
-avoid_llvm_clash()
-
-KEYS = {"segment": "s", "commit": "c", "next": "n", "toggle": "t"}
+from ._qt_parts import BusyBar
 
 
-class SAM2Widget(QWidget):
-    """SAM 2 segmentation: Points/Shapes prompts in, per-object labels out."""
+class SAM2Widget(DockLifecycle, QWidget):
+    """SAM 2 segmentation: Points/Shapes prompts in, per-object labels out.
+
+    Everything the widget binds on layers and the viewer is released when it is taken out
+    of its dock (napari's close button, ``viewer.window.remove_dock_widget``), when its
+    dock is destroyed (the viewer closes) or by :meth:`close_widget`; docking the same
+    widget again binds it again.  Hiding the dock keeps it working.
+    """
 
     def __init__(
         self,
@@ -45,21 +49,21 @@ class SAM2Widget(QWidget):
         autoload: bool = True,
     ):
         super().__init__()
+        avoid_llvm_clash()  # napari has loaded its GL driver by now; see _gui_env
         self.viewer = viewer
         self.session = SegmentationSession(viewer, segmenter)
         self.preview = PreviewLayer(viewer)
         self._worker = None
         self._running = None  # the Request the worker computes
         self._pending = None
-        self._bound_layers = []
+        self._bindings = Bindings()
+        self._closed = False
+        self._docks = []  # the QDockWidget we are in (its destroyed signal is watched)
+        self._hint = ""  # what to do next, shown with the model line until the first segment
         self._live_timer = QTimer(self, singleShot=True, interval=400)
         self._live_timer.timeout.connect(self.segment)
         self._build()
-        viewer.layers.selection.events.active.connect(self._follow_active)
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            ev.connect(self._refresh_channels)
-        viewer.dims.events.current_step.connect(self._on_slice)
-        self._follow_active()
+        self._connect_viewer()
         if segmenter is not None:
             self._set_status(self._describe())
         elif autoload:
@@ -85,6 +89,7 @@ class SAM2Widget(QWidget):
         self.model_panel = ModelPanel(self)
         self.model_panel.loaded.connect(self.set_segmenter)
         self.model_panel.status.connect(self._set_status)
+        self.model_panel.busy.connect(lambda on: self.busy_bar.set_busy("model", on))
         lay.addWidget(self.model_panel)
 
         act = QGroupBox("Segment")
@@ -115,6 +120,8 @@ class SAM2Widget(QWidget):
         self.panels = [cls(self) for cls in panel_classes()]
         for panel in self.panels:
             lay.addWidget(panel)
+        self.busy_bar = BusyBar()
+        lay.addWidget(self.busy_bar)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
@@ -134,51 +141,40 @@ class SAM2Widget(QWidget):
         self.overwrite_check.toggled.connect(self._sync_layers)
         self.refine_check.toggled.connect(self._sync_layers)
         self.channel_combo.currentIndexChanged.connect(self._sync_layers)
-        self._refresh_channels()
-        self._sync_layers()
 
     # -------------------------------------------------------------- layers
-    def _follow_active(self, event=None):
-        active = self.viewer.layers.selection.active
-        current = self.image_combo.value()
-        if not isinstance(active, napari.layers.Image) or active is current:
-            return
-        if (
-            current is not None
-            and self.session.channel in COMBINED
-            and any(
-                active is lay for lay in channel_layers(self.viewer, current, visible_only=False)
-            )
-        ):
-            return  # another channel of the combined image (e.g. to set its contrast)
-        self.image_combo.set_value(active)
-
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
 
     def _sync_layers(self, *args):
+        if self._closed:
+            return
         s = self.session
         if s.image_layer is not self.image_combo.value():
             self.preview.clear()
             s.result = None
             s.image_layer = self.image_combo.value()
             self._refresh_channels()
+            if ensure_layers(self):
+                self._hint = HINT
+                self._set_status(self._describe())
         s.channel = self.channel_combo.currentData()
         s.points_layer = self.points_combo.value()
         s.shapes_layer = self.shapes_combo.value()
         if s.labels_layer is not self.labels_combo.value():
-            if s.labels_layer is not None:
-                s.labels_layer.events.paint.disconnect(s.invalidate_max)
-                s.labels_layer.events.data.disconnect(s.invalidate_max)
             s.labels_layer = self.labels_combo.value()
-            if s.labels_layer is not None:
-                s.labels_layer.events.paint.connect(s.invalidate_max)
-                s.labels_layer.events.data.connect(s.invalidate_max)
             s.invalidate_max()
         s.overwrite = self.overwrite_check.isChecked()
         s.refine = self.refine_check.isChecked()
-        for layer in (s.points_layer, s.shapes_layer, s.labels_layer):
+        chosen = [x for x in (s.points_layer, s.shapes_layer, s.labels_layer) if x is not None]
+        keep = [*chosen, self.viewer, s.image_layer]
+        for owner in self._bindings.owners():  # bound: the layers chosen now only
+            if not any(owner is k for k in keep):
+                self._bindings.release(owner)
+        for layer in chosen:
             self._bind_keys(layer)
+        if s.image_layer is not None and not self._bindings.is_bound(s.image_layer):
+            self._bindings.connect(s.image_layer, s.image_layer.events.data, self._image_changed)
 
     def _need_image(self):
         img = self.image_combo.value()
@@ -210,42 +206,18 @@ class SAM2Widget(QWidget):
             self.labels_combo.set_value(layer)
             self.viewer.layers.selection.active = self.session.points_layer or layer
 
-    def _bind_keys(self, layer):
-        """S/C/N (and T, Shift-click on points) on *our chosen* layers only."""
-        if layer is None or any(layer is b for b in self._bound_layers):
-            return
-        self._bound_layers.append(layer)
-        layer.bind_key(KEYS["segment"], lambda _l: self.segment(), overwrite=True)
-        layer.bind_key(KEYS["commit"], lambda _l: self.commit(), overwrite=True)
-        layer.bind_key(KEYS["next"], lambda _l: self.next_object(), overwrite=True)
-        if isinstance(layer, napari.layers.Points | napari.layers.Labels):
-            layer.mouse_drag_callbacks.insert(0, ctrl_click_picker(self.pick_label))
-        if isinstance(layer, napari.layers.Points):
-            layer.bind_key(KEYS["toggle"], toggle_polarity, overwrite=True)
-            layer.mouse_drag_callbacks.insert(0, shift_click_negative)
-            layer.events.data.connect(self._prompts_changed)
-        if isinstance(layer, napari.layers.Shapes):
-            layer.events.data.connect(self._prompts_changed)
-        if isinstance(layer, napari.layers.Labels):
-            for key, step in (("Control-Z", "undo"), ("Control-Shift-Z", "redo")):
-                layer.bind_key(key, self._history_step(step), overwrite=True)
-
-    def _history_step(self, step: str):
-        """Undo/redo that also forgets the cached max ID: napari emits no paint event for
-        them, and a restored object must never get its ID handed out again."""
-
-        def run(layer):
-            getattr(layer, step)()
-            self.session.invalidate_max()
-
-        return run
-
     # --------------------------------------------------------------- model
     def load_model(self):
         """Load the model chosen in the model panel (in the background)."""
         self.model_panel.load()
 
     def set_segmenter(self, seg: Segmenter):
+        """Use ``seg`` from now on; a running request and a shown result of the previous
+        model are dropped (a preview is never committed with another model's name)."""
+        self._pending = None
+        self.session.cancel()
+        self.session.result = None
+        self.preview.clear()
         self.session.segmenter = seg
         self.session._source_sig = None
         self._set_status(self._describe())
@@ -253,7 +225,7 @@ class SAM2Widget(QWidget):
     def _describe(self) -> str:
         seg = self.session.segmenter
         if seg is None:
-            return "No model."
+            return f"{self._hint}\nNo model." if self._hint else "No model."
         d = seg.describe()
         c = d.get("cache", {})
         txt = (
@@ -263,7 +235,7 @@ class SAM2Widget(QWidget):
         )
         if seg.notice:
             txt = "Classical backend (no SAM 2 checkpoint found). " + txt
-        return txt
+        return f"{self._hint}\n{txt}" if self._hint else txt
 
     def _set_status(self, text):
         self.status.setText(text)
@@ -278,6 +250,9 @@ class SAM2Widget(QWidget):
         return self._worker is not None
 
     def segment(self):
+        if self._closed:
+            return
+        self._hint = ""
         try:
             req = self.session.prepare()
         except NapariSam2Error as e:
@@ -297,10 +272,9 @@ class SAM2Widget(QWidget):
 
     def _run(self, req):
         self._set_status(f"Segmenting plane {req.plane or '(2D)'}…")
-        worker = create_worker(
+        worker = create_worker(  # one step: the dock's busy bar, not a "0it" counter
             self.session.compute,
             req,
-            _progress={"desc": "SAM 2: segmenting"},
             _connect={
                 "returned": self._segmented,
                 "errored": self._failed,
@@ -310,9 +284,12 @@ class SAM2Widget(QWidget):
         )
         self._worker = worker
         self._running = req
+        self.busy_bar.set_busy("segment", True)
         worker.start()
 
     def _segmented(self, result):
+        if self._closed:
+            return
         if self.session.accept(result):
             self.preview.show(result.request.image_layer, result.masks())
             self._set_status(self._describe())
@@ -320,6 +297,8 @@ class SAM2Widget(QWidget):
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
 
     def _failed(self, exc):
+        if self._closed:
+            return
         if isinstance(exc, Cancelled):
             self._set_status("Cancelled.")
             return
@@ -328,7 +307,11 @@ class SAM2Widget(QWidget):
 
     def _worker_done(self):
         self._worker = self._running = None
-        if self._pending is not None:
+        try:
+            self.busy_bar.set_busy("segment", False)
+        except RuntimeError:  # the widget was deleted meanwhile
+            return
+        if self._pending is not None and not self._closed:
             req, self._pending = self._pending, None
             self._run(req)
 

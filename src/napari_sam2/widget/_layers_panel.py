@@ -16,10 +16,11 @@ class LayersPanel(QGroupBox):
         super().__init__("Layers", parent)
         self.viewer = viewer
         form = QFormLayout(self)
-        self.image_combo = LayerCombo(viewer, napari.layers.Image, allow_none=False)
-        self.points_combo = LayerCombo(viewer, napari.layers.Points)
-        self.shapes_combo = LayerCombo(viewer, napari.layers.Shapes)
-        self.labels_combo = LayerCombo(viewer, napari.layers.Labels)
+        # the dock connects the pickers to the viewer (and disconnects them when closed)
+        self.image_combo = LayerCombo(viewer, napari.layers.Image, False, connect=False)
+        self.points_combo = LayerCombo(viewer, napari.layers.Points, connect=False)
+        self.shapes_combo = LayerCombo(viewer, napari.layers.Shapes, connect=False)
+        self.labels_combo = LayerCombo(viewer, napari.layers.Labels, connect=False)
         self.channel_combo = QComboBox()
         self.channel_combo.setToolTip(
             "Which channel(s) SAM sees: the viewed one, or the mean/max/RGB composite"

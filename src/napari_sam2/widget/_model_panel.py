@@ -26,6 +26,7 @@ class ModelPanel(QGroupBox):
 
     loaded = Signal(object)
     status = Signal(str)
+    busy = Signal(bool)  # a load runs (the dock shows its busy bar)
 
     def __init__(self, parent=None):
         super().__init__("Model", parent)
@@ -72,23 +73,28 @@ class ModelPanel(QGroupBox):
         }
 
     def load(self):
-        """Build the Segmenter in a worker thread (napari shows its progress)."""
+        """Build the Segmenter in a worker thread (the dock shows a busy bar)."""
         kw = self.options()
         self.status.emit(f"Loading {kw['backend']} model ({kw['model']})…")
         self.load_btn.setEnabled(False)
         worker = create_worker(
             Segmenter,
             **kw,
-            _progress={"desc": "SAM 2: loading model"},
             _connect={
                 "returned": self._loaded,
                 "errored": self._failed,
-                "finished": lambda: self.load_btn.setEnabled(True),
+                "finished": self._finished,
             },
             _start_thread=False,
         )
         self.worker = worker
+        self.busy.emit(True)
         worker.start()
+
+    def _finished(self):
+        self.worker = None
+        self.load_btn.setEnabled(True)
+        self.busy.emit(False)
 
     def _loaded(self, seg):
         if seg.notice:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QProgressBar
 
 from ..adapter.layers import POSITIVE
 
@@ -14,26 +14,37 @@ NONE = "—"
 class LayerCombo(QComboBox):
     """A combo box listing the viewer's layers of one type, kept in sync."""
 
-    def __init__(self, viewer, layer_type, allow_none=True):
+    def __init__(self, viewer, layer_type, allow_none=True, connect=True):
         super().__init__()
         self.viewer, self.layer_type, self.allow_none = viewer, layer_type, allow_none
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            ev.connect(self.refresh)
+        if connect:  # else the owner connects :meth:`refresh` to :meth:`viewer_events`
+            for ev in self.viewer_events():
+                ev.connect(self.refresh)
         self.refresh()
+
+    def viewer_events(self) -> tuple:
+        """The viewer events after which :meth:`refresh` must run."""
+        return (self.viewer.layers.events.inserted, self.viewer.layers.events.removed)
 
     def layers(self):
         return [lay for lay in self.viewer.layers if isinstance(lay, self.layer_type)]
 
     def refresh(self, event=None):
+        """Re-list the layers; keeps the choice while its layer exists, and emits
+        ``currentIndexChanged`` when the choice changed (e.g. its layer was removed)."""
         cur = self.value()
+        layers = self.layers()
+        kept = any(cur is lay for lay in layers)
         self.blockSignals(True)
         self.clear()
         if self.allow_none:
             self.addItem(NONE, None)
-        for lay in self.layers():
+        for lay in layers:
             self.addItem(lay.name, lay)
         self.blockSignals(False)
-        self.set_value(cur if cur in self.layers() else None, emit=cur not in self.layers())
+        self.set_value(cur if kept else None, emit=False)
+        if self.value() is not cur:
+            self.currentIndexChanged.emit(self.currentIndex())
 
     def value(self):
         return self.currentData()
@@ -45,6 +56,26 @@ class LayerCombo(QComboBox):
         self.blockSignals(not emit)
         self.setCurrentIndex(max(i, 0) if self.count() else -1)
         self.blockSignals(False)
+
+
+class BusyBar(QProgressBar):
+    """An indeterminate busy indicator, shown while any job (segment, model load) runs.
+
+    A segment or a model load is one step: a moving bar says "working", where napari's
+    progress counter would only ever read "0it".
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.setRange(0, 0)
+        self.setTextVisible(False)
+        self.setMaximumHeight(8)
+        self.jobs: set[str] = set()
+        self.hide()
+
+    def set_busy(self, job: str, on: bool) -> None:
+        (self.jobs.add if on else self.jobs.discard)(job)
+        self.setVisible(bool(self.jobs))
 
 
 def toggle_polarity(layer):
