@@ -93,9 +93,13 @@ class Box:
         return cls(pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
 
     def clipped(self, shape: Sequence[int]) -> Box:
-        """This box clipped to a plane of ``shape`` (H, W); raises if it lies outside."""
+        """This box clipped to a plane of ``shape`` (H, W); raises if it lies outside.
+
+        Like a point, a corner may lie on the outer edge of the border pixels (-0.5 and
+        H - 0.5): a box drawn along the image's edge is inside.
+        """
         h, w = int(shape[0]), int(shape[1])
-        if self.r1 < 0 or self.c1 < 0 or self.r0 > h - 1 or self.c0 > w - 1:
+        if self.r1 < -0.5 or self.c1 < -0.5 or self.r0 > h - 0.5 or self.c0 > w - 0.5:
             raise PromptError(
                 f"Box ({self.r0:g}, {self.c0:g})-({self.r1:g}, {self.c1:g}) lies outside the "
                 f"image plane of shape {h}x{w}."
