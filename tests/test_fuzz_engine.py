@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pytest
 
-hyp = pytest.importorskip("hypothesis")
+pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -325,7 +325,6 @@ def test_fuzz_segment_into_labels(case, data):
 def test_fuzz_plane_source(case):
     """Fuzzed images through PlaneSource: every plane becomes a finite float32 (H, W, 3) in [0, 1] with a stable key."""
     image, kwargs, plane_shape, index_shape = case
-    kwargs = {k: v for k, v in kwargs.items()}
     src = typed_or_valid(lambda: PlaneSource(image, **kwargs), "PlaneSource")
     if src is None:
         return
@@ -340,8 +339,18 @@ def test_fuzz_plane_source(case):
 
 
 @pytest.fixture(scope="module")
-def sam2_fuzz_segmenter(sam2_random_segmenter):
-    return sam2_random_segmenter
+def sam2_fuzz_segmenter(sam2_random_checkpoint):
+    """Real SAM 2.1 tiny, random weights, image_size 256 (own instance: the fuzz changes its
+    image many times, no other module sees that)."""
+    from conftest import TEST_IMAGE_SIZE
+
+    return Segmenter(
+        "tiny",
+        checkpoint=sam2_random_checkpoint,
+        backend="sam2",
+        device="cpu",
+        image_size=TEST_IMAGE_SIZE,
+    )
 
 
 @settings(FUZZ, max_examples=20)

@@ -52,10 +52,18 @@ def crop(shared_data) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ours(sam2_random_segmenter, crop):
-    seg = sam2_random_segmenter
-    seg.set_image(crop)
-    return seg
+def ours(sam2_random_checkpoint, crop):
+    """napari-sam2's loading path (own instance: no state shared with other test modules)."""
+    from napari_sam2.engine import Segmenter
+
+    seg = Segmenter(
+        "tiny",
+        checkpoint=sam2_random_checkpoint,
+        backend="sam2",
+        device="cpu",
+        image_size=TEST_IMAGE_SIZE,
+    )
+    return seg.set_image(crop)
 
 
 @pytest.fixture(scope="module")
