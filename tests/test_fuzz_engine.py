@@ -29,7 +29,7 @@ from napari_sam2.engine.prompts import make_objects  # noqa: E402
 DTYPES = ("bool", "uint8", "uint16", "int32", "float32", "float64")
 LAYOUTS = ("2d", "3d", "4d", "rgb", "rgba", "channels")
 CONTENTS = ("blobs", "noise", "constant", "zeros", "extreme")
-LABEL_DTYPES = ("int32", "uint8", "uint16", "int64", "uint32", "float32")
+LABEL_DTYPES = ("int32", "int32", "uint8", "uint16", "int64", "uint32", "float32")
 FUZZ = settings(
     max_examples=200,
     deadline=None,
@@ -277,14 +277,14 @@ def test_fuzz_segment_into_labels(case, data):
     if data.draw(st.integers(0, 9)) == 0:
         shape = data.draw(st.sampled_from([plane_shape, shape + (1,), (shape[0] + 1, *shape[1:])]))
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
-    top = data.draw(st.sampled_from([0, 3, 254, 255, 65535]))
+    top = data.draw(st.sampled_from([0, 0, 3, 3, 254, 255, 65535]))
     labels = (rng.random(shape) < 0.3) * rng.integers(0, top + 1, size=shape)
     labels = labels.astype(ldtype)
     before = labels.copy()
     index = _plane_index(data.draw, index_shape)
     kw = data.draw(prompts(*plane_shape))
-    label_id = data.draw(st.sampled_from([None, None, None, 1, 7, 0, -3, 2**40]))
-    policy = data.draw(st.sampled_from(["keep", "keep", "overwrite", "bogus"]))
+    label_id = data.draw(st.sampled_from([None] * 10 + [1, 7, 0, -3, 2**40]))
+    policy = data.draw(st.sampled_from(["keep"] * 4 + ["overwrite"] * 3 + ["bogus"]))
     replace = data.draw(st.booleans())
     ids = typed_or_valid(
         lambda: seg.segment_into(
