@@ -88,3 +88,20 @@ def classical_segmenter():
     from napari_sam2.engine import Segmenter
 
     return Segmenter(backend="classical")
+
+
+# hypothesis (fuzzed-input suites): deterministic everywhere, so CI runs the same examples on
+# every machine; no example database on disk; no per-example deadline (CPU speed varies).
+# HYPOTHESIS_PROFILE=explore draws new random examples locally.
+try:
+    from hypothesis import settings as _hyp_settings
+except ImportError:  # the testing extra is not installed
+    _hyp_settings = None
+if _hyp_settings is not None:
+    import os as _os
+
+    _hyp_settings.register_profile(
+        "napari-sam2", derandomize=True, database=None, deadline=None, print_blob=True
+    )
+    _hyp_settings.register_profile("explore", derandomize=False, database=None, deadline=None)
+    _hyp_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "napari-sam2"))

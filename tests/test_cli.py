@@ -310,6 +310,11 @@ def test_readme_example_runs(no_ckpt_env, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[1, 2] [0 1 2]" in r.stdout
     assert (tmp_path / "nuclei_labels.tif").is_file()
+    # the classical-backend notice reaches stderr once (one log record, no second channel)
+    from napari_sam2.engine.segmenter import CLASSICAL_NOTICE
+
+    first_line = CLASSICAL_NOTICE.split(":")[0]
+    assert r.stderr.count(first_line) == 1, r.stderr[-3000:]
 
 
 def test_segment_picks_a_series(tmp_path, capsys):

@@ -93,7 +93,10 @@ class PlaneSource:
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     ):
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
-            data = np.asarray(data)
+            try:
+                data = np.asarray(data)
+            except (TypeError, ValueError) as e:  # ragged nested lists
+                raise ImageError(f"The image is not a regular array of numbers ({e}).") from None
         if data.dtype.kind not in "biuf":
             raise ImageError(f"Unsupported image dtype {data.dtype}: expected numbers.")
         self.data = data
@@ -137,6 +140,10 @@ class PlaneSource:
         )
         self.index_shape = tuple(int(data.shape[a]) for a in self.leading_axes)
         self.plane_shape = (int(data.shape[spatial[0]]), int(data.shape[spatial[1]]))
+        if 0 in tuple(int(n) for n in data.shape):
+            raise ImageError(
+                f"The image is empty: an axis of its shape {data.shape} has length 0."
+            )
         self.percentiles = tuple(float(p) for p in percentiles)
         self._contrast_limits = contrast_limits
         self._normalization: Normalization | None = None
@@ -148,7 +155,14 @@ class PlaneSource:
             index = ()
         elif np.isscalar(index):
             index = (index,)
-        index = tuple(int(i) for i in index)
+        index_in = index
+        try:
+            index = tuple(int(i) for i in index)
+            integral = all(float(i) == j for i, j in zip(tuple(index_in), index, strict=True))
+        except (TypeError, ValueError):  # NaN, text, nested sequences
+            integral = False
+        if not integral:
+            raise ImageError(f"A plane index must be whole numbers, got {index_in!r}.")
         if len(index) != len(self.index_shape):
             raise ImageError(
                 f"The image has {len(self.index_shape)} non-spatial axes {self.index_shape}; "

@@ -30,8 +30,13 @@ class Points:
     labels: np.ndarray
 
     def __post_init__(self):
-        coords = np.asarray(self.coords, dtype=np.float64).reshape(-1, 2)
-        labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        coords = as_rows(self.coords, 2, "Point coordinates", "(row, col)")
+        labels = _as_numbers(self.labels, "Point labels")
+        if labels.ndim > 1 or not np.all(labels == np.round(labels)):
+            raise PromptError(
+                f"Point labels must be a list of 1 (positive) or 0 (negative), got {labels!r}."
+            )
+        labels = labels.astype(np.int64).reshape(-1)
         if len(coords) != len(labels):
             raise PromptError(f"{len(coords)} point coordinates but {len(labels)} point labels.")
         if not np.all(np.isfinite(coords)):
@@ -88,9 +93,13 @@ class Box:
         return cls(pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
 
     def clipped(self, shape: Sequence[int]) -> Box:
-        """This box clipped to a plane of ``shape`` (H, W); raises if it lies outside."""
+        """This box clipped to a plane of ``shape`` (H, W); raises if it lies outside.
+
+        Like a point, a corner may lie on the outer edge of the border pixels (-0.5 and
+        H - 0.5): a box drawn along the image's edge is inside.
+        """
         h, w = int(shape[0]), int(shape[1])
-        if self.r1 < 0 or self.c1 < 0 or self.r0 > h - 1 or self.c0 > w - 1:
+        if self.r1 < -0.5 or self.c1 < -0.5 or self.r0 > h - 0.5 or self.c0 > w - 0.5:
             raise PromptError(
                 f"Box ({self.r0:g}, {self.c0:g})-({self.r1:g}, {self.c1:g}) lies outside the "
                 f"image plane of shape {h}x{w}."
@@ -223,16 +232,14 @@ def make_objects(points=None, point_labels=None, boxes=None, masks=None) -> list
     """
     pts = None
     if points is not None:
-        coords = np.asarray(points, dtype=float).reshape(-1, 2)
-        lab = np.ones(len(coords)) if point_labels is None else np.asarray(point_labels)
+        coords = as_rows(points, 2, "Points", "(row, col)")
+        lab = np.ones(len(coords)) if point_labels is None else point_labels
         pts = Points(coords, lab)
         if len(pts) == 0:
             pts = None
     box_list = []
     if boxes is not None:
-        arr = np.asarray(boxes, dtype=float)
-        if arr.size:
-            box_list = [Box(*b) for b in arr.reshape(-1, 4)]
+        box_list = [Box(*b) for b in as_rows(boxes, 4, "Boxes", "(r0, c0, r1, c1)")]
     mask_list = []
     if masks is not None:
         m = np.asarray(masks)
@@ -268,6 +275,32 @@ def make_objects(points=None, point_labels=None, boxes=None, masks=None) -> list
     if not objects:
         raise PromptError("No prompt given: add a point, a box or a mask.")
     return objects
+
+
+def _as_numbers(value, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:  # ragged lists, text
+        raise PromptError(f"{what} must be an array of numbers ({e}).") from None
+    return arr
+
+
+def as_rows(value, width: int, what: str, row: str) -> np.ndarray:
+    """``value`` as a float (N, width) array; one row may be given flat, as (width,).
+
+    Anything else (e.g. (N, 3) points, which a reshape would silently turn into other
+    points) is a :class:`PromptError`.
+    """
+    arr = _as_numbers(value, what)
+    if arr.size == 0:
+        return arr.reshape(0, width)
+    if arr.shape == (width,):
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise PromptError(
+            f"{what} must be an (N, {width}) array of {row} rows, got shape {arr.shape}."
+        )
+    return arr
 
 
 def _concat(a: Points | None, b: Points) -> Points:
