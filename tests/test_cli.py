@@ -315,6 +315,8 @@ def test_readme_example_runs(no_ckpt_env, tmp_path):
 
     first_line = CLASSICAL_NOTICE.split(":")[0]
     assert r.stderr.count(first_line) == 1, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count(first_line) == 1  # the example prints no second copy
+    assert "classical" in r.stdout
 
 
 def test_segment_picks_a_series(tmp_path, capsys):
