@@ -303,3 +303,18 @@ def test_cli_provenance_gives_each_id_its_own_prompt(tmp_path):
     assert objs[1] == [{"box_rc": [20.0, 20.0, 60.0, 60.0], "plane": []}]
     assert objs[2] == [{"box_rc": [20.0, 55.0, 60.0, 95.0], "plane": []}]
     assert labels[LEFT] == 1 and labels[RIGHT] == 2
+
+
+def test_overwrite_batch_never_wipes_an_earlier_object_of_the_same_batch():
+    """Two identical boxes with policy="overwrite": the second object may not take every pixel of the first, so both returned IDs exist in the labels (found by fuzzing)."""
+    img = np.zeros((64, 64), np.uint16)
+    img[20:40, 20:40] = 1000
+    seg = Segmenter(backend="classical")
+    seg.set_image(img)
+    labels = np.zeros((64, 64), np.int32)
+    labels[0:5, 0:5] = 9  # an existing object, which "overwrite" may take over
+    box = (18, 18, 42, 42)
+    ids = seg.segment_into(labels, boxes=[box, box], policy="overwrite")
+    for i in ids:
+        assert (labels == i).any(), f"returned ID {i} is not in the labels"
+    assert ids == [10]  # the duplicate adds nothing, so it gets no ID

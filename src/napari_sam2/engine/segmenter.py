@@ -340,17 +340,22 @@ def plan_edits(
 
     All edits are planned against ``labels`` as it is now and applied in order; with the
     ``keep`` policy, pixels claimed by an earlier object of the same batch are therefore
-    left out of the later objects (else a later object would take them over).
+    left out of the later objects (else a later object would take them over).  With
+    ``overwrite`` later objects win overlaps, and an object that the later ones cover
+    entirely gets no edit and no ID (it would vanish under them).
     """
     next_id = None
     if label_id is None:
         next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
     edits = []
     claimed = None  # plane pixels written by earlier objects of this batch
+    hidden = _covered_by_later(preds) if policy != _labels.KEEP and label_id is None else None
     for k, p in enumerate(preds):
         mask = p.mask
         if claimed is not None and policy == _labels.KEEP:
             mask = mask & ~claimed
+        if hidden is not None and not (p.mask & ~hidden[k]).any():
+            continue  # "overwrite": later objects of the batch cover it all, no ID for it
         if not mask.any():
             continue
         lid = label_id if label_id is not None else next_id
@@ -367,3 +372,14 @@ def plan_edits(
         if label_id is None:
             next_id += 1
     return edits
+
+
+def _covered_by_later(preds: Sequence[Prediction]) -> list[np.ndarray]:
+    """For each prediction, the union of the masks of the predictions after it."""
+    out: list = [None] * len(preds)
+    acc = None
+    for k in range(len(preds) - 1, -1, -1):
+        m = np.asarray(preds[k].mask, bool)
+        out[k] = np.zeros(m.shape, bool) if acc is None else acc.copy()
+        acc = m.copy() if acc is None else (acc | m)
+    return out
