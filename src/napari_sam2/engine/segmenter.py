@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import automatic as _automatic
 from . import labels as _labels
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
@@ -248,6 +249,50 @@ class Segmenter:
             d["channel"] = self.source.channel
         d["cache"] = self.stats.as_dict()
         return d
+
+    def segment_everything(
+        self,
+        labels=None,
+        plane=(),
+        *,
+        points_per_side: int = 32,
+        pred_iou_thresh: float = 0.8,
+        stability_score_thresh: float = 0.95,
+        min_area: float = 0.0,
+        max_area: float | None = None,
+        policy: str = _labels.KEEP,
+        pixel_size=None,
+        cancel=None,
+        progress=None,
+        **advanced,
+    ):
+        """Automatic instance segmentation of a plane (``plane="all"``: every plane).
+
+        Without ``labels``: returns int32 instance labels (IDs 1..N, raster order of each
+        object's first pixel) of the plane, or of the whole stack for ``"all"``.  With
+        ``labels``: writes new objects into it (IDs from ``max + 1``, ``policy`` as for
+        prompts) and returns it; nothing is written if cancelled or on error.  SAM 2: a
+        ``points_per_side``² click grid filtered by predicted IoU and stability, NMS,
+        overlaps resolved (higher score wins).  Classical backend: threshold + watershed.
+        Areas in physical units² when ``pixel_size`` (row, col) is given.  More settings
+        (``points_per_batch``, ``box_nms_thresh``, ``hole_area``, ``sigma``, ``split_h``):
+        see :class:`napari_sam2.engine.automatic.EverythingParams`.
+        """
+        return _automatic.segment_everything(
+            self,
+            labels,
+            plane,
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            min_area=min_area,
+            max_area=max_area,
+            policy=policy,
+            pixel_size=pixel_size,
+            cancel=cancel,
+            progress=progress,
+            **advanced,
+        )
 
 
 def _check(cancel) -> None:
