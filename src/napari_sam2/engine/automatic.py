@@ -44,7 +44,9 @@ class EverythingParams:
     ``SAM2AutomaticMaskGenerator``); ``sigma`` and ``split_h`` the classical backend's
     (smoothing and how deep a dip between two touching blobs must be to split them, in
     pixels of the distance transform).  ``hole_area``: holes of an object up to this area
-    are filled (0: none).
+    are filled (0: none).  Planes larger than ``tile_size`` (default: SAM 2's input
+    size, 2048 px for the classical backend) are processed in tiles overlapping by
+    ``tile_overlap`` px (see :mod:`.tiling`); the overlap should exceed the objects' size.
     """
 
     points_per_side: int = 32
@@ -58,6 +60,8 @@ class EverythingParams:
     hole_area: float = 0.0
     sigma: float = 1.0
     split_h: float = 0.7
+    tile_size: int | None = None
+    tile_overlap: int = 128
 
 
 def area_in_pixels(area, pixel_size=None) -> float | None:
@@ -84,22 +88,30 @@ def check_cancel(cancel) -> None:
 
 
 # --------------------------------------------------------------------- classical
-def classical_instances(smooth: np.ndarray, params: EverythingParams = EverythingParams()):
+def classical_instances(
+    smooth: np.ndarray, params: EverythingParams = EverythingParams(), *, threshold=None
+):
     """Weight-free instances of a smoothed, normalised grey plane (float, [0, 1]).
 
     Otsu threshold; the objects are the side of it that covers less of the plane (bright
     nuclei on a dark background, or the reverse); holes filled; touching objects split by
     a watershed of the distance transform seeded by its ``split_h``-maxima.  Returns
     ``(labels, scores)``: int32 labels 1..N (raster order) and one score (1.0) per object.
+    ``threshold``: ``(t, bright)`` to use instead of the plane's own Otsu threshold and
+    polarity (tiles of one plane share the whole plane's).
     """
     s = np.asarray(smooth, dtype=np.float32)
     finite = s[np.isfinite(s)]
     if finite.size == 0 or finite.min() == finite.max():
         return np.zeros(s.shape, np.int32), np.zeros(0, np.float32)
-    t = float(threshold_otsu(finite))
-    fg = s > t
-    if fg.mean() > 0.5:  # dark objects on a bright background
-        fg = ~fg
+    if threshold is None:
+        t = float(threshold_otsu(finite))
+        fg = s > t
+        if fg.mean() > 0.5:  # dark objects on a bright background
+            fg = ~fg
+    else:
+        t, bright = threshold
+        fg = s > t if bright else s <= t
     fg = ndi.binary_fill_holes(fg)
     dist = ndi.distance_transform_edt(fg)
     dist = gaussian(dist, 1.0, preserve_range=True)
@@ -212,8 +224,12 @@ def plane_instances(
 ) -> np.ndarray:
     """Instance labels (int32, 1..N) of one plane of the segmenter's image."""
     from .backends.classical import ClassicalBackend
+    from .tiling import default_tile_size, everything_tiled
 
     backend = segmenter.backend
+    tile = int(params.tile_size or default_tile_size(segmenter))
+    if max(segmenter.source.plane_shape) > tile:
+        return everything_tiled(segmenter, index, params, cancel=cancel, progress=progress)
     emb = segmenter.embedding(index, cancel=cancel)
     check_cancel(cancel)
     if isinstance(backend, ClassicalBackend):
