@@ -11,4 +11,6 @@ from __future__ import annotations
 
 def panel_classes() -> tuple:
     """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
-    return ()
+    from ._everything_panel import EverythingPanel
+
+    return (EverythingPanel,)
