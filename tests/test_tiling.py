@@ -137,8 +137,8 @@ def test_click_on_huge_lazy_plane_reads_only_the_tile(nuclei):
     assert tile.shape == (1024, 1024) and tile.r0 <= r < tile.r1
     n_chunks = (20000 // 512 + 1) ** 2
     read_px = sum((b - a) * (d - c0) for a, b, c0, d in backing.reads)
-    assert len(backing.reads) <= 9 < n_chunks  # the 3 x 3 chunks under the tile
-    assert read_px <= 9 * 512 * 512
+    assert len(backing.reads) <= 4 < n_chunks  # the 2 x 2 chunks under the tile
+    assert read_px <= 4 * 512 * 512
     mask = pred.mask
     assert mask.shape == (1024, 1024) and mask[r - tile.r0, c - tile.c0]
     # the same click on the plain 512 px image gives the same nucleus
@@ -156,7 +156,7 @@ def test_click_on_huge_lazy_plane_reads_only_the_tile(nuclei):
     n_reads, encodes = len(backing.reads), seg.stats.encodes
     predict_tiled(seg, points=[(r, c)], tile_size=1024)
     assert seg.stats.encodes == encodes and seg.stats.hits >= 1
-    assert len(backing.reads) - n_reads <= 9  # re-read to check the content key
+    assert len(backing.reads) - n_reads <= 4  # re-read to check the content key
 
 
 def test_segment_into_tiled_writes_at_plane_position(nuclei):
@@ -182,5 +182,5 @@ def test_sam2_click_encodes_one_tile(sam2_random_segmenter, nuclei):
     before = seg.stats.encodes
     [p] = predict_tiled(seg, points=[(700, 300)])
     assert p.info["tile"].shape == (256, 256) and p.mask.shape == (256, 256)
-    predict_tiled(seg, points=[(710, 310)])  # same tile window: cached
+    predict_tiled(seg, points=[(690, 290)])  # same lattice window: cached
     assert seg.stats.encodes - before == 1

@@ -86,13 +86,25 @@ def tile_grid(plane_shape, tile: int = 1024, overlap: int = 128) -> list[Tile]:
 
 
 def tile_around(plane_shape, r0: float, c0: float, r1: float, c1: float, tile: int) -> Tile:
-    """The ``tile``-sized window centred on the box (r0, c0, r1, c1), inside the plane
-    (larger than ``tile`` when the box is: SAM then sees it downscaled)."""
+    """The ``tile``-sized window around the box (r0, c0, r1, c1), inside the plane.
+
+    Windows snap to a lattice of step ``tile / 2`` (the lattice window whose centre is
+    nearest the box's), so nearby prompts share a window and its cached embedding while
+    the box stays at least ``tile / 4`` from a cut edge.  A box larger than ``tile`` gets
+    a window of its own size (SAM then sees it downscaled).
+    """
     h, w = (int(v) for v in plane_shape)
     out = []
     for lo, hi, n in ((r0, r1, h), (c0, c1, w)):
-        size = max(int(tile), int(np.ceil(hi - lo)) + 1)
-        start = int(round((lo + hi) / 2 - size / 2))
+        span = int(np.ceil(hi - lo)) + 1
+        size = max(int(tile), span)
+        if size == int(tile):
+            step = max(1, int(tile) // 2)
+            start = int(round(((lo + hi) / 2 - size / 2) / step)) * step
+            if not start <= lo or not hi < start + size:  # box not inside: centre it
+                start = int(round((lo + hi) / 2 - size / 2))
+        else:
+            start = int(round((lo + hi) / 2 - size / 2))
         start = min(max(0, start), max(0, n - size))
         out.append((start, min(n, start + size)))
     (a, b), (c, d) = out
