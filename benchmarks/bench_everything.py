@@ -112,7 +112,8 @@ def main(argv=None) -> int:
         sync()
         t_warm = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lab = seg.segment_everything(points_per_side=n, **kw)
+        # one piece like the stock generator (larger planes are tiled by default)
+        lab = seg.segment_everything(points_per_side=n, tile_size=max(plane.shape), **kw)
         sync()
         t_labels = time.perf_counter() - t0
 
