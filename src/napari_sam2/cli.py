@@ -259,7 +259,8 @@ def cmd_segment(args) -> int:
     from .batch._cli import run, wants_batch
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
-    from .engine.segmenter import Segmenter, plan_edits
+    from .engine.edits import plan_edits
+    from .engine.segmenter import Segmenter
 
     if wants_batch(args):
         return run(args)

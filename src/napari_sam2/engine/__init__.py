@@ -1,5 +1,6 @@
 """The engine: numpy + torch + sam2 only (no napari, no Qt).  Usable from any script."""
 
+from .automatic import EverythingParams
 from .backends import ClassicalBackend, Prediction, Predictor
 from .cache import EmbeddingCache
 from .errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "ClassicalBackend",
     "DeviceError",
     "EmbeddingCache",
+    "EverythingParams",
     "HubUnavailableError",
     "ImageError",
     "LabelEdit",

@@ -26,7 +26,7 @@ class LabelEdit:
     ``indices`` is a tuple of 1-D int arrays, one per labels axis (numpy fancy index);
     ``values`` the new values there; ``label_id`` the object's ID; ``object_index`` the
     position of the object (prediction/prompt) it comes from in its batch, when planned
-    by :func:`napari_sam2.engine.segmenter.plan_edits` (provenance uses it).
+    by :func:`napari_sam2.engine.edits.plan_edits` (provenance uses it).
     """
 
     indices: tuple[np.ndarray, ...]

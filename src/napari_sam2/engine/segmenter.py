@@ -8,19 +8,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
+from . import automatic as _automatic
 from . import labels as _labels
 from . import propagate as _propagate
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
 from .cache import EmbeddingCache
+from .edits import plan_edits
 from .errors import Cancelled, ImageError, LabelsError, PromptError
 from .models import find_checkpoint, get_spec, load_sam2
 from .planes import DEFAULT_PERCENTILES, PlaneSource
@@ -307,6 +306,50 @@ class Segmenter:
             apply=apply,
         )
 
+    def segment_everything(
+        self,
+        labels=None,
+        plane=(),
+        *,
+        points_per_side: int = 32,
+        pred_iou_thresh: float = 0.8,
+        stability_score_thresh: float = 0.95,
+        min_area: float = 0.0,
+        max_area: float | None = None,
+        policy: str = _labels.KEEP,
+        pixel_size=None,
+        cancel=None,
+        progress=None,
+        **advanced,
+    ):
+        """Automatic instance segmentation of a plane (``plane="all"``: every plane).
+
+        Without ``labels``: returns int32 instance labels (IDs 1..N, raster order of each
+        object's first pixel) of the plane, or of the whole stack for ``"all"``.  With
+        ``labels``: writes new objects into it (IDs from ``max + 1``, ``policy`` as for
+        prompts) and returns it; nothing is written if cancelled or on error.  SAM 2: a
+        ``points_per_side``² click grid filtered by predicted IoU and stability, NMS,
+        overlaps resolved (higher score wins).  Classical backend: threshold + watershed.
+        Areas in physical units² when ``pixel_size`` (row, col) is given.  More settings
+        (``points_per_batch``, ``box_nms_thresh``, ``hole_area``, ``sigma``, ``split_h``):
+        see :class:`napari_sam2.engine.automatic.EverythingParams`.
+        """
+        return _automatic.segment_everything(
+            self,
+            labels,
+            plane,
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            min_area=min_area,
+            max_area=max_area,
+            policy=policy,
+            pixel_size=pixel_size,
+            cancel=cancel,
+            progress=progress,
+            **advanced,
+        )
+
 
 def _check(cancel) -> None:
     if cancel is not None and cancel.is_set():
@@ -318,68 +361,3 @@ def _accepts_cancel(backend) -> bool:
         return "cancel" in inspect.signature(backend.encode).parameters
     except (TypeError, ValueError):
         return False
-
-
-def plan_edits(
-    labels,
-    preds: Sequence[Prediction],
-    index,
-    *,
-    label_id: int | None = None,
-    policy: str = "keep",
-    replace: bool = False,
-    start_id: int | None = None,
-):
-    """One :class:`LabelEdit` per prediction that changes pixels.
-
-    ``label_id`` writes every object under that ID (refinement); otherwise IDs are
-    consecutive from ``start_id`` (default ``max(labels) + 1``, computed once).  An object
-    that changes nothing (empty mask, or with the ``keep`` policy a mask lying entirely
-    on other objects) gets no edit and consumes no ID.  Each edit's ``object_index`` is the
-    position of its prediction in ``preds``.
-
-    All edits are planned against ``labels`` as it is now and applied in order; with the
-    ``keep`` policy, pixels claimed by an earlier object of the same batch are therefore
-    left out of the later objects (else a later object would take them over).  With
-    ``overwrite`` later objects win overlaps, and an object that the later ones cover
-    entirely gets no edit and no ID (it would vanish under them).
-    """
-    next_id = None
-    if label_id is None:
-        next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
-    edits = []
-    claimed = None  # plane pixels written by earlier objects of this batch
-    hidden = _covered_by_later(preds) if policy != _labels.KEEP and label_id is None else None
-    for k, p in enumerate(preds):
-        mask = p.mask
-        if claimed is not None and policy == _labels.KEEP:
-            mask = mask & ~claimed
-        if hidden is not None and not (p.mask & ~hidden[k]).any():
-            continue  # "overwrite": later objects of the batch cover it all, no ID for it
-        if not mask.any():
-            continue
-        lid = label_id if label_id is not None else next_id
-        edit = _labels.plan_object_write(
-            labels, mask, index=tuple(index), label_id=lid, policy=policy, replace=replace
-        )
-        if not edit.size:  # nothing changes: no edit, the ID stays free
-            continue
-        edits.append(dataclasses.replace(edit, object_index=k))
-        if claimed is None:
-            claimed = np.zeros(mask.shape, bool)
-        mine = edit.values == edit.label_id
-        claimed[edit.indices[-2][mine], edit.indices[-1][mine]] = True
-        if label_id is None:
-            next_id += 1
-    return edits
-
-
-def _covered_by_later(preds: Sequence[Prediction]) -> list[np.ndarray]:
-    """For each prediction, the union of the masks of the predictions after it."""
-    out: list = [None] * len(preds)
-    acc = None
-    for k in range(len(preds) - 1, -1, -1):
-        m = np.asarray(preds[k].mask, bool)
-        out[k] = np.zeros(m.shape, bool) if acc is None else acc.copy()
-        acc = m.copy() if acc is None else (acc | m)
-    return out
