@@ -257,9 +257,9 @@ def cmd_segment(args) -> int:
     import numpy as np
 
     from .batch._cli import run, wants_batch
+    from .engine.edits import plan_edits
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
-    from .engine.edits import plan_edits
     from .engine.segmenter import Segmenter
 
     if wants_batch(args):

@@ -17,9 +17,9 @@ import numpy as np
 
 from .. import __version__
 from ..engine.backends.base import Prediction
+from ..engine.edits import plan_edits
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
-from ..engine.edits import plan_edits
 from ..engine.segmenter import Segmenter
 from .channels import VIEWED, ImageSource, image_source
 from .coords import current_plane, napari_round
