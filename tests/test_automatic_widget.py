@@ -69,7 +69,9 @@ def test_all_planes_and_advanced_fold(make_napari_viewer, qtbot, nuclei):
     viewer.add_image(np.stack([nuclei, nuclei[::-1]]), name="stack")
     w = make_widget(viewer)
     p = _panel(w)
-    p.run()  # no labels layer yet: a warning, nothing runs
+    viewer.layers.remove(w.session.labels_layer)  # the one docking made: none left
+    assert w.session.labels_layer is None
+    p.run()  # no labels layer: a warning, nothing runs
     assert not p.busy
     w.new_labels()
     p.advanced.setChecked(True)
