@@ -10,10 +10,12 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -71,7 +73,13 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     # ----------------------------------------------------------------- UI
     def _build(self):
-        lay = QVBoxLayout(self)
+        content = QWidget()  # scrolls when the panels are taller than the screen
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        lay = QVBoxLayout(content)
         self.layers_panel = panel = LayersPanel(self.viewer, self)
         for name in (
             "image_combo",
