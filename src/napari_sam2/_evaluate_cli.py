@@ -45,8 +45,8 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from .cli import UsageError, parse_plane, read_image
-    from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
     from .engine.evaluate import evaluate as run_eval
+    from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
     from .engine.segmenter import Segmenter
 
     if len(args.labels) != len(args.images):
