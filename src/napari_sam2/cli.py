@@ -1,4 +1,4 @@
-"""The ``napari-sam2`` console script: ``demo``, ``info`` and ``segment``.
+"""The ``napari-sam2`` console script: ``demo``, ``info``, ``segment`` and ``evaluate``.
 
 Exit codes: 0 success, 1 unexpected failure, 2 usage error or bad input (with a one-line
 message on stderr, no traceback; ``--debug`` shows the traceback).
@@ -11,6 +11,7 @@ Examples
     napari-sam2 info
     napari-sam2 segment cells.tif --points "120,85;40,200" -o cells_labels.tif
     napari-sam2 segment stack.tif --plane 12 --boxes "10,10,60,80;70,5,120,50" -o labels.tif
+    napari-sam2 evaluate cells.tif --labels cells_labels.tif --clicks 5 --out eval/
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,evaluate}")
 
     def model_args(sp):
         g = sp.add_argument_group("model")
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch._cli import add_arguments
 
     add_arguments(s)  # several files, --auto, --propagate, dask: docs/batch.md
+    from ._evaluate_cli import add_parser
+
+    add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
     return p
 
 
@@ -365,7 +369,13 @@ def write_labels_tiff(path: Path, labels, provenance: dict, *, axes, scale, unit
 
 
 # ----------------------------------------------------------------------------- main
-COMMANDS = {"demo": cmd_demo, "info": cmd_info, "segment": cmd_segment}
+def cmd_evaluate(args) -> int:
+    from ._evaluate_cli import cmd_evaluate as run
+
+    return run(args)
+
+
+COMMANDS = {"demo": cmd_demo, "info": cmd_info, "segment": cmd_segment, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:
