@@ -21,6 +21,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import _precompute_cli
+
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
 SIZES = ("tiny", "small", "base_plus", "large")
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,precompute}")
 
     def model_args(sp):
         g = sp.add_argument_group("model")
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch._cli import add_arguments
 
     add_arguments(s)  # several files, --auto, --propagate, dask: docs/batch.md
+    _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
     return p
 
 
@@ -366,6 +369,7 @@ def write_labels_tiff(path: Path, labels, provenance: dict, *, axes, scale, unit
 
 # ----------------------------------------------------------------------------- main
 COMMANDS = {"demo": cmd_demo, "info": cmd_info, "segment": cmd_segment}
+COMMANDS["precompute"] = _precompute_cli.cmd_precompute
 
 
 def main(argv: list[str] | None = None) -> int:
