@@ -153,3 +153,23 @@ def test_sam2_never_encodes_twice(sam2_random_checkpoint, tmp_path):
     d = _sam2(other, tmp_path / "c").set_image(img)
     d.embedding()
     assert d.stats.encodes == 1 and d.stats.disk_hits == 0
+
+
+def test_cli_precompute_then_segment_encodes_nothing(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    from napari_sam2.cli import main
+
+    path = tmp_path / "stack.tif"
+    img = _image(shape=(3, 64, 64))
+    tifffile.imwrite(path, img)
+    args = [str(path), "--disk-cache", str(tmp_path / "c"), "--backend", "classical"]
+    assert main(["precompute", *args]) == 0
+    assert "3 planes: 3 encoded, 0 already cached" in capsys.readouterr().out
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 3
+    assert main(["precompute", *args]) == 0
+    assert "3 planes: 0 encoded, 3 already cached" in capsys.readouterr().out
+    # the API on the same image/normalisation finds them too
+    seg = Segmenter(backend="classical", disk_cache=tmp_path / "c").set_image(img)
+    seg.embedding((2,))
+    assert seg.stats.encodes == 0 and seg.stats.disk_hits == 1
+    assert main(["precompute", str(tmp_path / "missing.tif"), "--disk-cache", "x"]) == 2
