@@ -173,3 +173,35 @@ def test_cli_precompute_then_segment_encodes_nothing(tmp_path, capsys):
     seg.embedding((2,))
     assert seg.stats.encodes == 0 and seg.stats.disk_hits == 1
     assert main(["precompute", str(tmp_path / "missing.tif"), "--disk-cache", "x"]) == 2
+
+
+def test_bf16_tensors_round_trip_without_pickle(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Backend:  # a checkpoint-backed model: describe() has no random_weights
+        device = torch.device("cpu")
+
+        def describe(self):
+            return {"backend": "fake"}
+
+    emb = {
+        "image_embed": torch.arange(12, dtype=torch.bfloat16).reshape(1, 3, 2, 2),
+        "high_res_feats": [torch.ones(1, 2, 4, 4), torch.zeros(1, 1, 8, 8, dtype=torch.float16)],
+        "orig_hw": (64, 48),
+        "encode_s": 0.25,
+    }
+    cache = DiskCache(tmp_path)
+    assert cache.put(("k",), emb, Backend())
+    got = cache.get(("k",), Backend())
+    assert got["image_embed"].dtype == torch.bfloat16
+    assert torch.equal(got["image_embed"], emb["image_embed"])
+    assert [t.dtype for t in got["high_res_feats"]] == [torch.float32, torch.float16]
+    assert got["orig_hw"] == (64, 48) and got["encode_s"] == 0.25
+    assert cache.get(("other",), Backend()) is None and (cache.hits, cache.misses) == (1, 1)
+
+    class Random(Backend):
+        def describe(self):
+            return {"random_weights": True}
+
+    assert not cache.put(("r",), emb, Random()) and len(cache.files()) == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
