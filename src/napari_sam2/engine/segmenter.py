@@ -153,7 +153,7 @@ class Segmenter:
 
     @property
     def stats(self):
-        """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``."""
+        """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``, ``disk_*``."""
         return self.cache.stats
 
     def embedding(self, plane=(), *, cancel=None):
