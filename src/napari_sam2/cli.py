@@ -1,4 +1,4 @@
-"""The ``napari-sam2`` console script: ``demo``, ``info``, ``segment`` and ``evaluate``.
+"""The ``napari-sam2`` console script: ``demo``, ``info``, ``segment``, ``evaluate``, ``precompute``.
 
 Exit codes: 0 success, 1 unexpected failure, 2 usage error or bad input (with a one-line
 message on stderr, no traceback; ``--debug`` shows the traceback).
@@ -21,6 +21,8 @@ import logging
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from . import _precompute_cli
 
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,evaluate}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,evaluate,precompute}")
 
     def model_args(sp):
         g = sp.add_argument_group("model")
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._evaluate_cli import add_parser
 
     add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
+    _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
     return p
 
 
@@ -375,7 +378,13 @@ def cmd_evaluate(args) -> int:
     return run(args)
 
 
-COMMANDS = {"demo": cmd_demo, "info": cmd_info, "segment": cmd_segment, "evaluate": cmd_evaluate}
+COMMANDS = {
+    "demo": cmd_demo,
+    "info": cmd_info,
+    "segment": cmd_segment,
+    "evaluate": cmd_evaluate,
+    "precompute": _precompute_cli.cmd_precompute,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

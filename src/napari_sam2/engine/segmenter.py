@@ -13,7 +13,10 @@ import logging
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from . import automatic as _automatic
+from . import disk_cache as _disk_cache
 from . import labels as _labels
 from . import propagate as _propagate
 from .backends.base import Prediction, Predictor
@@ -63,6 +66,10 @@ class Segmenter:
         Budget of the embedding cache.
     predictor : Predictor, optional
         Use this backend object instead (custom or fine-tuned models, tests).
+    disk_cache : path, True, False or None
+        Persistent embedding cache (docs/performance.md): a folder, True for
+        ``~/.cache/napari-sam2/embeddings``, False for off; None (default) reads
+        ``$NAPARI_SAM2_DISK_CACHE`` (off when unset).
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class Segmenter:
         allow_download: bool = False,
         cache_bytes: int = 2 * 1024**3,
         predictor: Predictor | None = None,
+        disk_cache=None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")
@@ -113,6 +121,7 @@ class Segmenter:
                 )
                 self.backend = Sam2Backend(loaded)
         self.cache = EmbeddingCache(cache_bytes)
+        self.disk_cache = _disk_cache.resolve(disk_cache)
         self.source: PlaneSource | None = None
 
     # ------------------------------------------------------------------ image
@@ -144,7 +153,7 @@ class Segmenter:
 
     @property
     def stats(self):
-        """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``."""
+        """Cache counters: ``encodes``, ``hits``, ``evictions``, ``last_encode_s``, ``disk_*``."""
         return self.cache.stats
 
     def embedding(self, plane=(), *, cancel=None):
@@ -158,6 +167,10 @@ class Segmenter:
         raw = src.raw_plane(index)  # read once: lazy (dask/zarr) planes cost I/O
         key = (src.plane_key(index, raw=raw), self.backend.cache_key())
         emb = self.cache.get(key)
+        if emb is None and self.disk_cache is not None:
+            emb = self.disk_cache.get(key, self.backend, self.cache.stats)
+            if emb is not None:
+                self.cache.put(key, emb)
         if emb is None:
             _check(cancel)
             t0 = time.perf_counter()
@@ -170,7 +183,24 @@ class Segmenter:
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
             self.cache.put(key, emb)
+            if self.disk_cache is not None:
+                self.disk_cache.put(key, emb, self.backend)
         return emb
+
+    def precompute(self, planes=None, *, cancel=None, progress=None) -> int:
+        """Encode ``planes`` (default: every plane) into the caches; returns how many.
+
+        ``progress(done, total)`` is called after each plane.  With a disk cache, a later
+        session (or the widget) on the same image and model encodes nothing.
+        """
+        src = self._require_source()
+        planes = list(np.ndindex(*src.index_shape)) if planes is None else list(planes)
+        for i, plane in enumerate(planes):
+            _check(cancel)
+            self.embedding(plane, cancel=cancel)
+            if progress is not None:
+                progress(i + 1, len(planes))
+        return len(planes)
 
     def is_encoded(self, plane=()) -> bool:
         src = self._require_source()

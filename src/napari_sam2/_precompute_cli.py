@@ -1,0 +1,75 @@
+"""``napari-sam2 precompute IMAGE --disk-cache DIR``: encode every plane once, for later.
+
+Fills the persistent embedding cache (docs/performance.md) so that the widget, a script or
+``napari-sam2 segment`` on the same image, model and contrast window encodes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub, model_args) -> None:
+    """Register the subcommand on the main parser's ``sub`` (cli.build_parser)."""
+    p = sub.add_parser(
+        "precompute",
+        help="encode every plane of an image into the on-disk embedding cache",
+        description="Encode all planes of IMAGE and store the embeddings in the disk cache "
+        "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision "
+        "and contrast limits as the later session, or its embeddings will not match.",
+    )
+    p.add_argument("image", metavar="IMAGE", help="input TIFF")
+    p.add_argument(
+        "--disk-cache",
+        required=True,
+        metavar="DIR",
+        help='cache folder, or "default" for ~/.cache/napari-sam2/embeddings',
+    )
+    p.add_argument("--max-gb", type=float, default=20.0, help="cache size cap (default 20 GB)")
+    model_args(p)
+    p.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
+    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--image-size", type=int, help="SAM 2 input size (default 1024)")
+    p.add_argument("--contrast-limits", help="intensity window lo,hi (default: percentiles)")
+    p.add_argument("--series", type=int, default=0, help="image series of a multi-image TIFF")
+
+
+def cmd_precompute(args) -> int:
+    from .cli import parse_limits, read_image
+    from .engine.disk_cache import DiskCache, default_dir
+    from .engine.segmenter import Segmenter
+
+    folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
+    cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))
+    data, axes, _, _ = read_image(Path(args.image), args.series)
+    axes = axes or ""
+    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
+    c_axis = axes.index("C") if "C" in axes else None
+    seg = Segmenter(
+        args.model,
+        args.checkpoint,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+        disk_cache=cache,
+    )
+    if seg.notice:
+        print(seg.notice, file=sys.stderr)
+    seg.set_image(
+        data, contrast_limits=parse_limits(args.contrast_limits), rgb=rgb, channel_axis=c_axis
+    )
+
+    def progress(done, total):
+        print(f"\rencoded {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    n = seg.precompute(progress=progress)
+    print(file=sys.stderr)
+    st = seg.stats
+    print(
+        f"{n} planes: {st.encodes} encoded, {st.disk_hits} already cached; "
+        f"cache {cache.folder} holds {cache.nbytes / 1e6:.1f} MB"
+    )
+    return 0
