@@ -44,10 +44,9 @@ def add_parser(sub, model_args) -> None:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .cli import UsageError, parse_plane, read_image
+    from .cli import UsageError, parse_plane, read_image, segmenter_from_args
     from .engine.evaluate import evaluate as run_eval
     from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
-    from .engine.segmenter import Segmenter
 
     if len(args.labels) != len(args.images):
         raise UsageError(
@@ -57,14 +56,7 @@ def cmd_evaluate(args) -> int:
     if args.clicks < 1:
         raise UsageError("--clicks must be at least 1.")
     plane = parse_plane(args.plane)
-    seg = Segmenter(
-        args.model,
-        args.checkpoint,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        image_size=args.image_size,
-    )
+    seg = segmenter_from_args(args)
     results = []
     for img_path, lab_path in zip(args.images, args.labels, strict=True):
         data, axes, _, _ = read_image(Path(img_path))

@@ -37,9 +37,8 @@ def add_parser(sub, model_args) -> None:
 
 
 def cmd_precompute(args) -> int:
-    from .cli import parse_limits, read_image
+    from .cli import parse_limits, read_image, segmenter_from_args
     from .engine.disk_cache import DiskCache, default_dir
-    from .engine.segmenter import Segmenter
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
     cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))
@@ -47,15 +46,7 @@ def cmd_precompute(args) -> int:
     axes = axes or ""
     rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
     c_axis = axes.index("C") if "C" in axes else None
-    seg = Segmenter(
-        args.model,
-        args.checkpoint,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        image_size=args.image_size,
-        disk_cache=cache,
-    )
+    seg = segmenter_from_args(args, disk_cache=cache)
     if seg.notice:
         print(seg.notice, file=sys.stderr)
     seg.set_image(

@@ -260,6 +260,21 @@ def read_image(path: Path, series: int = 0):
     return data, info.axes, info.scale, info.units
 
 
+def segmenter_from_args(args, **extra):
+    """The :class:`Segmenter` the model options of a subcommand ask for (``extra``: more kwargs)."""
+    from .engine.segmenter import Segmenter
+
+    return Segmenter(
+        args.model,
+        args.checkpoint,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+        **extra,
+    )
+
+
 def cmd_segment(args) -> int:
     import numpy as np
 
@@ -267,7 +282,6 @@ def cmd_segment(args) -> int:
     from .engine.edits import plan_edits
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
-    from .engine.segmenter import Segmenter
 
     if wants_batch(args):
         return run(args)
@@ -289,14 +303,7 @@ def cmd_segment(args) -> int:
     c_axis = axes.index("C") if "C" in axes else None
     keep = [i for i, a in enumerate(axes) if a not in "CS"] if axes else list(range(data.ndim))
 
-    seg = Segmenter(
-        args.model,
-        args.checkpoint,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        image_size=args.image_size,
-    )
+    seg = segmenter_from_args(args)
     seg.set_image(data, contrast_limits=limits, rgb=rgb, channel_axis=c_axis, channel=channel)
     src = seg.source
     if not plane and src.index_shape:
