@@ -296,13 +296,7 @@ def plan_everything(
     params = _params(settings, pixel_size)
     if policy not in _labels.POLICIES:
         raise LabelsError(f"policy must be one of {_labels.POLICIES}, not {policy!r}.")
-    expected = src.index_shape + src.plane_shape
-    if tuple(labels.shape) != expected:
-        raise LabelsError(
-            f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
-        )
-    if labels.dtype.kind not in "iu":
-        raise LabelsError(f"Labels must be an integer array, got dtype {labels.dtype}.")
+    _labels.check_stack_labels(labels, src)
     planes = _planes(src, plane)
     next_id = _labels.next_label_id(labels)
     edits: list[_labels.LabelEdit] = []

@@ -64,6 +64,17 @@ def check_labels(labels, plane_shape, index) -> None:
             )
 
 
+def check_stack_labels(labels, source) -> None:
+    """``labels`` must be an integer array of the image's non-channel shape (whole stack)."""
+    expected = tuple(source.index_shape) + tuple(source.plane_shape)
+    if tuple(labels.shape) != expected:
+        raise LabelsError(
+            f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
+        )
+    if labels.dtype.kind not in "iu":
+        raise LabelsError(f"Labels must be an integer array, got dtype {labels.dtype}.")
+
+
 def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:

@@ -187,13 +187,7 @@ def make_plan(
             f"(0..{n_axes - 1}, shape {source.index_shape})."
         )
     axis = int(axis)
-    expected = source.index_shape + source.plane_shape
-    if tuple(labels.shape) != expected:
-        raise LabelsError(
-            f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
-        )
-    if labels.dtype.kind not in "iu":
-        raise LabelsError(f"Labels must be an integer array, got dtype {labels.dtype}.")
+    _labels.check_stack_labels(labels, source)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}.")
     if prompt not in PROMPTS:
