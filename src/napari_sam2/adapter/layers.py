@@ -183,7 +183,7 @@ def labels_matching(labels_layer, image_layer) -> str | None:
             f"Labels layer '{labels_layer.name}' has shape {have} but image "
             f"'{image_layer.name}' needs {want}: nothing was written."
         )
-    if np.asarray(labels_layer.data).dtype.kind not in "iu":
+    if np.dtype(labels_layer.data.dtype).kind not in "iu":  # no read of lazy data
         return f"Labels layer '{labels_layer.name}' is not an integer array."
     return None
 
