@@ -223,3 +223,36 @@ def test_sam2_random_weights_tile_plumbing(sam2_random_segmenter):
         assert ids == [1] and np.count_nonzero(lab.data) == np.count_nonzero(
             np.asarray(lab.data[r0 : r0 + 256, c0 : c0 + 256])
         )
+
+
+def test_placement_upsamples_blocks_and_places_the_preview():
+    from napari.components import ViewerModel
+
+    from napari_sam2.adapter.preview import PreviewLayer
+
+    p = Placement(offset=(10, 20), factor=(4.0, 4.0), plane_shape=(100, 200), level=2)
+    m = np.zeros((8, 8), bool)
+    m[1, 2] = m[2, 2] = True
+    window, full = p.full_window(m)
+    # level pixel (11, 22) covers full-resolution rows 44..47, cols 88..91
+    assert window == (slice(44, 52), slice(88, 92)) and full.all()
+    edge = Placement(offset=(0, 0), factor=(4.0, 4.0), plane_shape=(30, 30))
+    m = np.zeros((8, 8), bool)
+    m[7, 7] = True
+    assert edge.full_window(m)[0] == (slice(28, 30), slice(28, 30))  # clipped to the plane
+
+    viewer = ViewerModel()
+    img = viewer.add_image(
+        np.zeros((100, 200)), rotate=30.0, scale=(0.5, 0.7), translate=(5.0, -3.0)
+    )
+    preview = PreviewLayer(viewer)
+    tile = np.zeros((8, 8), bool)
+    tile[3, 5] = True
+    preview.show(img, [tile], p)
+    assert preview.data.shape == (8, 8)
+    f = np.array(p.factor)
+    for q in ((0, 0), (3, 5), (7, 2)):
+        full_res = (np.add(p.offset, q)) * f + (f - 1) / 2  # the centre of its block
+        np.testing.assert_allclose(
+            preview.layer.data_to_world(q), img.data_to_world(full_res), atol=1e-9
+        )

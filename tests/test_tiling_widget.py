@@ -72,7 +72,7 @@ def _peak_mb() -> float:
 @pytest.fixture
 def mosaic(shared_data):
     img = tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16.tif")
-    return np.block([[img, img[:, ::-1]], [img[::-1], img[::-1, ::-1]]])
+    return np.hstack([img, img[:, ::-1]])  # 512 x 1024
 
 
 def test_segment_everything_panel_tiles_a_large_plane(make_napari_viewer, qtbot, mosaic):
@@ -80,7 +80,7 @@ def test_segment_everything_panel_tiles_a_large_plane(make_napari_viewer, qtbot,
     layer = viewer.add_image(mosaic, name="mosaic")
     w = make_widget(viewer)
     [p] = [p for p in w.panels if isinstance(p, EverythingPanel)]
-    p.tile_size.setValue(256)  # a 1024 px plane in 4 x 4 tiles
+    p.tile_size.setValue(256)  # a 512 x 1024 plane in 2 x 4 tiles
     p.tile_overlap.setValue(64)
     p.run()
     qtbot.waitUntil(lambda: not p.busy, timeout=TIMEOUT)
@@ -90,6 +90,6 @@ def test_segment_everything_panel_tiles_a_large_plane(make_napari_viewer, qtbot,
         .segment_everything(tile_size=256, tile_overlap=64)
     )
     data = np.asarray(w.session.labels_layer.data)
-    assert expected.max() > 100 and data.max() == expected.max()
+    assert expected.max() > 50 and data.max() == expected.max()
     assert np.array_equal(data, expected)  # IDs 1..N in the same order
     assert p.progress.value() == p.progress.maximum() > 0
