@@ -256,3 +256,37 @@ def test_placement_upsamples_blocks_and_places_the_preview():
         np.testing.assert_allclose(
             preview.layer.data_to_world(q), img.data_to_world(full_res), atol=1e-9
         )
+
+
+def test_mask_prompts_fall_back_or_are_refused():
+    from napari.components import ViewerModel
+
+    from napari_sam2.engine.errors import PromptError
+
+    viewer = ViewerModel()
+    backings, img, s = _session(viewer, Segmenter(backend="classical"))
+    _click(s, img, CENTRE)
+    s.refine = True  # refining reads the labels plane: refused before any read
+    s.labels_layer.selected_label = 1
+    with pytest.raises(PromptError, match="not supported on large planes"):
+        s.prepare()
+    assert not backings[0].chunks
+
+    # a 2500 px plane (> the 2048 px tile): a polygon prompt runs on the whole plane
+    viewer = ViewerModel()
+    yy, xx = np.mgrid[:2500, :2500]
+    plane = np.where((yy - 1800) ** 2 + (xx - 700) ** 2 <= 80**2, 3000, 100).astype(np.uint16)
+    img = viewer.add_image(plane, contrast_limits=(0, 3000))
+    s = SegmentationSession(viewer, Segmenter(backend="classical"))
+    s.image_layer = img
+    s.labels_layer = viewer.add_labels(np.zeros(plane.shape, np.uint16))
+    s.shapes_layer = viewer.add_shapes()
+    s.shapes_layer.add_polygons([[[1750, 650], [1750, 750], [1850, 750], [1850, 650]]])
+    req = s.prepare()
+    assert not req.tiled
+    s.shapes_layer.data = []
+    s.shapes_layer.add_rectangles([[1700, 600], [1900, 800]])
+    req = s.prepare()
+    assert req.tiled
+    s.accept(s.compute(req))
+    assert s.commit() == [1] and s.labels_layer.data[1800, 700] == 1
