@@ -11,7 +11,8 @@ Channels reach napari in two ways, and both are handled:
   stacked lazily (dask), each with its own contrast limits.
 
 A channel axis is never fed to SAM as Z.  Multiscale layers are segmented at full
-resolution (level 0).
+resolution (level 0) unless another resolution level is chosen (``level``; see
+:mod:`.tiles` for how a prompt on a large plane or a pyramid reads only one tile).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class ImageSource:
     data: object
     kwargs: dict
     layers: tuple
+    level: int = 0
     _signature: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -102,6 +104,7 @@ class ImageSource:
         self._signature = (
             tuple((id(lay), id(lay.data)) for lay in self.layers),
             repr(self.kwargs),
+            self.level,
         )
 
     def signature(self) -> tuple:
@@ -111,6 +114,8 @@ class ImageSource:
 
     def describe(self) -> dict:
         d = {"layers": [lay.name for lay in self.layers]}
+        if self.level:
+            d["level"] = self.level
         if "channel" in self.kwargs:
             d["channel"] = self.kwargs["channel"]
         return d
@@ -132,13 +137,28 @@ def _limits(layer):
     return (lo, hi) if hi > lo else None
 
 
-def image_source(viewer, image_layer, choice=VIEWED, viewed_index=None) -> ImageSource:
+def _at_level(layer, level: int):
+    """The layer's data at resolution ``level`` (0: full resolution)."""
+    if not getattr(layer, "multiscale", False):
+        if level:
+            raise ImageError(f"Image '{layer.name}' has one resolution level only.")
+        return layer.data
+    if not 0 <= level < len(layer.data):
+        raise ImageError(f"Image '{layer.name}' has no resolution level {level}.")
+    return layer.data[level]
+
+
+def image_source(
+    viewer, image_layer, choice=VIEWED, viewed_index=None, level: int = 0
+) -> ImageSource:
     """What to segment for ``image_layer`` and the channel ``choice``.
 
     ``viewed_index``: the layer's full data index of the viewed plane (including its
     channel axis), used by ``choice="viewed"`` on a layer with a channel axis.
+    ``level``: the resolution level of a multiscale layer (0: full resolution).
     """
-    data = full_resolution(image_layer)
+    level = int(level or 0)
+    data = _at_level(image_layer, level)
     rgb = bool(getattr(image_layer, "rgb", False))
     kw: dict = {"rgb": rgb, "channel_axis": None}
     limits = None if rgb else _limits(image_layer)
@@ -156,22 +176,22 @@ def image_source(viewer, image_layer, choice=VIEWED, viewed_index=None) -> Image
         kw.update(channel_axis=ch, channel=choice)
         if limits:
             kw["contrast_limits"] = limits
-        return ImageSource(data, kw, (image_layer,))
+        return ImageSource(data, kw, (image_layer,), level)
     if choice in COMBINED and not rgb:
         layers = channel_layers(viewer, image_layer)
         if len(layers) > 1:
             import dask.array as da
 
-            stack = da.stack([_lazy(full_resolution(lay)) for lay in layers], axis=0)
+            stack = da.stack([_lazy(_at_level(lay, level)) for lay in layers], axis=0)
             per = [_limits(lay) for lay in layers]
             kw.update(channel_axis=0, channel=choice)
             if all(per):
                 kw["contrast_limits"] = per
-            return ImageSource(stack, kw, tuple(layers))
+            return ImageSource(stack, kw, tuple(layers), level)
     elif choice not in CHOICES and not rgb:
         raise ImageError(
             f"Image '{image_layer.name}' has no channel axis: channel {choice!r} cannot be picked."
         )
     if limits:
         kw["contrast_limits"] = limits
-    return ImageSource(data, kw, (image_layer,))
+    return ImageSource(data, kw, (image_layer,), level)

@@ -103,7 +103,7 @@ def new_points_layer(viewer, image_layer, name: str | None = None):
         face_color=POSITIVE,
         face_color_cycle=POINT_COLORS,
         border_color="white",
-        size=max(3.0, min(spatial_shape(image_layer)[-2:]) / 80),
+        size=float(np.clip(min(spatial_shape(image_layer)[-2:]) / 80, 3.0, 40.0)),
         **geo,
     )
 
@@ -115,7 +115,7 @@ def new_shapes_layer(viewer, image_layer, name: str | None = None):
         name=name or f"{image_layer.name} boxes",
         edge_color="#ffd60a",
         face_color="transparent",
-        edge_width=max(1.0, min(spatial_shape(image_layer)[-2:]) / 300),
+        edge_width=float(np.clip(min(spatial_shape(image_layer)[-2:]) / 300, 1.0, 10.0)),
         **geo,
     )
 
@@ -183,7 +183,7 @@ def labels_matching(labels_layer, image_layer) -> str | None:
             f"Labels layer '{labels_layer.name}' has shape {have} but image "
             f"'{image_layer.name}' needs {want}: nothing was written."
         )
-    if np.asarray(labels_layer.data).dtype.kind not in "iu":
+    if np.dtype(labels_layer.data.dtype).kind not in "iu":  # no read of lazy data
         return f"Labels layer '{labels_layer.name}' is not an integer array."
     return None
 

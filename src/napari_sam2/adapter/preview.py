@@ -20,13 +20,18 @@ class PreviewLayer:
         self.viewer = viewer
         self.layer = None
 
-    def show(self, image_layer, masks) -> None:
+    def show(self, image_layer, masks, placement=None) -> None:
+        """Show ``masks`` over the viewed plane; ``placement`` (an
+        :class:`~napari_sam2.adapter.tiles.Placement`): the masks are tile-local, at a
+        resolution level, and the layer is placed (scale, translate) over that tile only."""
         active = self.viewer.layers.selection.active
         h, w = masks[0].shape
         data = np.zeros((h, w), np.uint8 if len(masks) < 256 else np.uint16)
         for i, m in enumerate(masks, start=1):
             data[m & (data == 0)] = i
         geo = {k: v for k, v in plane_geometry(image_layer).items() if k in _KEYS}
+        if placement is not None:
+            geo.update(_placed(geo, placement))
         if (
             self.layer is None
             or self.layer not in self.viewer.layers
@@ -63,3 +68,16 @@ class PreviewLayer:
         if self.layer is None or not self.layer.visible:
             return None
         return self.layer.data
+
+
+def _placed(geo: dict, placement) -> dict:
+    """Scale and translate putting tile pixel ``p`` where the image shows full-resolution
+    pixel ``(offset + p) f + (f - 1) / 2`` (the centre of the block it covers)."""
+    scale = np.asarray(geo["scale"], float)
+    f = np.asarray(placement.factor, float)
+    origin = np.asarray(placement.offset, float) * f + (f - 1) / 2
+    rotate = np.asarray(geo["rotate"], float)
+    return {
+        "scale": scale * f,
+        "translate": np.asarray(geo["translate"], float) + rotate @ (scale * origin),
+    }

@@ -33,6 +33,7 @@ from .layers import (
     write_edits,
 )
 from .prompts import PromptSet, collect_prompts
+from .tiles import check_tiled_prompts, commit_tiled, predict_request, wants_tiles
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Request:
     prompts: PromptSet
     source: ImageSource
     refine_id: int | None = None
+    tiled: bool = False  # answered from the tile around the prompts (adapter.tiles)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -75,6 +77,8 @@ class SegmentationSession:
         self.overwrite = False
         self.refine = False
         self.channel = VIEWED  # see adapter.channels: "viewed", "mean", "max", "composite", int
+        self.level = 0  # resolution level of a multiscale image (adapter.tiles)
+        self.tile_size: int | None = None  # tile for large planes (None: the model input)
         self.result: Result | None = None
         self._tokens = itertools.count(1)
         self._latest = 0
@@ -148,6 +152,9 @@ class SegmentationSession:
         index = self.viewed_index()
         plane = self._labels_plane(img, index)
         hw = spatial_shape(img)[-2:]
+        tiled = wants_tiles(self, img, self.level)
+        if tiled and self.refine:  # before reading the labels plane
+            tiled = check_tiled_prompts(True, hw, self.level)
         refine_mask, refine_id = self.refine_mask(plane)
         prompts = collect_prompts(
             img,
@@ -159,10 +166,13 @@ class SegmentationSession:
             refine_mask=refine_mask,
         )
         prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
-        source = image_source(self.viewer, img, self.channel, index)
+        if tiled:
+            masks = any(o.mask is not None for o in prompts.objects)
+            tiled = check_tiled_prompts(masks, hw, self.level)
+        source = image_source(self.viewer, img, self.channel, index, self.level if tiled else 0)
         token = next(self._tokens)
         self._latest = token
-        req = Request(token, img, plane, prompts, source, refine_id)
+        req = Request(token, img, plane, prompts, source, refine_id, tiled)
         self._running[token] = req.cancel
         return req
 
@@ -170,6 +180,10 @@ class SegmentationSession:
         """Encode (cached) and predict — the slow part, for a worker thread."""
         seg = self.segmenter
         try:
+            if req.tiled:
+                preds, placement = predict_request(self, req)
+                info = {"stats": seg.stats.as_dict(), "placement": placement}
+                return Result(req, preds, 0, info)
             sig = req.source.signature()
             if sig != self._source_sig or seg.source is None:
                 seg.set_image(req.source.data, **req.source.kwargs)
@@ -234,6 +248,8 @@ class SegmentationSession:
             raise PromptError("Nothing to commit: press Segment first.")
         if not self.is_current(res.request) and res.request.plane != self.viewed_plane():
             raise PromptError("The preview belongs to another plane: segment again here.")
+        if res.info.get("placement") is not None:
+            return commit_tiled(self, res, res.info["placement"])
         msg = labels_matching(self.labels_layer, res.request.image_layer)
         if msg:
             raise LabelsError(msg)

@@ -149,6 +149,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.overwrite_check.toggled.connect(self._sync_layers)
         self.refine_check.toggled.connect(self._sync_layers)
         self.channel_combo.currentIndexChanged.connect(self._sync_layers)
+        self.layers_panel.level_combo.currentIndexChanged.connect(self._sync_layers)
 
     # -------------------------------------------------------------- layers
     def _refresh_channels(self, event=None):
@@ -167,6 +168,7 @@ class SAM2Widget(DockLifecycle, QWidget):
                 self._hint = HINT
                 self._set_status(self._describe())
         s.channel = self.channel_combo.currentData()
+        s.level = self.layers_panel.level()
         s.points_layer = self.points_combo.value()
         s.shapes_layer = self.shapes_combo.value()
         if s.labels_layer is not self.labels_combo.value():
@@ -299,7 +301,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         if self._closed:
             return
         if self.session.accept(result):
-            self.preview.show(result.request.image_layer, result.masks())
+            self.preview.show(result.request.image_layer, result.masks(), _placement(result))
             self._set_status(self._describe())
         else:
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
@@ -389,7 +391,8 @@ class SAM2Widget(DockLifecycle, QWidget):
             show_info("No preview: press Segment first.")
             return
         k = self.session.cycle_candidate()
-        self.preview.show(self.session.result.request.image_layer, self.session.result.masks())
+        res = self.session.result
+        self.preview.show(res.request.image_layer, res.masks(), _placement(res))
         self._set_status(f"Candidate {k + 1}.")
 
     def _prompts_changed(self, event=None):
@@ -402,3 +405,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         ):
             self.session.result = None
             self.preview.clear()
+
+
+def _placement(result):
+    return result.info.get("placement")

@@ -6,6 +6,7 @@ import napari
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton
 
 from ..adapter.channels import VIEWED, channel_options
+from ..adapter.tiles import level_options
 from ._qt_parts import LayerCombo
 
 
@@ -25,12 +26,18 @@ class LayersPanel(QGroupBox):
         self.channel_combo.setToolTip(
             "Which channel(s) SAM sees: the viewed one, or the mean/max/RGB composite"
         )
+        self.level_combo = QComboBox()
+        self.level_combo.setToolTip(
+            "Pyramid level SAM reads around a prompt: full resolution, or a coarser level "
+            "for objects larger than the model input (only the tile around the prompt is read)"
+        )
         self.new_points_btn = QPushButton("New")
         self.new_shapes_btn = QPushButton("New")
         self.new_labels_btn = QPushButton("New")
         for label, combo, btn in (
             ("Image", self.image_combo, None),
             ("Channels", self.channel_combo, None),
+            ("Resolution", self.level_combo, None),
             ("Points", self.points_combo, self.new_points_btn),
             ("Boxes/masks", self.shapes_combo, self.new_shapes_btn),
             ("Labels out", self.labels_combo, self.new_labels_btn),
@@ -56,4 +63,20 @@ class LayersPanel(QGroupBox):
         combo.setCurrentIndex(max(combo.findData(cur), 0))
         combo.setEnabled(bool(opts))
         combo.blockSignals(False)
+        self.refresh_levels()
         return combo.currentData()
+
+    def refresh_levels(self) -> None:
+        """Fill the resolution picker for the chosen image (full resolution by default)."""
+        combo, cur = self.level_combo, self.level_combo.currentData()
+        opts = level_options(self.image_combo.value())
+        combo.blockSignals(True)
+        combo.clear()
+        for text, level in opts or [("Full resolution", 0)]:
+            combo.addItem(text, level)
+        combo.setCurrentIndex(max(combo.findData(cur), 0))
+        combo.setEnabled(len(opts) > 1)
+        combo.blockSignals(False)
+
+    def level(self) -> int:
+        return int(self.level_combo.currentData() or 0)
