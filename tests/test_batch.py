@@ -439,7 +439,7 @@ def test_killed_cli_run_leaves_only_complete_outputs(tmp_path):
     import sys
     import time
 
-    from napari_sam2.batch._files import read_output_record
+    from napari_sam2.batch._outputs import read_output_record
 
     make_crops(tmp_path / "in", ("a", "b", "c"))
     exe = Path(sys.executable).with_name("napari-sam2")
