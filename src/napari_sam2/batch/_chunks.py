@@ -126,6 +126,7 @@ def run_chunk(
             if on_plane:
                 on_plane()
         res.description = seg.describe()
+        Path(chunk.path).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{chunk.path}.{os.getpid()}-{secrets.token_hex(3)}.npy"
         try:
             with open(tmp, "wb") as fh:
