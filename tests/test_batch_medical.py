@@ -85,7 +85,7 @@ def test_nifti_labels_overlay_the_source(tmp_path, name):
     od, sd = np.asanyarray(out.dataobj), np.asanyarray(src.dataobj)
     nd = disp.ndim
     idx = np.array(np.nonzero(np.ones(disp.shape, bool)))  # every displayed voxel
-    world = (layer_matrix(info["transform"], nd) @ np.vstack([idx, np.ones(idx.shape[1])]))
+    world = layer_matrix(info["transform"], nd) @ np.vstack([idx, np.ones(idx.shape[1])])
     ras = ras_of_world(world[nd - 3 : nd])
     t = (idx[0],) if nd == 4 else ()
     # the world position of a displayed voxel is that voxel in the source file ...
@@ -157,9 +157,7 @@ def test_dicom_series_folder(tmp_path):
         rr, cc = np.nonzero(np.ones((ds.Rows, ds.Columns), bool))
         lps = ipp[:, None] + iop[:3, None] * (cc * dc) + iop[3:, None] * (rr * dr)
         world = np.vstack([lps[2], lps[1], lps[0]])  # napari world (z, y, x) = (S, P, L)
-        d = tuple(
-            np.rint(np.linalg.inv(m) @ np.vstack([world, np.ones(rr.size)]))[:3].astype(int)
-        )
+        d = tuple(np.rint(np.linalg.inv(m) @ np.vstack([world, np.ones(rr.size)]))[:3].astype(int))
         hu = ds.pixel_array[rr, cc] * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         np.testing.assert_array_equal(disp[d], hu)  # the displayed voxel of that pixel
         np.testing.assert_array_equal(od[voxels(out.affine, ras_of_world(world))], expected[d])

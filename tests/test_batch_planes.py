@@ -40,9 +40,13 @@ def test_plane_spec_parsing_and_resolution():
     assert resolve_planes(("10:",), (12,), "Z")[0] == [(10,), (11,)]
     assert resolve_planes(("12",), (), "")[0] == [()]  # 2-D: one plane, with a note
     assert "does not apply" in resolve_planes(("12",), (), "")[1][0]
-    with pytest.raises(InputError, match=r"index 32 is out of range for axis Z: it has 32 planes \(0-31\)"):
+    with pytest.raises(
+        InputError, match=r"index 32 is out of range for axis Z: it has 32 planes \(0-31\)"
+    ):
         resolve_planes(("32",), (32,), "Z")
-    with pytest.raises(InputError, match=r"2 item.s. but the image has 1 non-spatial axes \(Z=32\)"):
+    with pytest.raises(
+        InputError, match=r"2 item.s. but the image has 1 non-spatial axes \(Z=32\)"
+    ):
         resolve_planes(("all", "3"), (32,), "Z")
     with pytest.raises(InputError, match="selects no plane"):
         resolve_planes(("40:50",), (32,), "Z")
@@ -60,11 +64,15 @@ def test_cli_auto_plane_per_file(tmp_path, capsys):
             "--summary", str(tmp_path / "s.json")]  # fmt: skip
     assert main(args) == 3
     out = capsys.readouterr().out
-    assert "FAILED" in out and "index 50 is out of range for axis Z: it has 32 planes (0-31)" in out
+    assert (
+        "FAILED" in out and "index 50 is out of range for axis Z: it has 32 planes (0-31)" in out
+    )
     assert "2 done, 0 skipped, 1 failed" in out
     import json
 
-    files = {Path(f["input"]).name: f for f in json.loads((tmp_path / "s.json").read_text())["files"]}
+    files = {
+        Path(f["input"]).name: f for f in json.loads((tmp_path / "s.json").read_text())["files"]
+    }
     assert "does not apply" in files["a.tif"]["notes"][0]
     assert tifffile.imread(tmp_path / "o" / "a_labels.tif").max() >= 3
     big = tifffile.imread(tmp_path / "o" / f"{NUCLEI_3D.stem}_labels.tif")
@@ -135,7 +143,9 @@ def test_plan_chunks_rules(tmp_path, monkeypatch):
     prompted = Job(str(OVULE), str(tmp_path / "p.tif"), from_lists([(5, 5)], plane=(3,)),
                    Settings(auto=True))  # fmt: skip
     assert plan_chunks(prompted, 4) is None  # prompts and propagation need the whole stack
-    assert plan_chunks(Job(str(OVULE), "x.tif", None, Settings(auto=True, propagate=True)), 4) is None
+    assert (
+        plan_chunks(Job(str(OVULE), "x.tif", None, Settings(auto=True, propagate=True)), 4) is None
+    )
     flat = Job(str(DATA / "bacteria_phase_2d_uint8.tif"), "y.tif", None, Settings(auto=True))
     assert plan_chunks(flat, 4) is None  # 2-D: one plane
     cells = Job(str(CELLS_4D), "z.tif", None, Settings(auto=True))
