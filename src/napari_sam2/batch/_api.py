@@ -84,7 +84,7 @@ def segment_files(
     dicom_seg: bool = False,
     plane_chunks: int | None = None,
 ) -> Summary:
-    """Segment many image files and write one labels TIFF per file.
+    """Segment many image files and write one labels file per file.
 
     Parameters
     ----------
@@ -92,7 +92,8 @@ def segment_files(
         Input files (TIFF/OME-TIFF; NIfTI/DICOM when napari-sam2's medical readers are
         installed), folders (their image files) and glob patterns.
     out_dir : path, optional
-        Outputs go here as ``<stem>_labels.tif``, mirroring the input folders below their
+        Outputs go here as ``<stem>_labels.tif`` (``.nii.gz`` for NIfTI/DICOM inputs, in
+        the source's voxel order and affine), mirroring the input folders below their
         common parent; default: next to each input.  ``output``: the one output file of a
         single input instead.
     prompts : CSV path(s), PromptTable or {plane: PlanePrompts}, optional
@@ -102,6 +103,10 @@ def segment_files(
         Segment everything (on ``planes``, default every plane), then / or carry the
         prompted planes' objects through the stack (axis 0).  Each needs the engine
         feature; without it the file fails with the reason.
+    planes : str, tuple or list of plane tuples, optional
+        The planes of ``auto`` in each file: ``--plane`` text (``"all,12"``, ``"10:20"``,
+        ``"-1"``; one item per non-spatial axis), or explicit plane tuples.  A file where
+        they do not exist fails with the reason; 2-D images ignore it.
     model, checkpoint, backend, device, precision, image_size :
         As for :class:`napari_sam2.engine.Segmenter` (built once per process/worker).
     contrast_limits, channel, series :
@@ -121,6 +126,12 @@ def segment_files(
         Skip inputs named ``*_labels.*`` (outputs and ground truth), reported as skipped.
     on_task_start : callable, optional
         Called with each Job when its processing starts (testing, monitoring).
+    dicom_seg : bool
+        DICOM inputs get a DICOM SEG (``<stem>_labels.dcm``, highdicom) instead of NIfTI.
+    plane_chunks : int, optional
+        ``auto`` stacks (without prompts/propagation) are split into this many plane
+        ranges, one task each, assembled into one output.  None: on a cluster, stacks of
+        more than 64 planes in ranges of 32; in-process, no split.
 
     Returns
     -------
