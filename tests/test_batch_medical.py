@@ -242,3 +242,25 @@ def test_dicom_seg_option(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [seg_path]
     assert main(args) == 0
     assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+
+
+def test_segment_layers_adds_nifti_labels_on_the_image(tmp_path):
+    """From napari: a NIfTI opened by our reader; the labels layer added from the .nii.gz
+    output is in the image's display orientation, with its transform."""
+    from napari.components import ViewerModel
+    from napari.layers._source import layer_source
+
+    from napari_sam2.batch import segment_layers
+    from napari_sam2.io.nifti import read_nifti
+
+    viewer = ViewerModel()
+    path = MED / "reoriented_anat_moved.nii"
+    [(data, kwargs, _)] = read_nifti(path)
+    with layer_source(path=str(path)):
+        image = viewer.add_image(data, **kwargs)
+    s = segment_layers(viewer, tmp_path, auto=True, backend="classical")
+    [layer] = s.layers
+    np.testing.assert_array_equal(layer.data, expected_labels(data))
+    np.testing.assert_allclose(layer.scale, image.scale)
+    np.testing.assert_allclose(layer.translate, image.translate)
+    assert layer.metadata["napari_sam2"]["command"] == "napari-sam2 segment"
