@@ -56,7 +56,8 @@ def _is_dicom_dir(path: Path) -> bool:
     children = sorted(path.iterdir())
     if any(p.suffix.lower() in DICOM_SUFFIXES or p.name.upper() == "DICOMDIR" for p in children):
         return True
-    return any(_dicom_magic(p) for p in children[:50] if p.is_file())
+    unnamed = [p for p in children if _suffix(p) not in IMAGE_SUFFIXES]
+    return any(_dicom_magic(p) for p in unnamed[:50])
 
 
 def is_dicom(path: Path) -> bool:
