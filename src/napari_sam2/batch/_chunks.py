@@ -178,7 +178,7 @@ def _assemble(job: Job, results: list[ChunkResult]) -> FileResult:
     done: list = []
     offset = 0
     for r in results:
-        arr = np.load(r.path, mmap_mode="r")
+        arr = np.load(r.path, mmap_mode="r", allow_pickle=False)
         if arr.shape != (len(r.planes), *src.plane_shape):
             raise F.InputError(f"chunk {r.index} has shape {arr.shape}: the input changed")
         for k, plane in enumerate(r.planes):
