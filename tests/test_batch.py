@@ -439,7 +439,7 @@ def test_killed_cli_run_leaves_only_complete_outputs(tmp_path):
     import sys
     import time
 
-    from napari_sam2.batch._files import read_output_record
+    from napari_sam2.batch._outputs import read_output_record
 
     make_crops(tmp_path / "in", ("a", "b", "c"))
     exe = Path(sys.executable).with_name("napari-sam2")
@@ -496,8 +496,14 @@ def test_medical_inputs_go_through_the_optional_readers(
     monkeypatch.setattr(_files, "_optional", lambda module, *names: fake_open)
     s = segment_files(vol, tmp_path / "o2", prompts=prompts, segmenter=classical_segmenter)
     assert seen == ["head.nii.gz"] and s.ok, s.lines()
-    labels, meta = load_labels(tmp_path / "o2" / "head_labels.tif")
+    from napari_sam2.batch._outputs import load_output
+
+    out = tmp_path / "o2" / "head_labels.nii.gz"  # NIfTI in, NIfTI out (docs/batch.md)
+    labels, prov = load_output(out)
     assert labels.shape == (3, 16, 16) and labels[1, 8, 8] == 1 and not labels[0].any()
-    assert meta["scale"] == pytest.approx((2.5, 0.5, 0.5))
-    assert meta["provenance"]["input"]["reader"] == "nifti"
-    assert meta["provenance"]["input"]["affine"] == np.eye(4).tolist()
+    assert "pixel grid" in s.results[0].notes[0]  # no source affine from this fake reader
+    assert prov["input"]["reader"] == "nifti"
+    assert prov["input"]["affine"] == np.eye(4).tolist()
+    import nibabel as nib
+
+    assert nib.load(out).header.get_zooms() == pytest.approx((2.5, 0.5, 0.5))

@@ -153,3 +153,42 @@ def test_in_process_run_does_not_import_distributed(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_plane_chunks_on_the_cluster(client, tmp_path, classical_segmenter):
+    """A stack split into plane ranges over 2 worker processes: the labels (and IDs) of the
+    unchunked in-process run, one result for the file, the planes counted as chunks finish,
+    no temporary file left."""
+    from test_batch_planes import OVULE
+
+    local = segment_files(OVULE, tmp_path / "local", auto=True, planes="4:16",
+                          segmenter=classical_segmenter)  # fmt: skip
+    events = []
+    dist = segment_files(OVULE, tmp_path / "dist", auto=True, backend="classical", planes="4:16",
+                         client=client, plane_chunks=4, progress=events.append)  # fmt: skip
+    [a], [b] = local.results, dist.results
+    assert b.status == "done" and b.notes == ["split into 4 plane ranges"], dist.lines()
+    assert b.planes == 12 and b.objects == a.objects
+    np.testing.assert_array_equal(tifffile.imread(a.output), tifffile.imread(b.output))
+    planes = [e["count"] for e in events if e["event"] == "plane"]
+    assert sorted(planes) == [3, 3, 3, 3]
+    assert [e["planes_done"] for e in events if e["event"] == "file"] == [12]
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [Path(b.output).name]
+
+
+@pytest.mark.slow
+def test_killed_worker_in_a_plane_chunk(client, tmp_path, classical_segmenter):
+    from test_batch_planes import OVULE
+
+    local = segment_files(OVULE, tmp_path / "local", auto=True, segmenter=classical_segmenter)
+    [a] = local.results
+    marker = tmp_path / "killed.txt"
+    killed = segment_files(OVULE, tmp_path / "killed", auto=True, backend="classical",
+                           client=client, plane_chunks=2,
+                           on_task_start=partial(kill_once, str(marker)))  # fmt: skip
+    assert marker.is_file()
+    [k] = killed.results
+    assert k.status == "done" and k.attempts >= 2, killed.lines()
+    np.testing.assert_array_equal(tifffile.imread(a.output), tifffile.imread(k.output))
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [Path(k.output).name]
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the worker

@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--points", help='positive clicks "r,c;r,c"')
     s.add_argument("--negative", help='negative clicks "r,c;r,c"')
     s.add_argument("--boxes", help='boxes "r0,c0,r1,c1;..."')
-    s.add_argument("--plane", help="plane index on the non-spatial axes, e.g. 12 or 3,12")
+    s.add_argument(
+        "--plane",
+        help="plane, one item per non-spatial axis (T,Z...): e.g. 12 or 3,12 (-1 = last); "
+        "with --auto also 'all' or start:stop ranges, e.g. all,12 (default: every plane; "
+        "2-D images ignore --plane there; docs/batch.md)",
+    )
     s.add_argument("-o", "--output", help="labels TIFF to write (one input)")
     model_args(s)
     s.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from . import _files as F
+from ._chunks import plan_chunks, run_chunked
+from ._planes import parse_plane_spec
 from ._prompts import PlanePrompts, PromptTable
 from ._results import FAILED, SKIPPED, FileResult, Summary
 from ._work import Job, ModelOptions, Settings, check_existing, fingerprint, run_job
@@ -30,7 +33,7 @@ class _Bars:
             if event.get("planes_done") is None and r.planes:
                 self.planes.update(r.planes)  # cluster: planes arrive with the file
         elif event["event"] == "plane":
-            self.planes.update(1)
+            self.planes.update(event.get("count", 1))
 
     def close(self) -> None:
         self.planes.close()
@@ -78,8 +81,10 @@ def segment_files(
     progress=None,
     skip_labels_files: bool = True,
     on_task_start=None,
+    dicom_seg: bool = False,
+    plane_chunks: int | None = None,
 ) -> Summary:
-    """Segment many image files and write one labels TIFF per file.
+    """Segment many image files and write one labels file per file.
 
     Parameters
     ----------
@@ -87,7 +92,8 @@ def segment_files(
         Input files (TIFF/OME-TIFF; NIfTI/DICOM when napari-sam2's medical readers are
         installed), folders (their image files) and glob patterns.
     out_dir : path, optional
-        Outputs go here as ``<stem>_labels.tif``, mirroring the input folders below their
+        Outputs go here as ``<stem>_labels.tif`` (``.nii.gz`` for NIfTI/DICOM inputs, in
+        the source's voxel order and affine), mirroring the input folders below their
         common parent; default: next to each input.  ``output``: the one output file of a
         single input instead.
     prompts : CSV path(s), PromptTable or {plane: PlanePrompts}, optional
@@ -97,6 +103,10 @@ def segment_files(
         Segment everything (on ``planes``, default every plane), then / or carry the
         prompted planes' objects through the stack (axis 0).  Each needs the engine
         feature; without it the file fails with the reason.
+    planes : str, tuple or list of plane tuples, optional
+        The planes of ``auto`` in each file: ``--plane`` text (``"all,12"``, ``"10:20"``,
+        ``"-1"``; one item per non-spatial axis), or explicit plane tuples.  A file where
+        they do not exist fails with the reason; 2-D images ignore it.
     model, checkpoint, backend, device, precision, image_size :
         As for :class:`napari_sam2.engine.Segmenter` (built once per process/worker).
     contrast_limits, channel, series :
@@ -116,6 +126,12 @@ def segment_files(
         Skip inputs named ``*_labels.*`` (outputs and ground truth), reported as skipped.
     on_task_start : callable, optional
         Called with each Job when its processing starts (testing, monitoring).
+    dicom_seg : bool
+        DICOM inputs get a DICOM SEG (``<stem>_labels.dcm``, highdicom) instead of NIfTI.
+    plane_chunks : int, optional
+        ``auto`` stacks (without prompts/propagation) are split into this many plane
+        ranges, one task each, assembled into one output.  None: on a cluster, stacks of
+        more than 64 planes in ranges of 32; in-process, no split.
 
     Returns
     -------
@@ -133,11 +149,12 @@ def segment_files(
     settings = Settings(
         auto=auto,
         propagate=propagate,
-        planes=tuple(tuple(p) for p in planes) if planes else None,
+        planes=_planes_setting(planes),
         contrast_limits=tuple(contrast_limits) if contrast_limits is not None else None,
         channel=channel,
         series=series,
         overwrite=overwrite or output is not None,
+        dicom_seg=dicom_seg,
     )
     results: list = [FileResult(u, None, FAILED, "no file matches") for u in unmatched]
     todo_inputs = []
@@ -150,7 +167,7 @@ def segment_files(
             todo_inputs.append(p)
     jobs: list[Job] = []
     slots: list[int] = []
-    plans = F.plan_outputs(todo_inputs, out_dir, output) if todo_inputs else []
+    plans = F.plan_outputs(todo_inputs, out_dir, output, dicom_seg) if todo_inputs else []
     stems = [F.stem(p) for p in todo_inputs]
     for p, (out, problem) in zip(todo_inputs, plans, strict=True):
         if problem:
@@ -181,25 +198,34 @@ def segment_files(
             if r is not None:
                 emit(r, planes_done=0)
         cluster = client is not None or scheduler or workers
+        if plane_chunks is not None and plane_chunks < 1:
+            raise F.InputError("plane_chunks must be at least 1")
+        n_chunks = plane_chunks if (plane_chunks is not None or cluster) else 1
+        chunks = {i: c for i, job in enumerate(jobs) if (c := plan_chunks(job, n_chunks))}
+
+        def planes_done(inp: str, count: int = 1) -> None:
+            if notify:
+                notify({"event": "plane", "input": inp, "count": count})
+
         if jobs and cluster:
             from ._cluster import run_on_cluster
 
             new = run_on_cluster(jobs, opts, client=client, scheduler=scheduler,
                                  workers=workers, retries=retries, on_result=emit,
-                                 on_start=on_task_start)  # fmt: skip
+                                 on_start=on_task_start, chunks=chunks,
+                                 on_planes=planes_done)  # fmt: skip
             where = _where(client, scheduler, workers)
         else:
             seg = segmenter if segmenter is not None else (opts.make() if jobs else None)
             new = []
-            for job in jobs:
+            for i, job in enumerate(jobs):
                 if on_task_start is not None:
                     on_task_start(job)
-
-                def plane_done(job=job):
-                    if notify:
-                        notify({"event": "plane", "input": job.input})
-
-                res = run_job(job, seg, on_plane=plane_done)
+                step = partial(planes_done, job.input)
+                if i in chunks:
+                    res = run_chunked(job, chunks[i], seg, on_plane=step)
+                else:
+                    res = run_job(job, seg, on_plane=step)
                 new.append(res)
                 emit(res, planes_done=res.planes)
             where = "in-process"
@@ -209,6 +235,18 @@ def segment_files(
     for slot, res in zip(slots, new, strict=True):
         results[slot] = res
     return Summary(results, time.perf_counter() - t0, where)
+
+
+def _planes_setting(planes):
+    """``--plane`` text / item tuple (``"all,12"``, ``("all", 12)``) or plane tuples."""
+    if planes is None or isinstance(planes, str):
+        return parse_plane_spec(planes)
+    planes = list(planes)
+    if not planes:
+        return None
+    if all(isinstance(p, (tuple, list)) for p in planes):
+        return tuple(tuple(int(i) for i in p) for p in planes)
+    return parse_plane_spec(planes)
 
 
 def _where(client, scheduler, workers) -> str:

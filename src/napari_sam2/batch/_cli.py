@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 BATCH_ONLY = ("out_dir", "prompts", "auto", "propagate", "overwrite", "summary", "scheduler",
-              "workers")  # fmt: skip
+              "workers", "dicom_seg", "plane_chunks")  # fmt: skip
 EXIT_SOME_FAILED = 3
 
 
@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
                    help="prompt CSV (file,plane,kind,coordinates,label) or a napari "
                    "Points/Shapes CSV export; repeatable")  # fmt: skip
     g.add_argument("--auto", action="store_true",
-                   help="segment everything (on --plane, else every plane)")  # fmt: skip
+                   help="segment everything on the --plane planes of each file (default: "
+                   "every plane); a file whose planes do not exist fails, the others go on")  # fmt: skip
     g.add_argument("--propagate", action="store_true",
                    help="carry the prompted planes' objects through the stack (axis 0)")  # fmt: skip
     g.add_argument("--overwrite", action="store_true", help="redo complete outputs")
@@ -33,7 +34,15 @@ def add_arguments(parser) -> None:
     g.add_argument("--workers", type=int, metavar="N",
                    help="run on a local dask cluster of N worker processes")  # fmt: skip
     g.add_argument("--retries", type=int, default=2,
-                   help="cluster: extra attempts for a file that fails unexpectedly")  # fmt: skip
+                   help="cluster: extra attempts for a file (or plane range) that fails "
+                   "unexpectedly")  # fmt: skip
+    g.add_argument("--plane-chunks", type=int, metavar="N",
+                   help="--auto on stacks: split each stack into N plane ranges, one task "
+                   "each, assembled into one output (default on a cluster: ranges of "
+                   "32 planes for stacks of more than 64 planes; 1: never split)")  # fmt: skip
+    g.add_argument("--dicom-seg", action="store_true",
+                   help="DICOM inputs: write a DICOM SEG (<stem>_labels.dcm, needs highdicom) "
+                   "instead of NIfTI")  # fmt: skip
 
 
 def wants_batch(args) -> bool:
@@ -47,9 +56,10 @@ def wants_batch(args) -> bool:
 
 def run(args) -> int:
     """Run the batch; prints the summary; exit 0, or 3 when a file failed."""
-    from ..cli import UsageError, parse_coords, parse_limits, parse_plane
+    from ..cli import UsageError, parse_coords, parse_limits
     from . import _prompts
     from ._api import segment_files
+    from ._planes import is_single, parse_plane_spec
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -57,13 +67,24 @@ def run(args) -> int:
         raise UsageError("give --scheduler or --workers, not both")
     if args.output is not None and args.out_dir is not None:
         raise UsageError("give -o FILE (one input) or --out DIR, not both")
-    plane = parse_plane(args.plane)
+    if args.plane_chunks is not None and args.plane_chunks < 1:
+        raise UsageError("--plane-chunks must be at least 1")
+    try:
+        spec = parse_plane_spec(args.plane)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    plane = tuple(int(v) for v in spec) if is_single(spec) else ()
     cli_prompts = _prompts.from_lists(
         parse_coords(args.points, 2, "--points"),
         parse_coords(args.negative, 2, "--negative"),
         parse_coords(args.boxes, 4, "--boxes"),
         plane,
     )
+    if cli_prompts and spec is not None and not is_single(spec):
+        raise UsageError(
+            f"--plane {args.plane}: --points/--boxes need one plane (an index per axis); "
+            "'all' and ranges select the planes of --auto"
+        )
     if args.prompts and cli_prompts:
         raise UsageError("give --prompts CSV or --points/--boxes, not both")
     if not (args.prompts or cli_prompts or args.auto):
@@ -79,7 +100,7 @@ def run(args) -> int:
         prompts=prompts,
         auto=args.auto,
         propagate=args.propagate,
-        planes=[plane] if (args.auto and plane) else None,
+        planes=spec if args.auto else None,
         model=args.model,
         checkpoint=args.checkpoint,
         backend=args.backend,
@@ -94,6 +115,8 @@ def run(args) -> int:
         workers=args.workers,
         retries=args.retries,
         progress=not args.no_progress,
+        dicom_seg=args.dicom_seg,
+        plane_chunks=args.plane_chunks,
     )
     for r in summary.done:
         print(f"done    {r.input} -> {r.output} ({len(r.objects)} object(s))")

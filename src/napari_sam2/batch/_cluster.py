@@ -13,6 +13,7 @@ import threading
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ._chunks import Chunk, ChunkResult, assemble, run_chunk
 from ._results import FAILED, FileResult
 from ._work import Job, ModelOptions, run_job
 
@@ -74,6 +75,33 @@ def cluster_task(job: Job, plugin_name: str, run_id: str, on_start=None) -> File
     return res
 
 
+def chunk_task(chunk: Chunk, plugin_name: str, run_id: str, on_start=None) -> ChunkResult:
+    """The task of some planes of one file, run on a worker."""
+    worker = get_worker()
+    worker.log_event(TOPIC, {"run": run_id, "input": chunk.job.input, "chunk": chunk.index,
+                             "worker": worker.address})  # fmt: skip
+    if on_start is not None:
+        on_start(chunk.job)
+    plugin = worker.plugins[plugin_name]
+    res = ChunkResult(chunk.index, chunk.path, chunk.planes, worker=worker.address)
+    with plugin.lock:
+        try:
+            seg = plugin.segmenter()
+        except Exception as e:  # noqa: BLE001 - the model cannot load on this worker
+            res.error = f"model: {e}"
+            return res
+        res = run_chunk(chunk, seg, reraise_unexpected=True)
+    res.worker = worker.address
+    return res
+
+
+def assemble_task(job: Job, results: list) -> FileResult:
+    """Runs on a worker once all chunks of ``job`` are done: the one output."""
+    res = assemble(job, results)
+    res.worker = res.worker or get_worker().address
+    return res
+
+
 def open_client(scheduler: str | None = None, workers: int | None = None):
     """(client, things to close): an existing scheduler, or a LocalCluster of processes."""
     if scheduler:
@@ -99,6 +127,8 @@ def run_on_cluster(
     retries: int = 2,
     on_result=None,
     on_start=None,
+    chunks: dict | None = None,
+    on_planes=None,
 ) -> list[FileResult]:
     """Run ``jobs`` on a cluster; results in the order of ``jobs``.
 
@@ -113,22 +143,35 @@ def run_on_cluster(
         plugin = SegmenterPlugin(options)
         client.register_plugin(plugin, name=plugin.name)
         run_id = secrets.token_hex(4)
-        futures = [
-            client.submit(
-                cluster_task,
-                job,
-                plugin.name,
-                run_id,
-                on_start,
-                key=f"napari-sam2-{run_id}-{i}",
-                retries=retries,
-                pure=False,
-            )  # fmt: skip
-            for i, job in enumerate(jobs)
-        ]
+        chunks = chunks or {}
+        futures, parts, chunk_lists = [], {}, []
+        for i, job in enumerate(jobs):
+            key = f"napari-sam2-{run_id}-{i}"
+            if i in chunks:
+                part = [
+                    client.submit(chunk_task, c, plugin.name, run_id, on_start,
+                                  key=f"{key}-c{c.index}", retries=retries, pure=False)
+                    for c in chunks[i]
+                ]  # fmt: skip
+                chunk_lists.append(part)
+                parts.update(
+                    {f.key: (i, len(c.planes)) for f, c in zip(part, chunks[i], strict=True)}
+                )
+                fut = client.submit(assemble_task, job, part, key=key, retries=retries,
+                                    pure=False)  # fmt: skip
+            else:
+                fut = client.submit(cluster_task, job, plugin.name, run_id, on_start, key=key,
+                                    retries=retries, pure=False)  # fmt: skip
+            futures.append(fut)
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(jobs)
-        for fut in as_completed(futures):
+        chunk_futures = [f for part in chunk_lists for f in part]
+        for fut in as_completed(futures + chunk_futures):
+            if fut.key in parts:  # some planes of a file: progress only
+                i, count = parts[fut.key]
+                if on_planes is not None and fut.status == "finished":
+                    on_planes(jobs[i].input, count)
+                continue
             i = index[fut.key]
             job = jobs[i]
             if fut.status == "finished":
@@ -138,7 +181,7 @@ def run_on_cluster(
                 res = FileResult(job.input, job.output, FAILED, f"{type(exc).__name__}: {exc}")
             results[i] = res
             if on_result is not None:
-                on_result(res)
+                on_result(res, res.planes if i in chunks else None)
         starts = _starts(client, run_id)
         for res in results:
             res.attempts = max(starts.get(res.input, 1), 1)
@@ -156,5 +199,9 @@ def _starts(client, run_id: str) -> dict:
         return counts
     for _, msg in events:
         if isinstance(msg, dict) and msg.get("run") == run_id:
-            counts[msg["input"]] = counts.get(msg["input"], 0) + 1
-    return counts
+            key = (msg["input"], msg.get("chunk"))
+            counts[key] = counts.get(key, 0) + 1
+    out: dict = {}
+    for (inp, _), n in counts.items():  # a split file: its most-tried plane range
+        out[inp] = max(out.get(inp, 0), n)
+    return out

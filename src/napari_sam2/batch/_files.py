@@ -3,11 +3,9 @@ folder, one reader entry point for every format, complete-output checks, atomic 
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import importlib
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,6 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm",)
 IMAGE_SUFFIXES = TIFF_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
 LABELS_SUFFIX = "_labels"
-OUTPUT_SUFFIX = "_labels.tif"
 PARTIAL = ".partial-"
 COMMAND = "napari-sam2 segment"
 
@@ -43,8 +40,32 @@ def is_labels_name(path: Path) -> bool:
     return stem(path).lower().endswith(LABELS_SUFFIX)
 
 
+def _dicom_magic(path: Path) -> bool:
+    probe = _optional("napari_sam2.io._dicom_frames", "has_dicom_magic")
+    try:
+        return bool(probe and path.is_file() and probe(path))
+    except OSError:
+        return False
+
+
 def _is_dicom_dir(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in DICOM_SUFFIXES for p in path.iterdir())
+    """A folder holding DICOM files (``.dcm`` names, a DICOMDIR, or files with the DICM
+    preamble among its first 50 files, like the series folders of a DICOMDIR)."""
+    if not path.is_dir():
+        return False
+    children = sorted(path.iterdir())
+    if any(p.suffix.lower() in DICOM_SUFFIXES or p.name.upper() == "DICOMDIR" for p in children):
+        return True
+    unnamed = [p for p in children if _suffix(p) not in IMAGE_SUFFIXES]
+    return any(_dicom_magic(p) for p in unnamed[:50])
+
+
+def is_dicom(path: Path) -> bool:
+    """A DICOM input: a ``.dcm`` file, a DICOM folder, or a file with the DICM preamble."""
+    path = Path(path)
+    return _suffix(path) in DICOM_SUFFIXES or _is_dicom_dir(path) or (
+        _suffix(path) not in IMAGE_SUFFIXES and _dicom_magic(path)
+    )  # fmt: skip
 
 
 def expand_inputs(items) -> tuple[list[Path], list[str]]:
@@ -85,12 +106,15 @@ def expand_inputs(items) -> tuple[list[Path], list[str]]:
     return out, unmatched
 
 
-def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Path, str | None]]:
+def plan_outputs(
+    inputs: list[Path], out_dir=None, output=None, dicom_seg: bool = False
+) -> list[tuple[Path, str | None]]:
     """The output path of each input, or the reason why there is none.
 
     ``output``: the one labels file for a single input.  ``out_dir``: outputs go under it,
     mirroring the inputs' folders below their common parent.  Neither: next to each
-    input.  Outputs are ``<stem>_labels.tif``; a path that would leave ``out_dir`` (links,
+    input.  Outputs are ``<stem>_labels.tif`` (``.nii.gz`` for NIfTI and DICOM inputs,
+    ``.dcm`` DICOM SEG for DICOM with ``dicom_seg``: see ``_outputs``); a path that would leave ``out_dir`` (links,
     odd names) or that two inputs would share is refused.
     """
     if output is not None:
@@ -100,6 +124,8 @@ def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Pa
                 "use --out DIR for several inputs"
             )
         return [(Path(output), None)]
+    from ._outputs import output_suffix
+
     plans: list = []
     root = None
     if out_dir is not None:
@@ -111,7 +137,7 @@ def plan_outputs(inputs: list[Path], out_dir=None, output=None) -> list[tuple[Pa
             root = None
     taken: dict = {}
     for inp in inputs:
-        name = stem(inp) + OUTPUT_SUFFIX
+        name = stem(inp) + output_suffix(inp, dicom_seg)
         if out_dir is None:
             target = inp.parent / name
         else:
@@ -158,35 +184,36 @@ def _optional(module: str, *names: str):
 
 
 def _from_medical(data, info: dict, kind: str) -> Image:
+    """(data, info) of the NIfTI reader (``info["transform"]``) or of one DICOM series
+    (``scale``/``translate``/``affine`` at the top of ``info``, ``rgb``)."""
     data = np.asarray(data)
-    tr = dict(info.get("transform") or {})
-    axes = "TZYX"[-data.ndim :] if data.ndim <= 4 else ""
+    tr = dict(info.get("transform") or {k: info[k] for k in ("scale", "translate", "affine")
+                                        if info.get(k) is not None})  # fmt: skip
+    rgb = bool(info.get("rgb")) and data.ndim >= 3 and data.shape[-1] in (3, 4)
+    space = data.ndim - 1 if rgb else data.ndim
+    axes = ("TZYX"[-space:] + ("S" if rgb else "")) if space <= 4 else ""
     scale = tr.get("scale")
+    scale = list(scale) + [1.0] * (data.ndim - len(scale)) if scale is not None else None
     units = info.get("units")
+    units = [str(u) for u in units] + ["pixel"] * (data.ndim - len(units)) if units else None
     extra = {"reader": kind}
     for k in ("affine", "translate"):
         if tr.get(k) is not None:
             extra[k] = np.asarray(tr[k]).tolist()
     if info.get("medical") is not None:
         extra["medical"] = info["medical"]
-    return Image(
-        data,
-        axes,
-        list(scale) if scale is not None else None,
-        [str(u) for u in units] if units is not None and len(units) == data.ndim else None,
-        extra,
-    )
+    return Image(data, axes, scale, units if units and len(units) == data.ndim else None, extra)
 
 
-def read_image(path: Path, series: int = 0) -> Image:
+def read_image(path: Path, series: int = 0, lazy: bool | None = None) -> Image:
     """Read any supported input: TIFF/OME-TIFF here; NIfTI and DICOM through
     ``napari_sam2.io.nifti.open_nifti`` / ``napari_sam2.io.dicom.open_dicom`` when those
-    modules are installed (they return ``(data, info)`` with ``info["transform"]``)."""
+    modules are installed.  ``series``: the TIFF series, or which DICOM series of a folder."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
     suf = _suffix(path)
-    if suf in NIFTI_SUFFIXES or (suf in DICOM_SUFFIXES or _is_dicom_dir(path)):
+    if suf in NIFTI_SUFFIXES or is_dicom(path):
         kind = "nifti" if suf in NIFTI_SUFFIXES else "dicom"
         fn = _optional(f"napari_sam2.io.{kind}", f"open_{kind}")
         if fn is None:
@@ -194,51 +221,17 @@ def read_image(path: Path, series: int = 0) -> Image:
                 f"{path.name}: reading {kind.upper()} needs napari_sam2.io.{kind} "
                 "(a napari-sam2 version with medical formats)"
             )
-        data, info = fn(path)
+        found = fn(path)
+        if isinstance(found, list):  # DICOM: one (data, info) per series
+            if not -len(found) <= series < len(found):
+                raise InputError(
+                    f"{path.name} holds {len(found)} DICOM series: --series {series} does "
+                    "not exist"
+                )
+            found = found[series]
+        data, info = found
         return _from_medical(data, info, kind)
     from ..io.reader import open_tiff
 
-    data, info = open_tiff(path, series=series)
+    data, info = open_tiff(path, series=series, lazy=lazy)
     return Image(data, info.axes or "", list(info.scale), list(info.units), {"reader": "tiff"})
-
-
-# ----------------------------------------------------------------------------- write
-def read_output_record(path: Path) -> dict | None:
-    """The provenance of an existing output, or None when it is not a complete output
-    of ours (unreadable, truncated, no provenance, not made by ``napari-sam2 segment``)."""
-    from ..io.reader import open_tiff
-
-    try:
-        _, info = open_tiff(path, lazy=True)
-    except Exception:  # noqa: BLE001 - any unreadable file is "not complete"
-        return None
-    prov = (info.record or {}).get("provenance") or {}
-    return prov if prov.get("command") == COMMAND else None
-
-
-def temp_path(path: Path) -> Path:
-    """A temporary name in the output's own folder (same file system → atomic rename)."""
-    suffix = ".ome.tif" if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else ".tif"
-    return path.with_name(f".{path.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(3)}{suffix}")
-
-
-def remove_stale_partials(path: Path) -> None:
-    """Delete temporary files left by an earlier, killed run for this output."""
-    if path.parent.is_dir():
-        for p in path.parent.glob(f".{glob.escape(path.name)}{PARTIAL}*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-
-
-def atomic_save(path: Path, labels, provenance: dict, *, axes, scale, units) -> None:
-    """Write the labels TIFF under a temporary name, then rename it onto ``path``."""
-    from ..cli import write_labels_tiff
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        write_labels_tiff(tmp, labels, provenance, axes=axes, scale=scale, units=units)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -50,7 +50,7 @@ def segment_layers(viewer, out_dir=None, *, layers=None, add: bool = True, **kwa
     summary = segment_files(list(files), out_dir, **kwargs)
     summary.layers = []
     if add:
-        from ..io import load_labels
+        from ._outputs import load_output
 
         by_input = {r.input: r for r in summary.results}
         for path, images in files.items():
@@ -62,15 +62,20 @@ def segment_layers(viewer, out_dir=None, *, layers=None, add: bool = True, **kwa
                 or not Path(res.output).is_file()
             ):
                 continue
-            labels, info = load_labels(res.output)
+            loaded = load_output(Path(res.output))
+            if loaded is None:  # DICOM SEG
+                continue
+            labels, prov = loaded
             ref = images[0]
             n = ref.ndim
+            extra = {"affine": ref.affine} if labels.ndim == n else {}
             layer = viewer.add_labels(
                 labels,
                 name=f"{ref.name} labels",
                 scale=tuple(ref.scale)[-labels.ndim :] if labels.ndim <= n else None,
                 translate=tuple(ref.translate)[-labels.ndim :] if labels.ndim <= n else None,
-                metadata={"napari_sam2": info.get("provenance")},
+                metadata={"napari_sam2": prov},
+                **extra,
             )
             summary.layers.append(layer)
     return summary

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _files as F
+from . import _outputs as O
+from ._planes import resolve_planes
 from ._results import DONE, FAILED, SKIPPED, FileResult
 
 BATCH_CACHE_BYTES = 512 * 2**20
@@ -53,11 +55,12 @@ class Settings:
 
     auto: bool = False
     propagate: bool = False
-    planes: tuple | None = None  # planes for --auto (None: every plane)
+    planes: tuple | None = None  # --plane spec or plane tuples for --auto (None: every plane)
     contrast_limits: tuple | None = None
     channel: int | str = "mean"
     series: int = 0
     overwrite: bool = False
+    dicom_seg: bool = False
 
 
 @dataclass
@@ -93,7 +96,7 @@ def check_existing(job: Job) -> FileResult | None:
     out = Path(job.output)
     if job.settings.overwrite or not out.exists():
         return None
-    rec = F.read_output_record(out)
+    rec = O.read_output_record(out)
     if rec is None:
         return None  # incomplete or foreign: redo it
     res = FileResult(job.input, job.output, SKIPPED, "complete output exists")
@@ -137,20 +140,71 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def open_image(job: Job, lazy: bool | None = None):
+    """(Image, set_image keywords) of the job's input."""
+    st = job.settings
+    img = F.read_image(Path(job.input), st.series, lazy=lazy)
+    axes, data = img.axes, img.data
+    kwargs = dict(
+        contrast_limits=st.contrast_limits,
+        rgb=axes.endswith("S") and data.shape[-1] in (3, 4),
+        channel_axis=axes.index("C") if "C" in axes else None,
+        channel=st.channel,
+    )
+    return img, kwargs
+
+
+def kept_axes(img) -> list[int]:
+    """The image axes the labels have (no channel, no RGB)."""
+    return [i for i, a in enumerate(img.axes) if a not in "CS"] if img.axes else list(
+        range(img.data.ndim)
+    )  # fmt: skip
+
+
+def leading_names(img, src) -> str:
+    """Axis letters of the plane index (``TZ`` for TZYX), or "" when unknown."""
+    if img.axes and len(img.axes) == img.data.ndim:
+        return "".join(img.axes[a] for a in src.leading_axes)
+    return ""
+
+
+def auto_planes(job: Job, img, src) -> tuple[list, list[str]]:
+    """The planes ``--auto`` segments in this file (see ``_planes``), and notes."""
+    planes, notes = resolve_planes(job.settings.planes, src.index_shape, leading_names(img, src))
+    return [tuple(src.check_index(p)) for p in dict.fromkeys(planes)], notes
+
+
+def provenance(job: Job, seg_description: dict, prompted: list, objects: dict, img) -> dict:
+    st = job.settings
+    return {
+        "source_image": str(Path(job.input).resolve()),
+        "plane": list(prompted[0]) if len(prompted) == 1 else [list(p) for p in prompted],
+        "command": F.COMMAND,
+        **seg_description,
+        "objects": objects,
+        "batch": {"fingerprint": job.fingerprint, "auto": st.auto, "propagate": st.propagate},
+        "input": img.extra,
+    }
+
+
+def _from_end(plane, shape) -> tuple:
+    """Negative indices count from the end of their axis (``-1``: the last plane)."""
+    if len(plane) != len(shape):
+        return tuple(plane)
+    return tuple(
+        int(i) + n if -n <= int(i) < 0 else int(i) for i, n in zip(plane, shape, strict=True)
+    )
+
+
 def _segment(job: Job, seg, on_plane) -> FileResult:
     st = job.settings
     prompts = job.prompts or {}
     if not prompts and not st.auto:
         raise F.InputError("no prompts for this file (give --prompts, --points/--boxes or --auto)")
     out = Path(job.output)
-    F.remove_stale_partials(out)
-    img = F.read_image(Path(job.input), st.series)
-    axes, data = img.axes, img.data
-    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-    c_axis = axes.index("C") if "C" in axes else None
-    keep = [i for i, a in enumerate(axes) if a not in "CS"] if axes else list(range(data.ndim))
-    seg.set_image(data, contrast_limits=st.contrast_limits, rgb=rgb, channel_axis=c_axis,
-                  channel=st.channel)  # fmt: skip
+    O.remove_stale_partials(out)
+    img, kwargs = open_image(job)
+    seg.set_image(img.data, **kwargs)
     src = seg.source
     labels = np.zeros(src.index_shape + src.plane_shape, dtype=np.int32)
     objects: dict = {}
@@ -162,7 +216,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             raise F.InputError(
                 f"the image has non-spatial axes of shape {src.index_shape}: prompts need a plane"
             )
-        plane = tuple(src.check_index(plane))
+        plane = tuple(src.check_index(_from_end(plane, src.index_shape)))
         notes += pp.notes
         for lid, obj in pp.objects(src.plane_shape):
             for i in seg.segment_into(labels, plane, objects=[obj], label_id=lid):
@@ -177,9 +231,9 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
                 "automatic mode (--auto) needs a napari-sam2 version with "
                 "Segmenter.segment_everything"
             )
-        auto_planes = [tuple(p) for p in st.planes] if st.planes else list(src.iter_indices())
-        for plane in auto_planes:
-            plane = tuple(src.check_index(plane))
+        todo, more = auto_planes(job, img, src)
+        notes += more
+        for plane in todo:
             before = int(labels.max())
             seg.segment_everything(labels, plane)
             for i in range(before + 1, int(labels.max()) + 1):
@@ -200,23 +254,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             seg.propagate(labels, plane, axis=0)
             notes.append(f"propagated from plane {list(plane)} along axis 0")
         planes = int(np.count_nonzero(labels.reshape(*src.index_shape, -1).any(axis=-1)))
-    prov = {
-        "source_image": str(Path(job.input).resolve()),
-        "plane": list(prompted[0]) if len(prompted) == 1 else [list(p) for p in prompted],
-        "command": F.COMMAND,
-        **seg.describe(),
-        "objects": objects,
-        "batch": {"fingerprint": job.fingerprint, "auto": st.auto, "propagate": st.propagate},
-        "input": img.extra,
-    }
-    lab_axes = "".join(axes[i] for i in keep) if axes else None
-    F.atomic_save(
-        out,
-        labels,
-        prov,
-        axes=lab_axes,
-        scale=[img.scale[i] for i in keep] if img.scale else None,
-        units=[img.units[i] for i in keep] if img.units else None,
-    )
+    prov = provenance(job, seg.describe(), prompted, objects, img)
+    notes += O.atomic_save(out, labels, prov, img, kept_axes(img))
     return FileResult(job.input, job.output, DONE, objects=sorted(objects), planes=planes,
                       notes=notes)  # fmt: skip
