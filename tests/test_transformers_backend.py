@@ -61,14 +61,26 @@ def _objects(lab, n):
     pix = [np.argwhere(lab == i) for i in ids]
     cents = [tuple(int(v) for v in p.mean(0).round()) for p in pix]
     boxes = [(*p.min(0), *p.max(0)) for p in pix]
-    return cents, boxes
+    return cents, boxes, [lab == i for i in ids]
 
 
-PROMPTS = {
-    "click": lambda c, b: {"points": [c[0]]},
-    "box": lambda c, b: {"boxes": [b[1]]},
-    "several": lambda c, b: {"boxes": b[:4]},
-    "clicks+box": lambda c, b: {"points": [c[2], c[3]], "point_labels": [1, 0], "boxes": [b[2]]},
+def _mask_clicks(c, m):
+    from napari_sam2.engine.prompts import MaskPrompt, ObjectPrompt, Points
+
+    return [ObjectPrompt(points=Points([c[k]], [1]), mask=MaskPrompt(m[k])) for k in range(3)]
+
+
+PROMPTS = {  # (centroids, boxes, masks) of real nuclei → prompts
+    "click": lambda c, b, m: {"points": [c[0]]},
+    "box": lambda c, b, m: {"boxes": [b[1]]},
+    "several": lambda c, b, m: {"boxes": b[:4]},
+    "clicks+box": lambda c, b, m: {
+        "points": [c[2], c[3]],
+        "point_labels": [1, 0],
+        "boxes": [b[2]],
+    },
+    "masks": lambda c, b, m: {"masks": m[:2]},  # no sparse token at all
+    "several mask+click": lambda c, b, m: {"objects": _mask_clicks(c, m)},
 }
 
 
@@ -87,8 +99,7 @@ def _compare(a, b, prompts, threshold=None):
 @pytest.mark.parametrize("kind", list(PROMPTS))
 def test_parity_masks_and_scores(pair, nuclei, kind):
     a, b = pair
-    cents, boxes = _objects(nuclei[1], 4)
-    prompts = PROMPTS[kind](cents, boxes)
+    prompts = PROMPTS[kind](*_objects(nuclei[1], 4))
     pa, pb = _compare(a, b, prompts)
     for x, y in zip(pa, pb, strict=True):
         assert x.candidates.shape == y.candidates.shape
@@ -123,7 +134,7 @@ def test_segment_into_writes_labels(pair, nuclei):
     _, b = pair
     labels = np.zeros(nuclei[0].shape, np.int32)
     labels[0, 0] = 7
-    cents, boxes = _objects(nuclei[1], 2)
+    _, boxes, _ = _objects(nuclei[1], 2)
     ids = b.segment_into(labels, boxes=boxes[:2])
     assert ids == [8, 9]
     assert labels[0, 0] == 7  # policy "keep": existing labels are never painted over
@@ -135,7 +146,7 @@ def test_pt_checkpoint_converted_on_the_fly(sam2_random_checkpoint, pair, nuclei
     c = Segmenter(
         "tiny", sam2_random_checkpoint, backend="transformers", device="cpu", image_size=SIZE
     ).set_image(nuclei[0])
-    cents, _ = _objects(nuclei[1], 1)
+    cents, _, _ = _objects(nuclei[1], 1)
     [pa], [pc] = a.predict(points=[cents[0]]), c.predict(points=[cents[0]])
     np.testing.assert_allclose(pa.low_res, pc.low_res, atol=1e-3)
 

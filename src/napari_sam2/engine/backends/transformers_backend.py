@@ -166,18 +166,42 @@ class TransformersBackend:
         if any(o.mask is not None for o in objects):
             masks = torch.stack([self.mask_to_logits(o.mask.mask) for o in objects])
             kwargs["input_masks"] = masks.to(self.device)
-        out = self.model(
-            image_embeddings=[*emb["high_res_feats"], emb["image_embed"]],
-            multimask_output=multimask,
-            **kwargs,
-        )
-        low_res = out.pred_masks[0].float()  # (B, K, s/4, s/4) logits
+        feats = [*emb["high_res_feats"], emb["image_embed"]]
+        if "input_masks" in kwargs:
+            # transformers takes one mask per *image*: each object becomes its own image
+            # of the batch (the embedding is expanded, not copied), as sam2's repeat_image
+            n = len(objects)
+            feats = [f.expand(n, *f.shape[1:]) for f in feats]
+            kwargs = {k: v.transpose(0, 1) if k != "input_masks" else v for k, v in kwargs.items()}
+        if "input_points" in kwargs:
+            out = self.model(image_embeddings=feats, multimask_output=multimask, **kwargs)
+            low_res, iou = out.pred_masks.flatten(0, 1).float(), out.iou_scores.flatten(0, 1)
+        else:
+            low_res, iou = self._decode_mask_only(feats, kwargs["input_masks"], multimask)
         full = self.processor.post_process_masks(
             [low_res.cpu()], [list(hw)], mask_threshold=self.mask_threshold, binarize=False
         )[0]
         masks = (full > self.mask_threshold).numpy()
-        iou = out.iou_scores[0].float().cpu().numpy()
+        iou = iou.float().cpu().numpy()
         return masks, iou, low_res.clamp(-32, 32).cpu().numpy()
+
+    def _decode_mask_only(self, feats, masks, multimask: bool):
+        """Mask prompts without points or boxes: no sparse token at all, as sam2's image
+        predictor does (``Sam2Model.forward`` would add a "not a point" token here)."""
+        m = self.model
+        dense = m.prompt_encoder.mask_embed(masks.to(feats[-1].dtype))  # (B, C, h, w)
+        sparse = feats[-1].new_zeros((dense.shape[0], 1, 0, m.prompt_encoder.hidden_size))
+        low_res, iou, _, _ = m.mask_decoder(
+            image_embeddings=feats[-1],
+            image_positional_embeddings=m.get_image_wide_positional_embeddings().expand(
+                dense.shape[0], -1, -1, -1
+            ),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            high_resolution_features=feats[:-1],
+        )
+        return low_res.flatten(0, 1).float(), iou.flatten(0, 1)
 
     def predict(
         self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
