@@ -151,6 +151,50 @@ def test_pt_checkpoint_converted_on_the_fly(sam2_random_checkpoint, pair, nuclei
     np.testing.assert_allclose(pa.low_res, pc.low_res, atol=1e-3)
 
 
+def test_cancel_stops_the_encoder(pair):
+    import threading
+
+    from napari_sam2.engine.errors import Cancelled
+
+    _, b = pair
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(Cancelled):  # raised by the hook before the first encoder block
+        b.backend.encode(np.zeros((64, 64, 3), np.float32), cancel=ev)
+    assert not b.backend._lock.locked()
+
+
+def test_disk_cache_shared_between_sessions(hf_folder, nuclei, tmp_path):
+    def session():
+        s = Segmenter("tiny", hf_folder, backend="transformers", device="cpu", disk_cache=tmp_path)
+        return s.set_image(nuclei[0][:128, :128])
+
+    first = session()
+    [p1] = first.predict(points=[(60, 60)])
+    second = session()
+    [p2] = second.predict(points=[(60, 60)])
+    assert first.stats.encodes == 1 and second.stats.encodes == 0
+    assert second.stats.disk_hits == 1
+    np.testing.assert_array_equal(p1.mask, p2.mask)
+
+
+def test_projection_propagation_and_no_everything(pair):
+    from napari_sam2.engine.errors import ModelError
+
+    _, b = pair
+    stack = np.stack([np.asarray(b.source.raw_plane(()))] * 3)
+    seg = Segmenter(predictor=b.backend).set_image(stack)
+    labels = np.zeros(stack.shape, np.int32)
+    seg.segment_into(labels, plane=(1,), boxes=[(40, 40, 90, 90)])
+    report = seg.propagate(labels, (1,), mode="auto")  # random weights: may stop early
+    assert report.mode == "projection" and report.label_ids == [1]
+    assert report.planes_done >= 1 and not report.cancelled
+    with pytest.raises(ModelError, match="no automatic"):
+        seg.segment_everything(plane=(1,))
+    with pytest.raises(ModelError, match="Video mode"):
+        seg.propagate(labels, (1,), mode="video")
+
+
 # ------------------------------------------------------------------------ converter
 def test_roundtrip_pt_hf_pt_identical(sam2_random_checkpoint, hf_folder, tmp_path):
     back = C.hf_to_pt(hf_folder, tmp_path / "back.pt")
