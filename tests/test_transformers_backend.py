@@ -273,10 +273,12 @@ def test_hub_id_not_cached(monkeypatch):
     from napari_sam2.engine import hf_models
 
     monkeypatch.setattr(hf_models, "_hub_files", lambda repo: (None, []))
-    with pytest.raises(CheckpointNotFoundError, match="local Hugging Face cache"):
+    with pytest.raises(CheckpointNotFoundError, match="not in the local Hugging Face cache"):
         Segmenter(backend="transformers", checkpoint="facebook/sam2.1-hiera-tiny", device="cpu")
     with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         Segmenter(backend="transformers", checkpoint="./nope/model", device="cpu")
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+        Segmenter(backend="transformers", checkpoint="models/sam2.1_tiny.pt", device="cpu")
 
 
 def test_not_a_sam2_folder(tmp_path):

@@ -114,6 +114,9 @@ def _hub_files(repo_id: str) -> tuple[Path | None, list[Path]]:
     return folder, sorted(folder.glob("*.safetensors"))
 
 
+_FILES = (".pt", ".pth", ".safetensors", ".json", ".bin")
+
+
 def _resolve(checkpoint, spec, allow_download: bool) -> tuple[str, str]:
     """(kind, where): kind is ``folder``, ``pt`` or ``hub``."""
     if checkpoint is None:
@@ -124,8 +127,8 @@ def _resolve(checkpoint, spec, allow_download: bool) -> tuple[str, str]:
     if p.is_file():
         return "pt", str(p)
     text = str(checkpoint)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not p.suffix:
-        return "hub", text
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and p.suffix not in _FILES:
+        return "hub", text  # owner/name
     raise CheckpointNotFoundError(
         f"Checkpoint {text!r} does not exist: give a transformers folder, a hub id in the local "
         "Hugging Face cache (e.g. facebook/sam2.1-hiera-tiny) or an official .pt file."
