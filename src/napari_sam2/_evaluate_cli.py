@@ -35,7 +35,9 @@ def add_parser(sub, model_args) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed of the --max-objects choice")
     e.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     model_args(e)
-    e.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
+    e.add_argument(
+        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
+    )
     e.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     e.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     e.add_argument("--image-size", type=int, help="SAM 2 input size, multiple of 32")

@@ -28,7 +28,9 @@ def add_parser(sub, model_args) -> None:
     )
     p.add_argument("--max-gb", type=float, default=20.0, help="cache size cap (default 20 GB)")
     model_args(p)
-    p.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
+    p.add_argument(
+        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
+    )
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--image-size", type=int, help="SAM 2 input size (default 1024)")

@@ -22,7 +22,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import _precompute_cli
+from . import _convert_cli, _precompute_cli
 
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
@@ -82,12 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,evaluate,precompute}")
+    sub = p.add_subparsers(
+        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert}"
+    )
 
     def model_args(sp):
         g = sp.add_argument_group("model")
         g.add_argument("--model", default="tiny", help="SAM 2 size: " + ", ".join(SIZES))
-        g.add_argument("--checkpoint", help="checkpoint file (or a folder holding it)")
+        g.add_argument(
+            "--checkpoint",
+            help="checkpoint file (or a folder holding it); --backend transformers: a "
+            "transformers folder, a cached hub id or a .pt",
+        )
 
     d = sub.add_parser("demo", help="open napari with a sample image and the SAM 2 widget")
     d.add_argument("--sample", choices=SAMPLES, default="nuclei_2d")
@@ -115,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-o", "--output", help="labels TIFF to write (one input)")
     model_args(s)
-    s.add_argument("--backend", choices=("auto", "sam2", "classical"), default="auto")
+    s.add_argument(
+        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
+    )
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     s.add_argument(
@@ -135,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
     _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
+    _convert_cli.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
     return p
 
 
@@ -396,6 +405,7 @@ COMMANDS = {
     "segment": cmd_segment,
     "evaluate": cmd_evaluate,
     "precompute": _precompute_cli.cmd_precompute,
+    "convert": _convert_cli.cmd_convert,
 }
 
 

@@ -61,3 +61,8 @@ class LabelsError(NapariSam2Error, ValueError):
 
 class Cancelled(NapariSam2Error):
     """The computation was cancelled by the caller (its ``cancel`` event was set)."""
+
+
+class MissingExtraError(ModelError, ImportError):
+    """An optional dependency (a pip extra such as ``napari-sam2[transformers]``) is not
+    installed."""

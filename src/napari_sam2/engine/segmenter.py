@@ -30,7 +30,7 @@ from .prompts import ObjectPrompt, make_objects
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "sam2", "classical")
+BACKENDS = ("auto", "sam2", "classical", "transformers")
 CLASSICAL_NOTICE = (
     "No SAM 2 checkpoint found: using the weight-free classical backend (thresholding + "
     "region growing). For SAM 2, download a SAM 2.1 checkpoint (see docs/models.md) and "
@@ -50,10 +50,12 @@ class Segmenter:
         A checkpoint file or a folder holding the official file.  When None, the usual
         folders (``$NAPARI_SAM2_CHECKPOINT_DIR``, ``~/.cache/napari-sam2``, ...) and the
         Hugging Face cache are searched.
-    backend : {"auto", "sam2", "classical"}
+    backend : {"auto", "sam2", "classical", "transformers"}
         ``sam2`` requires a checkpoint (error if missing); ``classical`` needs none;
         ``auto`` uses SAM 2 when a checkpoint is found, else the classical backend and sets
-        :attr:`notice`.
+        :attr:`notice`.  ``transformers`` runs SAM 2 through Hugging Face transformers
+        (extra ``napari-sam2[transformers]``); ``checkpoint`` is then a transformers
+        folder, a hub id in the local cache or an official ``.pt`` (converted in memory).
     device, precision : str
         ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.
     image_size : int, optional
@@ -95,6 +97,22 @@ class Segmenter:
             self.backend = predictor
         elif backend == "classical":
             self.backend = ClassicalBackend()
+        elif backend == "transformers":  # docs/models.md, "The transformers route"
+            from .backends.transformers_backend import TransformersBackend
+            from .hf_models import load_transformers
+
+            self.backend = TransformersBackend(
+                load_transformers(
+                    checkpoint,
+                    model=model,
+                    version=version,
+                    device=device,
+                    precision=precision,
+                    image_size=image_size,
+                    random_weights=random_weights,
+                    allow_download=allow_download,
+                )
+            )
         else:
             spec = get_spec(model, version)
             if (

@@ -34,7 +34,9 @@ class ModelPanel(QGroupBox):
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(BACKENDS)
         self.backend_combo.setToolTip(
-            "auto: SAM 2 when a checkpoint is found, else the weight-free classical backend"
+            "auto: SAM 2 when a checkpoint is found, else the weight-free classical backend; "
+            "transformers: SAM 2 via Hugging Face transformers (a transformers folder, a "
+            "cached hub id such as facebook/sam2.1-hiera-tiny, or a .pt)"
         )
         self.size_combo = QComboBox()
         self.size_combo.addItems(SIZES)
@@ -58,6 +60,11 @@ class ModelPanel(QGroupBox):
         self.worker = None
 
     def _browse(self):
+        if self.backend_combo.currentText() == "transformers":  # a transformers folder
+            path = QFileDialog.getExistingDirectory(self, "SAM 2 transformers folder")
+            if path:
+                self.ckpt_edit.setText(path)
+            return
         path, _ = QFileDialog.getOpenFileName(
             self, "SAM 2 checkpoint", "", "Checkpoints (*.pt *.pth)"
         )
