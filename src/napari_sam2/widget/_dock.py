@@ -26,6 +26,7 @@ from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
 from ..engine.segmenter import Segmenter
 from ._bindings import Bindings
+from ._commit import Committer
 from ._first_use import HINT, ensure_layers
 from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
@@ -64,6 +65,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._hint = ""  # what to do next, shown with the model line until the first segment
         self._live_timer = QTimer(self, singleShot=True, interval=400)
         self._live_timer.timeout.connect(self.segment)
+        self.committer = Committer(self)
         self._build()
         self._connect_viewer()
         if segmenter is not None:
@@ -331,16 +333,9 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status("Cancelled.")
 
     def commit(self):
-        try:
-            ids = self.session.commit()
-        except NapariSam2Error as e:
-            show_warning(str(e))
-            return
-        self.preview.clear()
-        while self.session.notices:
-            show_info(self.session.notices.pop(0))
-        done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
-        self._set_status(done + self._describe())
+        """Write the preview into the labels (large objects: planned in a worker, written
+        in bands across event-loop turns, one undo step; see ``_commit``)."""
+        self.committer.commit()
 
     def export(self, out_dir=None):
         """Mask PNGs and RGBA cut-outs of the viewed plane's objects."""
