@@ -22,6 +22,7 @@ the error.  The labels are never left half-written.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,13 +50,17 @@ class Chunk:
     old: np.ndarray  # 1-D values under ``mask`` before the write
     new: np.ndarray  # 1-D values under ``mask`` after it
 
+    indices: tuple = ()  # the changed pixels' fancy index over the whole labels array
+
     def atom(self) -> tuple:
         """napari's legacy history atom ``(indices, old values, new values)``."""
-        rr, cc = np.nonzero(self.mask)
-        n = rr.size
-        lead = tuple(np.full(n, i, np.intp) for i in self.key[:-2])
-        idx = lead + (rr + self.key[-2].start, cc + self.key[-1].start)
-        return idx, self.old, self.new
+        return self.indices or _indices(self), self.old, self.new
+
+
+def _indices(chunk: Chunk) -> tuple:
+    rr, cc = np.nonzero(chunk.mask)
+    lead = tuple(np.full(rr.size, i, np.intp) for i in chunk.key[:-2])
+    return lead + (rr + chunk.key[-2].start, cc + chunk.key[-1].start)
 
 
 @dataclass
@@ -159,7 +164,8 @@ def plane_chunks(before: np.ndarray, after: np.ndarray, plane, chunk_px: int = C
         if not m.any():
             continue
         key = tuple(int(i) for i in plane) + (slice(int(a), int(b)), slice(int(c0), int(c1)))
-        out.append(Chunk(key, m, before[a:b, c0:c1][m], after[a:b, c0:c1][m]))
+        chunk = Chunk(key, m, before[a:b, c0:c1][m], after[a:b, c0:c1][m])
+        out.append(dataclasses.replace(chunk, indices=_indices(chunk)))
     return out
 
 
