@@ -6,7 +6,7 @@ import napari
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -44,6 +44,8 @@ class SAM2Widget(DockLifecycle, QWidget):
     dock is destroyed (the viewer closes) or by :meth:`close_widget`; docking the same
     widget again binds it again.  Hiding the dock keeps it working.
     """
+
+    user_action = Signal()  # a prompt added, Segment or Commit: background work gives way
 
     def __init__(
         self,
@@ -263,6 +265,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         if self._closed:
             return
         self._hint = ""
+        self.user_action.emit()
         try:
             req = self.session.prepare()
         except NapariSam2Error as e:
@@ -333,9 +336,8 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status("Cancelled.")
 
     def commit(self):
-        """Write the preview into the labels (large objects: planned in a worker, written
-        in bands across event-loop turns, one undo step; see ``_commit``)."""
-        self.committer.commit()
+        self.user_action.emit()  # background work (warm-up, prefetch) gives way
+        self.committer.commit()  # large objects: planned in a worker, see _commit
 
     def export(self, out_dir=None):
         """Mask PNGs and RGBA cut-outs of the viewed plane's objects."""
@@ -388,6 +390,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status(f"Candidate {k + 1}.")
 
     def _prompts_changed(self, event=None):
+        self.user_action.emit()
         if self.live_check.isChecked():
             self._live_timer.start()
 
