@@ -8,7 +8,6 @@ change meanwhile the commit is planned again (once), else refused with a notice.
 from __future__ import annotations
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
 from ..adapter.commit import (
@@ -23,6 +22,18 @@ from ..engine.errors import NapariSam2Error
 
 SYNC_PX = 200_000  # mask pixels up to which a commit is written at once (< ~30 ms)
 MAX_ATTEMPTS = 2  # plans per commit when the labels change meanwhile
+
+
+def show_warning(msg: str) -> None:
+    from . import _dock  # one place for the dock's notifications (tests patch them there)
+
+    _dock.show_warning(msg)
+
+
+def show_info(msg: str) -> None:
+    from . import _dock
+
+    _dock.show_info(msg)
 
 
 class Committer(QObject):
