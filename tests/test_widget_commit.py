@@ -172,3 +172,27 @@ def test_plane_chunks_cover_exactly_the_change(chunk_px):
         idx, old, new = ch.atom()
         np.testing.assert_array_equal(out[idx], new)
     np.testing.assert_array_equal(out[2], after)
+
+
+@pytest.mark.parametrize("sync_px", [10**9, 0])
+def test_refine_commit_never_hands_out_an_existing_id(make_napari_viewer, qtbot, sync_px):
+    viewer = make_napari_viewer()
+    layer, w = ready_widget(viewer, IMG)
+    w.committer.sync_px = sync_px
+    labels = w.session.labels_layer
+    labels.data[0:3, 0:3] = 2  # the highest ID so far
+    labels.data[50:70, 40:60] = 1  # object 1 inside the left disc: refined below
+    w.session.invalidate_max()
+    labels.selected_label = 1
+    w.refine_check.setChecked(True)
+    click(w.session.points_layer, layer.data_to_world((60, 50)))
+    _segment(qtbot, w)
+    w.commit()
+    qtbot.waitUntil(lambda: not w.committer.running, timeout=TIMEOUT)
+    assert labels.data[60, 35] == 1  # refined: the whole disc is object 1 now
+    w.next_object()
+    click(w.session.points_layer, layer.data_to_world((60, 115)))
+    _segment(qtbot, w)
+    w.commit()
+    qtbot.waitUntil(lambda: not w.committer.running, timeout=TIMEOUT)
+    assert labels.data[60, 115] == 3 and (labels.data[0:3, 0:3] == 2).all()
