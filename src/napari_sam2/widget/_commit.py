@@ -81,7 +81,8 @@ class Committer(QObject):
 
     def _done(self, ids) -> None:
         dock = self.dock
-        dock.preview.clear()
+        if dock.session.result is None:  # (a newer preview made meanwhile stays)
+            dock.preview.clear()
         while dock.session.notices:
             show_info(dock.session.notices.pop(0))
         done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
