@@ -83,6 +83,7 @@ WRAPPED = {
     "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession._next_id "
     "plan_edits write_edits",
     "napari_sam2.adapter.preview": "PreviewLayer.show PreviewLayer.clear",
+    "napari_sam2.widget._commit": "begin_commit ChunkedWriter.step ChunkedWriter.finish",
     "napari.layers": "Labels.data_setitem Labels.undo",
     "napari.utils.colormaps.colormap": "_cast_labels_data_to_texture_dtype_auto",
 }
@@ -213,7 +214,7 @@ def make_tiff(shape: tuple[int, int, int]) -> Path:
     return path
 
 
-def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
+def scenario(path: Path, backend: str, lazy: bool, nz: int, commit: str = "new") -> StallMonitor:
     import napari
 
     from napari_sam2.engine.segmenter import Segmenter
@@ -248,6 +249,8 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
         step(BASELINE, lambda z=z: viewer.dims.set_current_step(0, z), settle_ms=250)
 
     w = SAM2Widget(viewer, segmenter=seg, autoload=False)
+    if commit == "old":  # before: every commit planned and written at once on the GUI thread
+        w.committer.sync_px = float("inf")
     step("open widget", lambda: viewer.window.add_dock_widget(w))
     step("New points", w.new_points_btn.click)
     step("New boxes", w.new_shapes_btn.click)
@@ -280,7 +283,7 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
                 segment()
         else:
             segment()
-        step("commit [C]", lambda: press(viewer, "C"))
+        step("commit [C]", lambda: press(viewer, "C"), until=lambda: not w.committer.running)
         step("next object [N]", lambda: press(viewer, "N"))
 
     zc, z2 = nz // 2, nz // 2 + max(1, nz // 8)
@@ -303,14 +306,19 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int) -> StallMonitor:
     assert np.count_nonzero(labels.data[z2]) < n_before, "undo did not reach the labels"
     step("add prompt", lambda: points.add(np.array([[z2, *cen[7]]], float)))
     segment()
-    step("commit after undo [C]", lambda: press(viewer, "C"))
+    step(
+        "commit after undo [C]",
+        lambda: press(viewer, "C"),
+        until=lambda: not w.committer.running,
+    )
     mon.set_phase("idle at end")
     pump(1000)
     mon.stop()
     planes = labels.data[[zc, z2]]
     mon.summary = (
         f"{len(np.unique(planes[0])) + len(np.unique(planes[1])) - 2} objects written "
-        f"({np.count_nonzero(planes) / 1e6:.2f} Mpx), {seg.stats.encodes} encode(s)"
+        f"({np.count_nonzero(planes) / 1e6:.2f} Mpx), {seg.stats.encodes} encode(s), "
+        f"last encode {seg.stats.last_encode_s:.2f} s"
     )
     mon.calls = dict(CALLS)
     CALLS.clear()
@@ -349,6 +357,18 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="8 x 512 x 512 instead of 64 x 2048^2")
     ap.add_argument("--backend", choices=("classical", "sam2", "both"), default="both")
     ap.add_argument("--data", choices=("lazy", "eager", "both"), default="both")
+    ap.add_argument(
+        "--commit",
+        choices=("old", "new", "both"),
+        default="new",
+        help="old: plan + write on the GUI thread (before); new: planned in a worker, "
+        "written in bands across event-loop turns (after)",
+    )
+    ap.add_argument(
+        "--torch-threads",
+        default="",
+        help="comma-separated torch thread counts to compare (default: torch's own)",
+    )
     args = ap.parse_args(argv)
 
     import napari_sam2.widget._dock  # noqa: F401  (keeps triton out before torch loads)
@@ -364,13 +384,19 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_model()}; tick {TICK_MS} ms, report > {REPORT_MS} ms")
     backends = ("classical", "sam2") if args.backend == "both" else (args.backend,)
     modes = ("lazy", "eager") if args.data == "both" else (args.data,)
+    commits = ("old", "new") if args.commit == "both" else (args.commit,)
+    threads = [int(t) for t in args.torch_threads.split(",") if t] or [torch.get_num_threads()]
     runs = {}
     for b in backends:
         for mode in modes:
-            t1, _ = time.perf_counter(), torch.manual_seed(0)
-            runs[f"{b} / {mode}"] = scenario(path, b, mode == "lazy", shape[0])
-            gc.collect()
-            print(f"ran {b} / {mode} in {time.perf_counter() - t1:.0f} s", flush=True)
+            for c in commits:
+                for nt in threads:
+                    torch.set_num_threads(nt)
+                    t1, _ = time.perf_counter(), torch.manual_seed(0)
+                    name = f"{b} / {mode} / commit {c} / {nt} thr"
+                    runs[name] = scenario(path, b, mode == "lazy", shape[0], c)
+                    gc.collect()
+                    print(f"ran {name} in {time.perf_counter() - t1:.0f} s", flush=True)
     report(runs)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0

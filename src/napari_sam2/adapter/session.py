@@ -84,6 +84,7 @@ class SegmentationSession:
         self._latest = 0
         self._source_sig = None
         self._max_cache: dict[int, int] = {}
+        self.labels_version = 0  # bumped on every paint/undo/redo/data change (see commit.py)
         self._running: dict[int, threading.Event] = {}  # token -> cancel event
         self.notices: list[str] = []  # messages for the user, taken by the widget
 
@@ -240,6 +241,7 @@ class SegmentationSession:
 
     def invalidate_max(self, event=None) -> None:
         self._max_cache.clear()
+        self.labels_version += 1
 
     def commit(self) -> list[int]:
         """Write the preview into the Labels layer as one undo step; returns the IDs."""
@@ -260,6 +262,7 @@ class SegmentationSession:
         if not any(m.any() for m in masks):
             raise PromptError("The predicted mask is empty: nothing was written.")
         start = None if rid is not None else self._next_id(layer)
+        known_max = self._max_cache.get(id(layer))  # the write's paint event empties it
         if ensure_fits(layer, rid if rid is not None else start + len(masks) - 1):
             self.notices.append(
                 f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
@@ -279,7 +282,8 @@ class SegmentationSession:
             self.notices.append(_nothing_new(layer.data, res.request.plane, masks, rid))
             self.result = None
             return []
-        self._max_cache[id(layer)] = max([self._max_cache.get(id(layer), 0), *ids])
+        if known_max is not None:
+            self._max_cache[id(layer)] = max([known_max, *ids])
         self._record(res, [(e.label_id, e.object_index) for e in edits if e.size])
         self.result = None
         return ids

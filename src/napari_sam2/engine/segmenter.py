@@ -19,6 +19,7 @@ from . import automatic as _automatic
 from . import disk_cache as _disk_cache
 from . import labels as _labels
 from . import propagate as _propagate
+from . import warmup as _warmup
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
 from .cache import EmbeddingCache
@@ -219,6 +220,10 @@ class Segmenter:
             if progress is not None:
                 progress(i + 1, len(planes))
         return len(planes)
+
+    def warm_up(self, *, cancel=None) -> float:
+        """Pay one-off costs now (see :mod:`.warmup`); no cache or counter changes."""
+        return _warmup.warm_up(self.backend, cancel=cancel)
 
     def is_encoded(self, plane=()) -> bool:
         src = self._require_source()

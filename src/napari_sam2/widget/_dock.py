@@ -6,7 +6,7 @@ import napari
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -26,6 +26,7 @@ from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
 from ..engine.segmenter import Segmenter
 from ._bindings import Bindings
+from ._commit import Committer
 from ._first_use import HINT, ensure_layers
 from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
@@ -43,6 +44,8 @@ class SAM2Widget(DockLifecycle, QWidget):
     dock is destroyed (the viewer closes) or by :meth:`close_widget`; docking the same
     widget again binds it again.  Hiding the dock keeps it working.
     """
+
+    user_action = Signal()  # a prompt added, Segment or Commit: background work gives way
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._hint = ""  # what to do next, shown with the model line until the first segment
         self._live_timer = QTimer(self, singleShot=True, interval=400)
         self._live_timer.timeout.connect(self.segment)
+        self.committer = Committer(self)
         self._build()
         self._connect_viewer()
         if segmenter is not None:
@@ -263,6 +267,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         if self._closed:
             return
         self._hint = ""
+        self.user_action.emit()
         try:
             req = self.session.prepare()
         except NapariSam2Error as e:
@@ -333,16 +338,8 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status("Cancelled.")
 
     def commit(self):
-        try:
-            ids = self.session.commit()
-        except NapariSam2Error as e:
-            show_warning(str(e))
-            return
-        self.preview.clear()
-        while self.session.notices:
-            show_info(self.session.notices.pop(0))
-        done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
-        self._set_status(done + self._describe())
+        self.user_action.emit()  # background work (warm-up, prefetch) gives way
+        self.committer.commit()  # large objects: planned in a worker, see _commit
 
     def export(self, out_dir=None):
         """Mask PNGs and RGBA cut-outs of the viewed plane's objects."""
@@ -396,6 +393,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status(f"Candidate {k + 1}.")
 
     def _prompts_changed(self, event=None):
+        self.user_action.emit()
         if self.live_check.isChecked():
             self._live_timer.start()
 

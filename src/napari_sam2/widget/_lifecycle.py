@@ -56,6 +56,7 @@ class DockLifecycle:
         if self._worker is not None:
             self._worker.quit()
         self._bindings.release_all()
+        self.committer.close()
         for panel in self.panels:
             close = getattr(panel, "close_panel", None)
             with suppress(RuntimeError):  # its Qt part is already deleted (viewer closed)

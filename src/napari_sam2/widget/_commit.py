@@ -1,0 +1,167 @@
+"""Commit [C] without freezing the GUI (see :mod:`napari_sam2.adapter.commit`).
+
+Small objects are written at once on the main thread (a few ms).  Large ones are planned in
+a worker and written in bands across event-loop turns, as one undo step; if the labels
+change meanwhile the commit is planned again (once), else refused with a notice.
+"""
+
+from __future__ import annotations
+
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, QTimer
+
+from ..adapter.commit import (
+    STEP_PX,
+    ChunkedWriter,
+    CommitConflict,
+    begin_commit,
+    finish_job,
+    plan_commit,
+)
+from ..engine.errors import NapariSam2Error
+
+SYNC_PX = 200_000  # mask pixels up to which a commit is written at once (< ~30 ms)
+MAX_ATTEMPTS = 2  # plans per commit when the labels change meanwhile
+
+
+def show_warning(msg: str) -> None:
+    from . import _dock  # one place for the dock's notifications (tests patch them there)
+
+    _dock.show_warning(msg)
+
+
+def show_info(msg: str) -> None:
+    from . import _dock
+
+    _dock.show_info(msg)
+
+
+class Committer(QObject):
+    """The dock's commit action.  ``sync_px``/``step_px``/``chunk_px`` are tunable (tests)."""
+
+    def __init__(self, dock):
+        super().__init__(dock)
+        self.dock = dock
+        self.sync_px = SYNC_PX
+        self.step_px = STEP_PX
+        self.chunk_px = None  # None: adapter.commit.CHUNK_PX
+        self.job = None  # the commit in progress (planning or writing)
+        self.writer = None
+        self.worker = None
+        self.history: list[dict] = []  # per finished async commit: steps, chunks, pixels
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def commit(self) -> None:
+        dock = self.dock
+        if self.running:
+            dock.set_status("A commit is still being written: wait a moment.")
+            return
+        res = dock.session.result
+        if res is None or sum(int(m.sum()) for m in res.masks()) <= self.sync_px:
+            self._commit_now()
+            return
+        try:
+            job = begin_commit(dock.session)
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return
+        self._plan(job)
+
+    def _commit_now(self) -> None:
+        dock = self.dock
+        try:
+            ids = dock.session.commit()
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return
+        self._done(ids)
+
+    def _done(self, ids) -> None:
+        dock = self.dock
+        if dock.session.result is None:  # (a newer preview made meanwhile stays)
+            dock.preview.clear()
+        while dock.session.notices:
+            show_info(dock.session.notices.pop(0))
+        done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
+        dock.set_status(done + dock._describe())
+
+    # --------------------------------------------------------------- async
+    def _plan(self, job) -> None:
+        job.attempts += 1
+        self.job = job
+        kw = {} if self.chunk_px is None else {"chunk_px": self.chunk_px}
+        self.dock.set_status("Committing: planning the write…")
+        self.worker = create_worker(
+            plan_commit,
+            job,
+            **kw,
+            _connect={"returned": self._planned, "errored": self._failed},
+            _start_thread=False,
+        )
+        self.worker.start()
+
+    def _planned(self, job) -> None:
+        self.worker = None
+        if self.dock._closed or job is not self.job:
+            self.job = None
+            return
+        session = self.dock.session
+        self.writer = ChunkedWriter(job, lambda: session.labels_version, self.step_px)
+        self._step()
+
+    def _step(self) -> None:
+        w = self.writer
+        if w is None:
+            return
+        try:
+            if not w.done:
+                w.step()
+            if not w.done:
+                QTimer.singleShot(0, self._step)  # let the event loop breathe
+                return
+            ids = w.finish()
+        except CommitConflict:
+            self._conflict()
+            return
+        except Exception as e:  # noqa: BLE001 - the writer rolled back; tell the user
+            self._reset()
+            show_warning(f"Commit failed, the labels are unchanged: {e}")
+            return
+        job = self.job
+        self.history.append(
+            {"steps": w.steps, "chunks": len(job.chunks), "pixels": job.pixels, "ids": ids}
+        )
+        self._reset()
+        self._done(finish_job(self.dock.session, job, ids))
+
+    def _conflict(self) -> None:
+        job = self.job
+        self._reset()
+        if job.attempts >= MAX_ATTEMPTS or self.dock._closed:
+            show_warning(
+                "The labels changed during the commit: nothing was written. Commit again."
+            )
+            return
+        try:  # plan again against the labels as they are now
+            again = begin_commit(self.dock.session, job.result)
+        except NapariSam2Error as e:
+            show_warning(f"The labels changed during the commit, nothing was written: {e}")
+            return
+        again.attempts = job.attempts
+        self._plan(again)
+
+    def _failed(self, exc) -> None:
+        self._reset()
+        show_warning(f"Commit failed, the labels are unchanged: {exc}")
+
+    def _reset(self) -> None:
+        self.job = self.writer = self.worker = None
+
+    def close(self) -> None:
+        """The dock closes: a commit being written is rolled back, a plan is dropped."""
+        if self.writer is not None and self.writer.written:
+            self.writer.rollback()
+        self._reset()
