@@ -37,7 +37,11 @@ def test_click_on_40k_pyramid_in_the_widget(make_napari_viewer, qtbot):
     local = (CENTRE[0] - p.offset[0], CENTRE[1] - p.offset[1])
     assert preview.data[local] == 1
     np.testing.assert_allclose(preview.data_to_world(local), img.data_to_world(CENTRE))
+    # even when the object counts as "large" (background commit), a tiled preview is
+    # written bbox-local at once: never a copy of the whole 40k x 30k plane
+    w.committer.sync_px = 0
     w.commit()
+    assert not w.committer.running
     assert "Wrote label(s) 1" in w.status.text()
     assert backings[0].chunks == tile_chunks(p, (2048, 2048))
     sl, want = disc(CENTRE)

@@ -60,7 +60,8 @@ class Committer(QObject):
             dock.set_status("A commit is still being written: wait a moment.")
             return
         res = dock.session.result
-        if res is None or sum(int(m.sum()) for m in res.masks()) <= self.sync_px:
+        tiled = res is not None and res.info.get("placement") is not None  # bbox-local already
+        if res is None or tiled or sum(int(m.sum()) for m in res.masks()) <= self.sync_px:
             self._commit_now()
             return
         try:
