@@ -169,3 +169,17 @@ def test_disk_cache_toggle_turns_caching_on_for_the_session(make_napari_viewer, 
     assert len(list((tmp_path / "emb").rglob("*.npz"))) == 1  # the encode went to disk
     panel.disk_check.setChecked(False)
     assert seg.disk_cache is None
+
+
+def test_no_prefetch_of_planes_larger_than_the_model_input(make_napari_viewer, qtbot):
+    # planes that are tiled on demand are never prefetched whole (a slide would be read
+    # and squeezed into one input); small planes of the same stack are
+    viewer = make_napari_viewer()
+    _, w = ready_widget(viewer, _stack(5), segmenter=Segmenter(predictor=SlowBackend(0.0)))
+    panel = next(p for p in w.panels if type(p).__name__ == "PerformancePanel")
+    viewer.dims.set_current_step(0, 2)
+    click(w.session.points_layer, (2, 40, 40))
+    _segment(qtbot, w)
+    assert panel.background._targets()  # the neighbours
+    w.session.tile_size = 16  # now every plane is "larger than the model input"
+    assert panel.background._targets() == []
