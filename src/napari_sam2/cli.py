@@ -22,7 +22,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import _precompute_cli
+from . import _finetune_cli, _precompute_cli
 
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,segment,evaluate,precompute}")
+    sub = p.add_subparsers(
+        dest="command", metavar="{demo,info,segment,evaluate,precompute,finetune}"
+    )
 
     def model_args(sp):
         g = sp.add_argument_group("model")
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
     _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
+    _finetune_cli.add_parser(sub, model_args)  # train the mask decoder: docs/finetuning.md
     return p
 
 
@@ -391,6 +394,7 @@ COMMANDS = {
     "segment": cmd_segment,
     "evaluate": cmd_evaluate,
     "precompute": _precompute_cli.cmd_precompute,
+    "finetune": _finetune_cli.cmd_finetune,
 }
 
 

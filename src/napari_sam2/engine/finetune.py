@@ -111,8 +111,8 @@ def finetune(
     model, checkpoint, version, image_size, random_weights, device
         The base model, as for :class:`~napari_sam2.engine.segmenter.Segmenter`.
     segmenter : Segmenter, optional
-        Use this loaded SAM 2 segmenter's model instead (it is not modified: the trained
-        modules are copies; its current image is kept).
+        Use this loaded SAM 2 segmenter's model and embedding caches instead (it is not
+        modified: the trained modules are copies; its current image is kept).
     epochs, lr, batch_size : training length, AdamW learning rate, objects per step.
     train_prompt_encoder : also train the prompt encoder's embeddings.
     val_fraction, split : share of the objects (``split="object"``) or of the images
@@ -225,8 +225,9 @@ def _items(images, labels, image_kwargs, planes, names):
 def _segmenter(segmenter, model, checkpoint, version, device, image_size, random_weights):
     from .segmenter import Segmenter
 
-    if segmenter is not None:  # a sibling: same model and disk cache, its own image
+    if segmenter is not None:  # a sibling: same model and caches (thread-safe), own image
         seg = Segmenter(predictor=segmenter.backend, disk_cache=_disk(segmenter))
+        seg.cache = segmenter.cache  # planes already encoded are not encoded again
     else:
         seg = Segmenter(
             model, checkpoint, backend="sam2", version=version, device=device,
