@@ -12,7 +12,8 @@ from __future__ import annotations
 def panel_classes() -> tuple:
     """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
     from ._everything_panel import EverythingPanel
+    from ._finetune_panel import FinetunePanel
     from ._propagate_panel import PropagatePanel
     from ._window_panel import WindowPanel
 
-    return (WindowPanel, EverythingPanel, PropagatePanel)
+    return (WindowPanel, EverythingPanel, PropagatePanel, FinetunePanel)
