@@ -154,6 +154,17 @@ def test_bad_input_raises_typed_errors(nuclei, sam2_random_segmenter, classical_
         finetune([img], [lab], segmenter=sam2_random_segmenter, out="model.json")
 
 
+def test_loss_target_caps_the_resolution():
+    from napari_sam2.engine.finetune_train import loss_target
+
+    mask = np.zeros((600, 400), bool)
+    mask[300:, :200] = True
+    assert loss_target(mask, 1024) is mask  # planes up to the input size: as they are
+    small = loss_target(mask, 256)
+    assert small.shape == (256, 171) and small.dtype == bool
+    assert small[128:, :85].all() and not small[:127].any() and not small[:, 86:].any()
+
+
 @pytest.mark.slow
 def test_same_seed_same_result(nuclei, sam2_random_segmenter):
     img, lab = nuclei

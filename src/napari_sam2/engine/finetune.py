@@ -157,7 +157,7 @@ def finetune(
 
     fd.encode_planes(seg, planes_, dev, cancel=cancel, progress=lambda i, n: tick())
     base = backend.loaded.model
-    trainer = Trainer(backend, base, train_prompt_encoder, lr, corrective_clicks, seed)
+    trainer = Trainer(backend, base, train_prompt_encoder, lr, corrective_clicks)
     history = [{"epoch": 0, "train_loss": None, **trainer.validate(planes_, val)}]
     best, best_epoch, best_state, stale = _score(history[0]), 0, trainer.state(), 0
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ import copy
 import numpy as np
 
 from . import finetune_data as fd
-from .evaluate import corrective_click
+from .evaluate import corrective_click, iou
 
 FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT = 20.0, 1.0, 1.0  # SAM's loss weights
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
@@ -18,10 +18,9 @@ FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 class Trainer:
     """Copies of the decoder (and prompt encoder) of ``model``, their optimiser and loss."""
 
-    def __init__(self, backend, model, train_pe: bool, lr: float, n_corr: int, seed: int):
+    def __init__(self, backend, model, train_pe: bool, lr: float, n_corr: int):
         import torch
 
-        torch.manual_seed(seed)  # nothing random in the modules; kept for safety
         self.backend = backend
         self.dec = copy.deepcopy(model.sam_mask_decoder)
         self.pe = copy.deepcopy(model.sam_prompt_encoder)
@@ -110,8 +109,8 @@ class Trainer:
             idx = [i for i, p in enumerate(prompts) if p.single_point == mm]
             if idx:
                 low, iou = self.forward(emb, [prompts[i] for i in idx], mm)
-                targets = [gts[i] for i in idx]
-                losses.append(_loss(low, iou, targets, plane.hw) * len(idx))
+                targets = [loss_target(gts[i], self.backend.image_size) for i in idx]
+                losses.append(_loss(low, iou, targets) * len(idx))
         loss = sum(losses) / len(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,14 +152,26 @@ class Trainer:
         return sd
 
 
-def _loss(low, iou_pred, targets, hw):
+def loss_target(mask: np.ndarray, size: int) -> np.ndarray:
+    """The object's mask at the loss resolution: the plane's, or (planes larger than the
+    model's input) shrunk by nearest sampling so that its longer side is ``size``."""
+    h, w = mask.shape
+    scale = min(1.0, size / max(h, w))
+    if scale == 1.0:
+        return mask
+    rows = ((np.arange(round(h * scale)) + 0.5) / scale).astype(int)
+    cols = ((np.arange(round(w * scale)) + 0.5) / scale).astype(int)
+    return mask[np.ix_(rows, cols)]
+
+
+def _loss(low, iou_pred, targets):
     """SAM's loss for one group: focal + dice on the (best) mask, MSE on the IoU."""
     import torch
     import torch.nn.functional as F
 
     total = 0.0
-    h, w = hw
     for j, gt in enumerate(targets):
+        h, w = gt.shape
         t = torch.from_numpy(gt).to(low.device, torch.float32)
         logits = F.interpolate(
             low[j : j + 1].float(), (h, w), mode="bilinear", align_corners=False
@@ -180,8 +191,3 @@ def _loss(low, iou_pred, targets, hw):
             true_iou = inter / union
         total = total + mask_loss.min() + IOU_WEIGHT * F.mse_loss(iou_pred[j].float(), true_iou)
     return total / len(targets)
-
-
-def iou(a, b) -> float:
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b) / union) if union else 0.0
