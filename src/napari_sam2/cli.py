@@ -22,7 +22,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import _convert_cli, _precompute_cli
+from . import _convert_cli, _finetune_cli, _precompute_cli
 
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(
-        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert}"
+        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert,finetune}"
     )
 
     def model_args(sp):
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
     _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
     _convert_cli.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
+    _finetune_cli.add_parser(sub, model_args)  # train the mask decoder: docs/finetuning.md
     return p
 
 
@@ -406,6 +407,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "precompute": _precompute_cli.cmd_precompute,
     "convert": _convert_cli.cmd_convert,
+    "finetune": _finetune_cli.cmd_finetune,
 }
 
 

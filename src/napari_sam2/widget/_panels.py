@@ -12,8 +12,9 @@ from __future__ import annotations
 def panel_classes() -> tuple:
     """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
     from ._everything_panel import EverythingPanel
+    from ._finetune_panel import FinetunePanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
     from ._window_panel import WindowPanel
 
-    return (WindowPanel, EverythingPanel, PropagatePanel, PerformancePanel)
+    return (WindowPanel, EverythingPanel, PropagatePanel, FinetunePanel, PerformancePanel)

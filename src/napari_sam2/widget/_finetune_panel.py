@@ -1,0 +1,218 @@
+"""The "Fine-tune" panel: train the loaded SAM 2 model's mask decoder on the objects of the
+Labels layer(s), in the background, and offer to use the result (docs/finetuning.md)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ..adapter.finetune import training_data
+from ..engine.errors import Cancelled, NapariSam2Error
+from ..engine.finetune import finetune
+from ..engine.segmenter import Segmenter
+
+
+def _miou(d: dict) -> str:
+    return " / ".join("-" if d[k] is None else f"{d[k]:.3f}" for k in ("val_point", "val_box"))
+
+
+class FinetunePanel(QGroupBox):
+    """Epochs, output file, Fine-tune/Cancel, progress; then "Use fine-tuned model"."""
+
+    progressed = Signal(int, int)
+
+    def __init__(self, dock, parent=None):
+        super().__init__("Fine-tune on your labels", parent)
+        self.dock = dock
+        self._worker = None
+        self._cancel: threading.Event | None = None
+        self.result = None  # the last FinetuneResult
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.all_images = QCheckBox("All open images with labels")
+        self.all_images.setToolTip(
+            "Off: the chosen image and its output Labels layer. On: every Image layer with "
+            "a Labels layer of its shape that holds objects."
+        )
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        self.out_edit = QLineEdit(str(Path.home() / "sam2_finetuned.pt"))
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.out_edit, 1)
+        row.addWidget(browse)
+        form.addRow(self.all_images)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Save as", row)
+        lay.addLayout(form)
+        buttons = QHBoxLayout()
+        self.run_btn = QPushButton("Fine-tune")
+        self.run_btn.setToolTip(
+            "Train the mask decoder of the loaded SAM 2 model on your labelled objects "
+            "(image encoder frozen; each plane is encoded once)"
+        )
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        buttons.addWidget(self.run_btn, 1)
+        buttons.addWidget(self.cancel_btn)
+        lay.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        lay.addWidget(self.progress)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+        self.use_btn = QPushButton("Use fine-tuned model")
+        self.use_btn.setEnabled(False)
+        lay.addWidget(self.use_btn)
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.use_btn.clicked.connect(self.use_result)
+        self.progressed.connect(self._on_progress)
+
+    def _browse(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Save the fine-tuned checkpoint", "", "*.pt")
+        if path:
+            self.out_edit.setText(path)
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    # ------------------------------------------------------------------ train
+    def run(self):
+        if self.busy:
+            show_info("Fine-tuning is already running.")
+            return
+        seg = self.dock.session.segmenter
+        if seg is None or getattr(seg.backend, "loaded", None) is None:
+            show_warning("Fine-tuning needs a SAM 2 model: load a SAM 2 checkpoint first.")
+            return
+        out = self.out_edit.text().strip()
+        if not out:
+            show_warning("Choose where to save the fine-tuned checkpoint.")
+            return
+        try:
+            data = training_data(self.dock.session, all_images=self.all_images.isChecked())
+        except NapariSam2Error as e:
+            show_warning(str(e))
+            return
+        self._cancel = threading.Event()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.use_btn.setEnabled(False)
+        self.summary.setText("")
+        self.dock.set_status(f"Fine-tuning on {len(data.images)} image(s)…")
+        worker = create_worker(
+            finetune,
+            **data.kwargs(),
+            out=out,
+            segmenter=seg,
+            epochs=self.epochs.value(),
+            cancel=self._cancel,
+            progress=lambda done, total: self.progressed.emit(int(done), int(total)),
+            _connect={
+                "returned": self._done,
+                "errored": self._failed,
+                "finished": self._finished,
+            },
+            _start_thread=False,
+        )
+        self._worker = worker
+        worker.start()
+
+    def _on_progress(self, done: int, total: int):
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def cancel(self):
+        if self._cancel is not None:
+            self._cancel.set()
+        self.dock.set_status("Fine-tuning: cancelling…")
+
+    def _done(self, res):
+        self.result = res
+        text = (
+            f"Saved {res.checkpoint}\nValidation mIoU (click / box): {_miou(res.val_before)} → "
+            f"{_miou(res.val_after)}; epoch {res.best_epoch} kept of {len(res.history) - 1}."
+        )
+        self.summary.setText(text)
+        self.use_btn.setEnabled(True)
+        self.dock.set_status("Fine-tuning done: " + text.replace("\n", "; "))
+
+    def _failed(self, exc):
+        if isinstance(exc, Cancelled):
+            self.dock.set_status("Fine-tuning cancelled: no checkpoint was written.")
+            return
+        show_error(f"Fine-tuning failed: {exc}")
+        self.dock.set_status(f"Fine-tuning failed: {exc}")
+
+    def _finished(self):
+        self._worker = None
+        self._cancel = None
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    # -------------------------------------------------------------------- use
+    def use_result(self):
+        """Load the written checkpoint through the normal path and make it the model."""
+        res = self.result
+        if res is None or res.checkpoint is None or self.busy:
+            return
+        card = res.card
+        self.use_btn.setEnabled(False)
+        self.dock.set_status(f"Loading {res.checkpoint}…")
+        worker = create_worker(
+            Segmenter,
+            card["size"],
+            res.checkpoint,
+            backend="sam2",
+            version=card["version"],
+            device=card["device"],
+            image_size=card["image_size"],
+            _connect={
+                "returned": self._use,
+                "errored": self._use_failed,
+                "finished": self._finished,
+            },
+            _start_thread=False,
+        )
+        self._worker = worker
+        worker.start()
+
+    def _use(self, seg):
+        self.dock.set_segmenter(seg)
+        self.dock.set_status(f"Using the fine-tuned model {self.result.checkpoint}.")
+
+    def _use_failed(self, exc):
+        show_error(f"The fine-tuned model could not be loaded: {exc}")
+        self.dock.set_status(f"The fine-tuned model could not be loaded: {exc}")
+
+    def close_panel(self):
+        """Stop a running training; nothing else is connected outside the panel."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if self._worker is not None:
+            self._worker.quit()
