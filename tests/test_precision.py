@@ -147,7 +147,12 @@ def test_calibrate_pipeline_with_stubbed_timings(sam2_random_segmenter, tmp_path
     monkeypatch.setattr(P, "_timed_encode", fake_timed)
     cal = P.calibrate(seg, folder=tmp_path, flags=AMX)
     assert calls == ["fp32", "bf16"]
-    assert (cal.decision, cal.speedup, cal.agreement, cal.worst_agreement) == ("bf16", 2.0, 1.0, 1.0)
+    assert (cal.decision, cal.speedup, cal.agreement, cal.worst_agreement) == (
+        "bf16",
+        2.0,
+        1.0,
+        1.0,
+    )
     assert cal.image_size == 256 and cal.model == "sam2.1-tiny"
     lm = seg.backend.loaded
     assert P.load_calibration(lm.spec.name, lm.checkpoint_sha256, 256, tmp_path) == cal

@@ -17,7 +17,10 @@ def _emb():
     g = torch.Generator().manual_seed(0)
     return {
         "image_embed": torch.randn(1, 4, 8, 8, generator=g),
-        "high_res_feats": [torch.randn(1, 2, 16, 16, generator=g), torch.ones(3, dtype=torch.int64)],
+        "high_res_feats": [
+            torch.randn(1, 2, 16, 16, generator=g),
+            torch.ones(3, dtype=torch.int64),
+        ],
         "orig_hw": (10, 12),
         "encode_s": 1.5,
     }
@@ -28,8 +31,9 @@ def test_half_storage_counts_half_bytes_and_restores_float32(store, dtype):
     c = EmbeddingCache(max_bytes=10_000, store_dtype=store)
     emb = _emb()
     got_put = c.put("k", emb)
-    # 256 + 512 float32 values stored in 2 bytes each, the int64 tensor as is
-    assert c.nbytes == (256 + 512) * 2 + 3 * 8
+    # 256 + 512 float32 values stored in 2 bytes each, the int64 tensor as is, plus the
+    # restored float32 copy of the most recently used entry
+    assert c.nbytes == (256 + 512) * 2 + 3 * 8 + (256 + 512) * 4
     got = c.get("k")
     assert got["image_embed"].dtype == torch.float32
     assert got["high_res_feats"][0].dtype == torch.float32
@@ -42,14 +46,22 @@ def test_half_storage_counts_half_bytes_and_restores_float32(store, dtype):
     assert torch.equal(got_put["high_res_feats"][0], got["high_res_feats"][0])
 
 
-def test_half_storage_budget_holds_twice_the_entries():
-    emb = {"image_embed": torch.zeros(1000)}  # 4000 bytes as float32
-    full, half = EmbeddingCache(8000, store_dtype=None), EmbeddingCache(8000, store_dtype="fp16")
-    for i in range(4):
+def test_half_storage_budget_holds_more_entries():
+    emb = {"image_embed": torch.zeros(1000)}  # 4000 bytes as float32, 2000 in fp16
+    full = EmbeddingCache(12000, store_dtype=None)
+    half = EmbeddingCache(12000, store_dtype="fp16")
+    for i in range(6):
         full.put(i, dict(emb))
         half.put(i, dict(emb))
-    assert (len(full), full.nbytes, full.stats.evictions) == (2, 8000, 2)
-    assert (len(half), half.nbytes, half.stats.evictions) == (4, 8000, 0)
+    assert (len(full), full.nbytes, full.stats.evictions) == (3, 12000, 3)
+    # 4 stored entries of 2000 bytes + the restored copy of the last one (4000)
+    assert (len(half), half.nbytes, half.stats.evictions) == (4, 12000, 2)
+    assert half._hot[0] == 5
+    got = half.get(2)  # another entry becomes the restored one: still within budget
+    assert half._hot[0] == 2 and half.get(2) is got and half.nbytes == 12000
+    assert len(half) == 4 and half.stats.hits == 2
+    half.clear()
+    assert half.nbytes == 0 and half._hot is None
 
 
 def test_no_storage_conversion_when_off_or_not_float32():
@@ -78,7 +90,9 @@ def test_fp16_stored_embedding_masks_agree(sam2_random_segmenter, shared_data):
     stored = EmbeddingCache(store_dtype="fp16").put("k", emb)
     assert stored["image_embed"].dtype == torch.float32
     assert not torch.equal(stored["image_embed"], emb["image_embed"])
-    pooled, worst = compare_embeddings(seg.backend, emb, stored, image.shape, click_grid(image.shape))
+    pooled, worst = compare_embeddings(
+        seg.backend, emb, stored, image.shape, click_grid(image.shape)
+    )
     assert pooled >= 0.995, (pooled, worst)
     assert worst >= 0.99, (pooled, worst)
 
@@ -93,11 +107,13 @@ def test_segmenter_first_use_equals_revisit(sam2_random_checkpoint, shared_data)
     assert seg.stats.encodes == 1 and seg.stats.hits == 1
     np.testing.assert_array_equal(first.candidates, again.candidates)
     np.testing.assert_array_equal(first.scores, again.scores)
-    # the entry is held in half: (256 + 2 * 64 + 4 * 32 ... channels) counted at 2 bytes each
+    # the entry is held in half, plus the float32 copy of the plane in use
     emb = seg.embedding()
     f32 = sum(t.numel() for t in [emb["image_embed"], *emb["high_res_feats"]]) * 4
-    assert seg.cache.nbytes == f32 // 2
-    off = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256, cache_dtype=None)
+    assert seg.cache.nbytes == f32 // 2 + f32
+    off = Segmenter(
+        "tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256, cache_dtype=None
+    )
     off.set_image(image)
     off.embedding()
     assert off.cache.nbytes == f32

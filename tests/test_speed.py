@@ -25,7 +25,11 @@ def stack(shared_data):
 
 def _same(a, b, atol=1e-4):
     assert a["orig_hw"] == b["orig_hw"]
-    for x, y in zip([a["image_embed"], *a["high_res_feats"]], [b["image_embed"], *b["high_res_feats"]]):
+    for x, y in zip(
+        [a["image_embed"], *a["high_res_feats"]],
+        [b["image_embed"], *b["high_res_feats"]],
+        strict=True,
+    ):
         assert x.shape == y.shape and x.dtype == y.dtype
         torch.testing.assert_close(x, y, atol=atol, rtol=1e-4)
 
@@ -37,12 +41,14 @@ def test_encode_batch_equals_single_encodes_on_cpu(sam2_random_segmenter, stack)
     singles = [seg.backend.encode(im) for im in images]
     batch = seg.backend.encode_batch(images)
     assert len(batch) == 3
-    for one, many in zip(singles, batch):
+    for one, many in zip(singles, batch, strict=True):
         _same(one, many)
         # each result owns its memory (not a view into the batch)
         assert many["image_embed"].untyped_storage().nbytes() == many["image_embed"].nbytes
     # and the masks are the same
-    pooled, worst = compare_embeddings(seg.backend, singles[1], batch[1], stack.shape[1:], click_grid(stack.shape[1:], 3))
+    pooled, worst = compare_embeddings(
+        seg.backend, singles[1], batch[1], stack.shape[1:], click_grid(stack.shape[1:], 3)
+    )
     assert worst == 1.0
     with pytest.raises(ImageError):
         seg.backend.encode_batch([images[0], images[0][..., :2]])
@@ -58,7 +64,13 @@ def test_encode_batch_cancel(sam2_random_segmenter, stack):
 
 
 def test_precompute_batched_fills_the_caches_once(sam2_random_checkpoint, stack, tmp_path):
-    seg = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256, disk_cache=tmp_path)
+    seg = Segmenter(
+        "tiny",
+        checkpoint=sam2_random_checkpoint,
+        device="cpu",
+        image_size=256,
+        disk_cache=tmp_path,
+    )
     seg.set_image(stack)
     seen = []
     assert seg.precompute(batch_size=2, progress=lambda d, t: seen.append((d, t))) == 3
@@ -73,7 +85,13 @@ def test_precompute_batched_fills_the_caches_once(sam2_random_checkpoint, stack,
     # again: nothing to encode; a new segmenter on the same disk cache: nothing either
     seg.precompute(batch_size=3)
     assert seg.stats.encodes == 3
-    other = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256, disk_cache=tmp_path)
+    other = Segmenter(
+        "tiny",
+        checkpoint=sam2_random_checkpoint,
+        device="cpu",
+        image_size=256,
+        disk_cache=tmp_path,
+    )
     other.set_image(stack)
     other.precompute(batch_size=2)
     assert (other.stats.encodes, other.stats.disk_hits) == (0, 3)
@@ -142,7 +160,7 @@ def test_cuda_encode_batch_matches_single(sam2_random_checkpoint, stack):
     seg.set_image(stack)
     images = [seg.source.sam_image((z,)) for z in range(3)]
     singles = [seg.backend.encode(im) for im in images]
-    for one, many in zip(singles, seg.backend.encode_batch(images)):
+    for one, many in zip(singles, seg.backend.encode_batch(images), strict=True):
         _same(one, many, atol=5e-2 if seg.backend.precision == "bf16" else 1e-3)
     assert S.default_batch_size(seg.backend) == S.DEFAULT_GPU_BATCH
     seg.precompute()
@@ -152,12 +170,14 @@ def test_cuda_encode_batch_matches_single(sam2_random_checkpoint, stack):
 @cuda
 @pytest.mark.slow
 def test_cuda_compiled_encoder_with_cuda_graphs(sam2_random_checkpoint, stack):
-    seg = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cuda", image_size=256, precision="bf16")
+    seg = Segmenter(
+        "tiny", checkpoint=sam2_random_checkpoint, device="cuda", image_size=256, precision="bf16"
+    )
     seg.set_image(stack)
     eager = [seg.backend.encode(seg.source.sam_image((z,))) for z in range(3)]
     S.compile_encoder(seg.backend)  # reduce-overhead: CUDA graphs at the fixed size
     compiled = [seg.backend.encode(seg.source.sam_image((z,))) for z in range(3)]
-    for a, b in zip(eager, compiled):  # earlier outputs survive later graph replays
+    for a, b in zip(eager, compiled, strict=True):  # earlier outputs survive later graph replays
         _same(a, b, atol=0.1)
         pooled, _ = compare_embeddings(seg.backend, a, b, stack.shape[1:])
         assert pooled >= 0.995

@@ -66,6 +66,17 @@ def _has_packed(obj) -> bool:
     return False
 
 
+def _restored_bytes(obj) -> int:
+    """Bytes the restored copies of the packed tensors take (the rest is shared)."""
+    if isinstance(obj, _Packed):
+        return int(obj[0].numel() * obj[0].new_empty((), dtype=obj[1]).element_size())
+    if isinstance(obj, dict):
+        return sum(_restored_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_restored_bytes(v) for v in obj)
+    return 0
+
+
 def nbytes_of(obj: Any) -> int:
     """Bytes held by tensors/arrays inside nested dicts/lists/tuples."""
     if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # torch.Tensor
@@ -96,8 +107,10 @@ class EmbeddingCache:
     """Thread-safe LRU mapping ``key -> embedding`` bounded by ``max_bytes``.
 
     An entry larger than the whole budget is not stored (it would evict everything).
-    ``store_dtype``: ``"fp16"``/``"bf16"`` store float32 torch tensors in that dtype
-    (bytes are counted as stored) and give them back as float32; ``None`` stores as given.
+    ``store_dtype``: ``"fp16"``/``"bf16"`` store float32 torch tensors in that dtype and
+    give them back as float32; ``None`` stores as given.  The most recently used entry is
+    also kept restored (float32), so repeated clicks on one plane pay no conversion.
+    :attr:`nbytes` counts what is held: the stored entries plus that one restored copy.
     """
 
     def __init__(self, max_bytes: int = 2 * 1024**3, store_dtype: str | None = "fp16"):
@@ -107,6 +120,7 @@ class EmbeddingCache:
         self.store_dtype = store_dtype
         self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
+        self._hot: tuple[Any, Any, int] | None = None  # (key, restored value, bytes)
         self._lock = threading.Lock()
         self.stats = CacheStats()
 
@@ -128,27 +142,55 @@ class EmbeddingCache:
                 return None
             self._items.move_to_end(key)
             self.stats.hits += 1
+            if self._hot is not None and self._hot[0] == key:
+                return self._hot[1]
             value = item[0]
-        return _unpack(value) if self.store_dtype else value
+        if not _has_packed(value):
+            return value
+        out = _unpack(value)
+        with self._lock:
+            if key in self._items:
+                self._set_hot(key, out, _restored_bytes(value))
+        return out
 
     def put(self, key, value, nbytes: int | None = None):
         """Store ``value``; returns it as :meth:`get` will give it back (so a first use
         and a revisit see the same numbers)."""
         stored = self._pack(value)
         size = nbytes_of(stored) if nbytes is None else int(nbytes)
-        out = _unpack(stored) if stored is not value and _has_packed(stored) else value
+        packed = stored is not value and _has_packed(stored)
+        out = _unpack(stored) if packed else value
         with self._lock:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
+                self._drop_hot(key)
             if size > self.max_bytes:
                 return out
             self._items[key] = (stored, size)
             self._bytes += size
-            while self._bytes > self.max_bytes and self._items:
-                _, (_, s) = self._items.popitem(last=False)
-                self._bytes -= s
-                self.stats.evictions += 1
+            self._evict()
+            if packed and key in self._items:
+                self._set_hot(key, out, _restored_bytes(stored))
         return out
+
+    # the three helpers below run under the lock
+    def _set_hot(self, key, out, size: int) -> None:
+        self._drop_hot()
+        self._hot = (key, out, size)
+        self._bytes += size
+        self._evict()
+
+    def _drop_hot(self, key=None) -> None:
+        if self._hot is not None and (key is None or self._hot[0] == key):
+            self._bytes -= self._hot[2]
+            self._hot = None
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes and self._items:
+            k, (_, s) = self._items.popitem(last=False)
+            self._bytes -= s
+            self._drop_hot(k)
+            self.stats.evictions += 1
 
     def _pack(self, value):
         if self.store_dtype is None:
@@ -163,4 +205,5 @@ class EmbeddingCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._hot = None
             self._bytes = 0

@@ -192,7 +192,7 @@ def compare_embeddings(backend, emb_a, emb_b, shape, clicks=None, *, precisions=
     try:
         for rc in clicks:
             masks = []
-            for emb, prec in zip((emb_a, emb_b), precisions or (saved, saved)):
+            for emb, prec in zip((emb_a, emb_b), precisions or (saved, saved), strict=True):
                 backend.precision = prec
                 [p] = backend.predict(emb, make_objects([rc], [1]), multimask=False)
                 masks.append(p.mask)

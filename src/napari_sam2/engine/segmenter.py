@@ -202,15 +202,7 @@ class Segmenter:
         """
         src = self._require_source()
         planes = list(np.ndindex(*src.index_shape)) if planes is None else list(planes)
-        batch_size = _speed.default_batch_size(self.backend) if batch_size is None else batch_size
-        if batch_size > 1:
-            return _speed.precompute_batched(self, planes, batch_size, cancel=cancel, progress=progress)
-        for i, plane in enumerate(planes):
-            _check(cancel)
-            self.embedding(plane, cancel=cancel)
-            if progress is not None:
-                progress(i + 1, len(planes))
-        return len(planes)
+        return _speed.precompute(self, planes, batch_size, cancel=cancel, progress=progress)
 
     def is_encoded(self, plane=()) -> bool:
         src = self._require_source()

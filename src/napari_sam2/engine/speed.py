@@ -33,6 +33,21 @@ def _check(cancel) -> None:
         raise Cancelled("Cancelled.")
 
 
+def precompute(segmenter, planes, batch_size=None, *, cancel=None, progress=None) -> int:
+    """:meth:`Segmenter.precompute`: one plane per :meth:`Segmenter.embedding` call, or
+    ``batch_size`` planes per encoder call (default :func:`default_batch_size`)."""
+    if batch_size is None:
+        batch_size = default_batch_size(segmenter.backend)
+    if batch_size > 1:
+        return precompute_batched(segmenter, planes, batch_size, cancel=cancel, progress=progress)
+    for i, plane in enumerate(planes):
+        _check(cancel)
+        segmenter.embedding(plane, cancel=cancel)
+        if progress is not None:
+            progress(i + 1, len(planes))
+    return len(planes)
+
+
 def precompute_batched(segmenter, planes, batch_size: int, *, cancel=None, progress=None) -> int:
     """:meth:`Segmenter.precompute` with ``batch_size`` planes per encoder call.
 
@@ -66,7 +81,7 @@ def precompute_batched(segmenter, planes, batch_size: int, *, cancel=None, progr
             embs = backend.encode_batch([image for _, image in todo], cancel=cancel)
             stats.encodes += len(todo)
             stats.last_encode_s = (time.perf_counter() - t0) / len(todo)
-            for (key, _), emb in zip(todo, embs):
+            for (key, _), emb in zip(todo, embs, strict=True):
                 emb = segmenter.cache.put(key, emb)
                 if segmenter.disk_cache is not None:
                     segmenter.disk_cache.put(key, emb, backend)
@@ -108,8 +123,7 @@ def compile_encoder(backend, *, mode: str | None = None, warmup: bool = True):
         out = compiled(sample)
         # CUDA graphs reuse their output buffers on the next run: own what is returned
         return {
-            k: [t.clone() for t in v] if isinstance(v, list) else v.clone()
-            for k, v in out.items()
+            k: [t.clone() for t in v] if isinstance(v, list) else v.clone() for k, v in out.items()
         }
 
     enc.forward = forward
