@@ -181,3 +181,23 @@ def test_cuda_compiled_encoder_with_cuda_graphs(sam2_random_checkpoint, stack):
         _same(a, b, atol=0.1)
         pooled, _ = compare_embeddings(seg.backend, a, b, stack.shape[1:])
         assert pooled >= 0.995
+
+
+def test_int8_quantisation_is_opt_in_and_keyed(sam2_random_checkpoint, shared_data):
+    """Opt-in int8 (random weights, 256 px): its own cache key, masks close to fp32."""
+    image = tifffile.imread(shared_data / "nuclei2d_dsb2018_uint16.tif")
+    ref = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256)
+    q = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256)
+    assert q.backend.cache_key() == ref.backend.cache_key()
+    S.quantize_encoder_int8(q.backend)
+    S.quantize_encoder_int8(q.backend)  # once only
+    assert q.backend.precision == "int8" and q.backend.describe()["precision"] == "int8"
+    assert q.backend.cache_key() != ref.backend.cache_key()
+    linear = q.backend.loaded.model.image_encoder.trunk.blocks[0].attn.qkv
+    assert "quantized" in type(linear).__module__
+    ref.set_image(image)
+    q.set_image(image)
+    e32, e8 = ref.embedding(), q.embedding()
+    assert not torch.equal(e32["image_embed"], e8["image_embed"])
+    pooled, worst = compare_embeddings(ref.backend, e32, e8, image.shape)
+    assert pooled >= 0.99, (pooled, worst)

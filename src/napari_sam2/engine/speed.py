@@ -132,3 +132,21 @@ def compile_encoder(backend, *, mode: str | None = None, warmup: bool = True):
         s = backend.image_size
         backend.encode(np.zeros((s, s, 3), np.float32))
     return time.perf_counter() - t0
+
+
+def quantize_encoder_int8(backend) -> None:
+    """Opt-in: dynamic int8 quantisation of the image encoder trunk's ``nn.Linear`` layers
+    (CPU only), in place.  The backend's precision becomes ``"int8"`` so its embeddings
+    never share cache entries with fp32 ones.  Check the masks on your data first
+    (:func:`napari_sam2.engine.precision.compare_embeddings`): see docs/performance.md."""
+    import torch
+
+    if backend.device.type != "cpu":
+        raise ValueError("int8 dynamic quantisation runs on the CPU only.")
+    if backend.precision == "int8":
+        return
+    trunk = backend.loaded.model.image_encoder.trunk
+    torch.ao.quantization.quantize_dynamic(
+        trunk, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+    )
+    backend.precision = "int8"
