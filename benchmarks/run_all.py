@@ -151,6 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--int8", action="store_true", help="dynamic int8 quantisation")
     ap.add_argument("--batch", type=int, default=0, help="batched encode of N planes")
     ap.add_argument("--no-bf16", action="store_true", help="skip fp32 vs bf16")
+    ap.add_argument(
+        "--bf16-emulated", action="store_true", help="fp32 vs bf16 even without native bf16"
+    )
     args = ap.parse_args(argv)
     s = args.image_size or (512 if args.quick else 1024)
     reps = args.repeats or (1 if args.quick else 2)
@@ -195,7 +198,14 @@ def main(argv=None) -> int:
 
     size, ckpt, seg, gflop = tiny
     backend = seg.backend
-    if not args.no_bf16:
+    if not native and not args.bf16_emulated:
+        print(f"\n## 3. fp32 vs bf16 autocast ({size})")
+        print(
+            f"skipped: no native bf16, an emulated bf16 encode costs minutes (matmul bf16/fp32 "
+            f"speed {g16 / g32:.3f}); precision='auto' rule here: "
+            f"{decide(native, None, None, None)[0]} (--bf16-emulated measures it anyway)"
+        )
+    elif not args.no_bf16:
         print(f"\n## 3. fp32 vs bf16 autocast ({size})")
         p = E.precision_compare(backend, img, reps, native)
         verdict = decide(native, p["fp32_s"], p["bf16_s"], p["agreement"])
