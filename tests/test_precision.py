@@ -134,8 +134,8 @@ def test_calibrate_measures_and_caches(sam2_random_segmenter, shared_data, tmp_p
 
 
 def test_calibrate_pipeline_with_stubbed_timings(sam2_random_segmenter, tmp_path, monkeypatch):
-    """The calibration steps with real fp32 encodes and predictions, timings stubbed: equal
-    embeddings agree 100 %, so a 2× faster bf16 is chosen and cached."""
+    """The calibration steps with real encodes and predictions, timings stubbed (2× faster
+    bf16): the decision follows the rule from the measured agreement, and is cached."""
     seg = sam2_random_segmenter
     seg.set_image(np.linspace(0, 1, 96 * 80, dtype=np.float32).reshape(96, 80))
     calls = []
@@ -147,12 +147,10 @@ def test_calibrate_pipeline_with_stubbed_timings(sam2_random_segmenter, tmp_path
     monkeypatch.setattr(P, "_timed_encode", fake_timed)
     cal = P.calibrate(seg, folder=tmp_path, flags=AMX)
     assert calls == ["fp32", "bf16"]
-    assert (cal.decision, cal.speedup, cal.agreement, cal.worst_agreement) == (
-        "bf16",
-        2.0,
-        1.0,
-        1.0,
-    )
+    assert cal.speedup == 2.0 and cal.native_bf16
+    # same embedding, decoded in fp32 vs under bf16 autocast: close, not identical
+    assert 0.9 <= cal.worst_agreement <= cal.agreement <= 1.0
+    assert cal.decision == P.decide(True, 2.0, 1.0, cal.agreement)[0]
     assert cal.image_size == 256 and cal.model == "sam2.1-tiny"
     lm = seg.backend.loaded
     assert P.load_calibration(lm.spec.name, lm.checkpoint_sha256, 256, tmp_path) == cal
