@@ -432,5 +432,9 @@ def load_sam2(
     del sd
     net = _to_device(net, spec, dev, prec)
     sha = file_sha256(path) if (path is not None and hash_checkpoint) else None
+    if dev.type == "cpu" and (precision or "auto").lower() == "auto":  # engine/precision.py
+        from .precision import auto_cpu_precision
+
+        prec = auto_cpu_precision(spec.name, sha, int(net.image_size))
     log.info("Loaded %s on %s (%s) from %s", spec.name, dev, prec, path or "random weights")
     return LoadedModel(net, spec, dev, prec, path, sha)

@@ -19,6 +19,7 @@ from . import automatic as _automatic
 from . import disk_cache as _disk_cache
 from . import labels as _labels
 from . import propagate as _propagate
+from . import speed as _speed
 from . import warmup as _warmup
 from .backends.base import Prediction, Predictor
 from .backends.classical import ClassicalBackend
@@ -67,6 +68,10 @@ class Segmenter:
         Download the checkpoint from the Hugging Face hub when not found locally.
     cache_bytes : int
         Budget of the embedding cache.
+    cache_dtype : {"auto", "fp16", "bf16", None}
+        How the in-memory cache stores float32 embeddings (``None``: as encoded).
+        ``auto``: fp16 on a GPU (half the memory there), as encoded on a CPU (masks
+        exactly those of sam2's own predictor).
     predictor : Predictor, optional
         Use this backend object instead (custom or fine-tuned models, tests).
     disk_cache : path, True, False or None
@@ -88,6 +93,7 @@ class Segmenter:
         random_weights: bool = False,
         allow_download: bool = False,
         cache_bytes: int = 2 * 1024**3,
+        cache_dtype: str | None = "auto",
         predictor: Predictor | None = None,
         disk_cache=None,
     ):
@@ -139,7 +145,10 @@ class Segmenter:
                     random_weights=random_weights,
                 )
                 self.backend = Sam2Backend(loaded)
-        self.cache = EmbeddingCache(cache_bytes)
+        if cache_dtype == "auto":
+            on_gpu = str(getattr(self.backend, "device", "cpu")).split(":")[0] in ("cuda", "mps")
+            cache_dtype = "fp16" if on_gpu else None
+        self.cache = EmbeddingCache(cache_bytes, cache_dtype)
         self.disk_cache = _disk_cache.resolve(disk_cache)
         self.source: PlaneSource | None = None
 
@@ -189,7 +198,7 @@ class Segmenter:
         if emb is None and self.disk_cache is not None:
             emb = self.disk_cache.get(key, self.backend, self.cache.stats)
             if emb is not None:
-                self.cache.put(key, emb)
+                emb = self.cache.put(key, emb)
         if emb is None:
             _check(cancel)
             t0 = time.perf_counter()
@@ -201,25 +210,23 @@ class Segmenter:
                 _check(cancel)
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
-            self.cache.put(key, emb)
+            emb = self.cache.put(key, emb)
             if self.disk_cache is not None:
                 self.disk_cache.put(key, emb, self.backend)
         return emb
 
-    def precompute(self, planes=None, *, cancel=None, progress=None) -> int:
+    def precompute(
+        self, planes=None, *, cancel=None, progress=None, batch_size: int | None = None
+    ) -> int:
         """Encode ``planes`` (default: every plane) into the caches; returns how many.
 
         ``progress(done, total)`` is called after each plane.  With a disk cache, a later
         session (or the widget) on the same image and model encodes nothing.
+        ``batch_size``: planes per encoder call (default: 4 on CUDA, 1 elsewhere).
         """
         src = self._require_source()
         planes = list(np.ndindex(*src.index_shape)) if planes is None else list(planes)
-        for i, plane in enumerate(planes):
-            _check(cancel)
-            self.embedding(plane, cancel=cancel)
-            if progress is not None:
-                progress(i + 1, len(planes))
-        return len(planes)
+        return _speed.precompute(self, planes, batch_size, cancel=cancel, progress=progress)
 
     def warm_up(self, *, cancel=None) -> float:
         """Pay one-off costs now (see :mod:`.warmup`); no cache or counter changes."""

@@ -136,7 +136,7 @@ def tile_embedding(segmenter, index, tile: Tile, *, cancel=None):
         except TypeError:
             emb = segmenter.backend.encode(image)
         segmenter.cache.stats.encodes += 1
-        segmenter.cache.put(key, emb)
+        emb = segmenter.cache.put(key, emb)
     return emb
 
 
