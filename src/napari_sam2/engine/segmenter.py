@@ -21,23 +21,15 @@ from . import labels as _labels
 from . import propagate as _propagate
 from . import speed as _speed
 from . import warmup as _warmup
+from .backend_choice import BACKENDS, CLASSICAL_NOTICE, cache_dtype_for, make_backend  # noqa: F401
 from .backends.base import Prediction, Predictor
-from .backends.classical import ClassicalBackend
 from .cache import EmbeddingCache
 from .edits import plan_edits
 from .errors import Cancelled, ImageError, LabelsError, PromptError
-from .models import find_checkpoint, get_spec, load_sam2
 from .planes import DEFAULT_PERCENTILES, PlaneSource
 from .prompts import ObjectPrompt, make_objects
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "sam2", "classical", "transformers")
-CLASSICAL_NOTICE = (
-    "No SAM 2 checkpoint found: using the weight-free classical backend (thresholding + "
-    "region growing). For SAM 2, download a SAM 2.1 checkpoint (see docs/models.md) and "
-    "choose it in the widget or pass checkpoint=..."
-)
 
 
 class Segmenter:
@@ -97,57 +89,24 @@ class Segmenter:
         predictor: Predictor | None = None,
         disk_cache=None,
     ):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")
         self.notice: str | None = None
         if predictor is not None:
+            if backend not in BACKENDS:
+                raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")
             self.backend = predictor
-        elif backend == "classical":
-            self.backend = ClassicalBackend()
-        elif backend == "transformers":  # docs/models.md, "The transformers route"
-            from .backends.transformers_backend import TransformersBackend
-            from .hf_models import load_transformers
-
-            self.backend = TransformersBackend(
-                load_transformers(
-                    checkpoint,
-                    model=model,
-                    version=version,
-                    device=device,
-                    precision=precision,
-                    image_size=image_size,
-                    random_weights=random_weights,
-                    allow_download=allow_download,
-                )
-            )
         else:
-            spec = get_spec(model, version)
-            if (
-                backend == "auto"
-                and not random_weights
-                and checkpoint is None
-                and not allow_download
-            ) and find_checkpoint(spec) is None:
-                self.backend = ClassicalBackend()
-                self.notice = CLASSICAL_NOTICE
-                log.warning(CLASSICAL_NOTICE)
-            if not hasattr(self, "backend"):
-                from .backends.sam2_backend import Sam2Backend
-
-                loaded = load_sam2(
-                    spec.size,
-                    checkpoint,
-                    version=spec.version,
-                    device=device,
-                    precision=precision,
-                    image_size=image_size,
-                    allow_download=allow_download,
-                    random_weights=random_weights,
-                )
-                self.backend = Sam2Backend(loaded)
-        if cache_dtype == "auto":
-            on_gpu = str(getattr(self.backend, "device", "cpu")).split(":")[0] in ("cuda", "mps")
-            cache_dtype = "fp16" if on_gpu else None
+            self.backend, self.notice = make_backend(
+                backend,
+                model,
+                checkpoint,
+                version=version,
+                device=device,
+                precision=precision,
+                image_size=image_size,
+                random_weights=random_weights,
+                allow_download=allow_download,
+            )
+        cache_dtype = cache_dtype_for(self.backend, cache_dtype)
         self.cache = EmbeddingCache(cache_bytes, cache_dtype)
         self.disk_cache = _disk_cache.resolve(disk_cache)
         self.source: PlaneSource | None = None
