@@ -1,0 +1,83 @@
+"""Which backend a :class:`~napari_sam2.engine.Segmenter` runs: SAM 2, transformers or the
+weight-free classical one, and the cache precision that goes with it."""
+
+from __future__ import annotations
+
+import logging
+
+from .backends.classical import ClassicalBackend
+from .models import find_checkpoint, get_spec, load_sam2
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "sam2", "classical", "transformers")
+CLASSICAL_NOTICE = (
+    "No SAM 2 checkpoint found: using the weight-free classical backend (thresholding + "
+    "region growing). For SAM 2, download a SAM 2.1 checkpoint (see docs/models.md) and "
+    "choose it in the widget or pass checkpoint=..."
+)
+
+
+def make_backend(
+    backend: str,
+    model: str,
+    checkpoint,
+    *,
+    version,
+    device,
+    precision,
+    image_size,
+    random_weights,
+    allow_download,
+):
+    """``(backend object, notice or None)`` for the Segmenter's arguments."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")
+    if backend == "classical":
+        return ClassicalBackend(), None
+    if backend == "transformers":  # docs/models.md, "The transformers route"
+        from .backends.transformers_backend import TransformersBackend
+        from .hf_models import load_transformers
+
+        loaded = load_transformers(
+            checkpoint,
+            model=model,
+            version=version,
+            device=device,
+            precision=precision,
+            image_size=image_size,
+            random_weights=random_weights,
+            allow_download=allow_download,
+        )
+        return TransformersBackend(loaded), None
+    spec = get_spec(model, version)
+    if (
+        backend == "auto"
+        and not random_weights
+        and checkpoint is None
+        and not allow_download
+        and find_checkpoint(spec) is None
+    ):
+        log.warning(CLASSICAL_NOTICE)
+        return ClassicalBackend(), CLASSICAL_NOTICE
+    from .backends.sam2_backend import Sam2Backend
+
+    loaded = load_sam2(
+        spec.size,
+        checkpoint,
+        version=spec.version,
+        device=device,
+        precision=precision,
+        image_size=image_size,
+        allow_download=allow_download,
+        random_weights=random_weights,
+    )
+    return Sam2Backend(loaded), None
+
+
+def cache_dtype_for(backend, cache_dtype):
+    """``auto``: fp16 on a GPU (half the memory), as encoded on a CPU (exact parity)."""
+    if cache_dtype != "auto":
+        return cache_dtype
+    on_gpu = str(getattr(backend, "device", "cpu")).split(":")[0] in ("cuda", "mps")
+    return "fp16" if on_gpu else None
