@@ -136,6 +136,19 @@ def test_info_lists_found_checkpoint(no_ckpt_env, tmp_path, capsys, monkeypatch)
     assert "classical backend" not in out
 
 
+def test_info_names_cpu_bf16_calibrations(no_ckpt_env, tmp_path, capsys, monkeypatch):
+    # on a CPU with native bf16, info says how auto picks bf16 and how many verdicts exist
+    import napari_sam2.engine.models as models
+
+    (tmp_path / "abc.json").write_text("{}")
+    monkeypatch.setenv("NAPARI_SAM2_PRECISION_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(models, "resolve_device", lambda d: __import__("torch").device("cpu"))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "native bf16" in out and f"1 verdict(s) in {tmp_path}" in out
+
+
 # -------------------------------------------------------------------------- segment
 def test_segment_click_labels_the_nucleus(tmp_path, capsys):
     gt = tifffile.imread(NUCLEI_GT)

@@ -40,6 +40,15 @@ def cmd_info(args) -> int:
     print(f"device:      {dev}{extra}")
     bf16 = "native bf16 (AVX-512 BF16/AMX)" if cpu_has_native_bf16() else "no native bf16"
     print(f"precision:   {resolve_precision(dev, 'auto')} by default (CPU: {bf16})")
+    if dev.type == "cpu" and cpu_has_native_bf16():
+        from .engine.precision import calibration_dir
+
+        found = sorted(calibration_dir().glob("*.json"))
+        print(
+            f"             CPU bf16 is used once a calibration measured it faster and agreeing "
+            f"(napari_sam2.engine.precision.calibrate); {len(found)} verdict(s) in "
+            f"{calibration_dir()}"
+        )
     ext = has_compiled_extension()
     print(f"sam2._C:     {'present' if ext else 'missing'} (hole filling is off in napari-sam2)")
     print(
