@@ -10,12 +10,10 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +31,7 @@ from ._layers_panel import LayersPanel
 from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel
 from ._panels import panel_classes
-from ._qt_parts import BusyBar
+from ._qt_parts import BusyBar, PanelScrollArea
 
 
 class SAM2Widget(DockLifecycle, QWidget):
@@ -78,8 +76,7 @@ class SAM2Widget(DockLifecycle, QWidget):
     # ----------------------------------------------------------------- UI
     def _build(self):
         content = QWidget()  # scrolls when the panels are taller than the screen
-        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
-        scroll.setWidget(content)
+        scroll = PanelScrollArea(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)

@@ -1,10 +1,11 @@
-"""Small Qt pieces of the dock widget: a synced layer combo box and point-polarity controls."""
+"""Small Qt pieces of the dock widget: a synced layer combo box, point-polarity controls and
+the scroll area that holds the panels."""
 
 from __future__ import annotations
 
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QProgressBar
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QComboBox, QFrame, QProgressBar, QScrollArea
 
 from ..adapter.layers import POSITIVE
 
@@ -142,3 +143,30 @@ def ctrl_click_picker(pick):
         QTimer.singleShot(0, finish)
 
     return on_click
+
+
+class PanelScrollArea(QScrollArea):
+    """Scrolls the panels vertically and is always as wide as their widest row, so nothing
+    is clipped on the right (the rows' width is only known once Qt has laid them out)."""
+
+    def __init__(self, content):
+        super().__init__(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.setWidget(content)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        content.installEventFilter(self)
+        self.fit_width()
+
+    def fit_width(self) -> None:
+        bar = self.verticalScrollBar().sizeHint().width()
+        width = self.widget().minimumSizeHint().width() + bar
+        if width != self.minimumWidth():
+            self.setMinimumWidth(width)
+
+    def eventFilter(self, obj, event):
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.fit_width()
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event):
+        self.fit_width()
+        super().showEvent(event)
