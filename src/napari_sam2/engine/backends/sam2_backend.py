@@ -243,24 +243,7 @@ class Sam2Backend:
     def predict(
         self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
     ):
-        out: list[Prediction | None] = [None] * len(objects)
-        groups: dict[tuple, list[int]] = {}
-        for i, obj in enumerate(objects):
-            mm = obj.single_point if multimask is None else bool(multimask)
-            groups.setdefault((obj.mask is not None, mm), []).append(i)
-        oom = False
-        with self._lock, autocast(self.device, self.precision):
-            try:
-                for (_, mm), idx in groups.items():
-                    masks, scores, low = self._decode(embedding, [objects[i] for i in idx], mm)
-                    for j, i in enumerate(idx):
-                        c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                        out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
-            except torch.OutOfMemoryError:
-                oom = True
-        if oom:
-            raise self._out_of_memory(f"decoding {len(objects)} object(s)")
-        return out
+        return predict_grouped(self, embedding, objects, multimask)
 
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         """The error for an out-of-memory during ``what``; cached device memory is freed
@@ -273,3 +256,28 @@ class Sam2Backend:
             + memory_advice(lm.spec.size, self.device, self.precision)
             + " The model is still loaded: nothing was written."
         )
+
+
+def predict_grouped(backend, embedding, objects: Sequence[ObjectPrompt], multimask):
+    """``predict`` of the SAM 2 backends (official and transformers): objects decoded in
+    batches of the same kind (with/without a mask prompt, single/multi mask) through
+    ``backend._decode``, candidates sorted by score, an out-of-memory turned into
+    ``backend._out_of_memory``'s error."""
+    out: list[Prediction | None] = [None] * len(objects)
+    groups: dict[tuple, list[int]] = {}
+    for i, obj in enumerate(objects):
+        mm = obj.single_point if multimask is None else bool(multimask)
+        groups.setdefault((obj.mask is not None, mm), []).append(i)
+    oom = False
+    with backend._lock, autocast(backend.device, backend.precision):
+        try:
+            for (_, mm), idx in groups.items():
+                masks, scores, low = backend._decode(embedding, [objects[i] for i in idx], mm)
+                for j, i in enumerate(idx):
+                    c, s, lr = sort_candidates(masks[j], scores[j], low[j])
+                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+        except torch.OutOfMemoryError:
+            oom = True
+    if oom:
+        raise backend._out_of_memory(f"decoding {len(objects)} object(s)")
+    return out

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from ..errors import Cancelled, DeviceMemoryError, ImageError
 from ..models import autocast, free_device_memory, memory_advice
 from ..prompts import ObjectPrompt
-from .base import Prediction, sort_candidates
-from .sam2_backend import MASK_LOGIT, to_xy
+from .sam2_backend import MASK_LOGIT, predict_grouped, to_xy
 
 
 class TransformersBackend:
@@ -206,24 +205,7 @@ class TransformersBackend:
     def predict(
         self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
     ):
-        out: list[Prediction | None] = [None] * len(objects)
-        groups: dict[tuple, list[int]] = {}
-        for i, obj in enumerate(objects):
-            mm = obj.single_point if multimask is None else bool(multimask)
-            groups.setdefault((obj.mask is not None, mm), []).append(i)
-        oom = False
-        with self._lock, autocast(self.device, self.precision):
-            try:
-                for (_, mm), idx in groups.items():
-                    masks, scores, low = self._decode(embedding, [objects[i] for i in idx], mm)
-                    for j, i in enumerate(idx):
-                        c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                        out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
-            except torch.OutOfMemoryError:
-                oom = True
-        if oom:
-            raise self._out_of_memory(f"decoding {len(objects)} object(s)")
-        return out
+        return predict_grouped(self, embedding, objects, multimask)
 
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         free_device_memory(self.device)
