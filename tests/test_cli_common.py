@@ -97,12 +97,14 @@ BAD = [
 
 @pytest.mark.parametrize(("flag", "value", "message", "commands"), BAD)
 def test_bad_value_of_a_shared_flag_is_the_same_usage_error(flag, value, message, commands,
-                                                            capsys):  # fmt: skip
+                                                            capsys, tmp_path, monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # nothing may be written, and surely not into the checkout
     for command in (*commands, "segment"):
         assert main([command, *REQUIRED[command], flag, value]) == 2, command
         err = capsys.readouterr().err
         assert f"napari-sam2 {command}: error: {message}" in err, (command, err)
         assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_labels_count_mismatch_is_found_before_any_work(tmp_path, capsys):
@@ -118,7 +120,8 @@ def test_missing_image_and_bad_plane_read_the_same_in_every_command(tmp_path, ca
     missing = tmp_path / "missing.tif"
     gt = str(NUCLEI_GT)
     argvs = {
-        "evaluate": [str(missing), "--labels", gt, "--backend", "classical", "--out", "e"],
+        "evaluate": [str(missing), "--labels", gt, "--backend", "classical", "--out",
+                     str(tmp_path / "e")],
         "finetune": [str(missing), "--labels", gt, "--out", str(tmp_path / "m.pt")],
         "precompute": [str(missing), "--disk-cache", str(tmp_path / "c"), "--backend",
                        "classical"],
@@ -134,13 +137,15 @@ def test_missing_image_and_bad_plane_read_the_same_in_every_command(tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert err == f"napari-sam2 {command}: error: bad --plane 'z3': expected integers " \
             "such as 12 or 3,12.", err  # fmt: skip
-    assert not any((tmp_path / n).exists() for n in ("m.pt", "p.pt", "c"))
+    assert not any((tmp_path / n).exists() for n in ("m.pt", "p.pt", "c", "e"))
 
 
 # --------------------------------------------------------------------- the helpers
 def test_image_kwargs_from_axes():
     rgb = np.zeros((8, 9, 3), np.uint8)
     assert common.image_kwargs(rgb, "YXS") == {"rgb": True, "channel_axis": None}
+    rgba = np.zeros((8, 9, 4), np.uint8)
+    assert common.image_kwargs(rgba, "YXS") == {"rgb": True, "channel_axis": None}
     assert common.image_kwargs(np.zeros((8, 9, 5)), "YXS") == {"rgb": False, "channel_axis": None}
     assert common.image_kwargs(np.zeros((4, 2, 8, 9)), "ZCYX") == {"rgb": False, "channel_axis": 1}
     assert common.image_kwargs(rgb, None) == {"rgb": False, "channel_axis": None}
