@@ -195,3 +195,17 @@ def test_segmenter_from_args_uses_the_model_options():
     ns.backend = "nope"
     with pytest.raises(ValueError, match="nope"):
         common.segmenter_from_args(ns)
+
+
+def test_stderr_progress_ends_its_line(capsys):
+    with common.stderr_progress("encoded") as progress:
+        progress(1, 3)
+        progress(3, 3)
+    assert capsys.readouterr().err == "\rencoded 1/3\rencoded 3/3\n"
+    with pytest.raises(RuntimeError), common.stderr_progress("step") as progress:
+        progress(2, 9)
+        raise RuntimeError("boom")
+    assert capsys.readouterr().err == "\rstep 2/9\n"  # an error message starts a new line
+    with common.stderr_progress("step"):
+        pass
+    assert capsys.readouterr().err == ""

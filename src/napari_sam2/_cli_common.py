@@ -10,6 +10,7 @@ Nothing here imports torch or the engine at import time (``--help`` stays fast).
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 SIZES = ("tiny", "small", "base_plus", "large")
@@ -180,10 +181,20 @@ def segmenter_from_args(args, **extra):
     return Segmenter(opts.pop("model"), opts.pop("checkpoint"), **opts, **extra)
 
 
+@contextmanager
 def stderr_progress(word: str):
-    """A ``progress(done, total)`` callback rewriting one ``word done/total`` line on stderr."""
+    """``with stderr_progress("encoded") as progress:`` a ``progress(done, total)`` callback
+    rewriting one ``word done/total`` line on stderr, ended by a newline on the way out (also
+    when the work fails, so an error message starts on its own line)."""
+    shown = False
 
     def progress(done, total):
+        nonlocal shown
+        shown = True
         print(f"\r{word} {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    return progress
+    try:
+        yield progress
+    finally:
+        if shown:
+            print(file=sys.stderr)

@@ -12,7 +12,6 @@ loss and the validation mIoU before/after.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ._cli_common import (
@@ -72,16 +71,16 @@ def cmd_finetune(args) -> int:
         labels.append(gt)
         kwargs.append(kw)
 
-    res = finetune(
-        images, labels, out=out, **model_options(args), epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, train_prompt_encoder=args.train_prompt_encoder,
-        val_fraction=args.val_fraction, split=args.split, patience=args.patience,
-        corrective_clicks=args.corrective_clicks, max_objects=args.max_objects, seed=args.seed,
-        random_weights=args.random_weights, image_kwargs=kwargs,
-        planes=[[plane]] * len(images) if plane else None,
-        names=[Path(p).name for p in args.images], progress=stderr_progress("step"),
-    )  # fmt: skip
-    print(file=sys.stderr)
+    with stderr_progress("step") as progress:
+        res = finetune(
+            images, labels, out=out, **model_options(args), epochs=args.epochs, lr=args.lr,
+            batch_size=args.batch_size, train_prompt_encoder=args.train_prompt_encoder,
+            val_fraction=args.val_fraction, split=args.split, patience=args.patience,
+            corrective_clicks=args.corrective_clicks, max_objects=args.max_objects,
+            seed=args.seed, random_weights=args.random_weights, image_kwargs=kwargs,
+            planes=[[plane]] * len(images) if plane else None,
+            names=[Path(p).name for p in args.images], progress=progress,
+        )  # fmt: skip
     card = res.card
     print(
         f"{card['n_objects']} object(s) on {card['n_planes']} plane(s): "

@@ -53,8 +53,8 @@ def cmd_precompute(args) -> int:
     seg.set_image(
         data, contrast_limits=parse_limits(args.contrast_limits), **image_kwargs(data, axes)
     )
-    n = seg.precompute(progress=stderr_progress("encoded"))
-    print(file=sys.stderr)
+    with stderr_progress("encoded") as progress:
+        n = seg.precompute(progress=progress)
     st = seg.stats
     print(
         f"{n} planes: {st.encodes} encoded, {st.disk_hits} already cached; "
