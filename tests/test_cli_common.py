@@ -35,7 +35,7 @@ MODEL_FLAGS = {
     "demo": ["--model", "--checkpoint"],
 }  # fmt: skip
 IMAGE_FLAGS = {"segment": ["--contrast-limits", "--channel", "--series"],
-               "precompute": ["--contrast-limits", "--series"]}  # fmt: skip
+               "precompute": ["--contrast-limits", "--channel", "--series"]}  # fmt: skip
 THREE = ("evaluate", "finetune", "precompute")
 
 

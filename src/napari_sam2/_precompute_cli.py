@@ -13,6 +13,7 @@ from ._cli_common import (
     add_image_args,
     add_model_args,
     image_kwargs,
+    parse_channel,
     parse_limits,
     read_image,
     segmenter_from_args,
@@ -26,8 +27,8 @@ def add_parser(sub) -> None:
         "precompute",
         help="encode every plane of an image into the on-disk embedding cache",
         description="Encode all planes of IMAGE and store the embeddings in the disk cache "
-        "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision "
-        "and contrast limits as the later session, or its embeddings will not match.",
+        "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision, "
+        "--channel and contrast limits as the later session, or its embeddings will not match.",
     )
     p.add_argument("image", metavar="IMAGE", help="input TIFF")
     p.add_argument(
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--max-gb", type=float, default=20.0, help="cache size cap (default 20 GB)")
     add_model_args(p)
-    add_image_args(p, channel=False)
+    add_image_args(p)
 
 
 def cmd_precompute(args) -> int:
@@ -51,7 +52,10 @@ def cmd_precompute(args) -> int:
     if seg.notice:
         print(seg.notice, file=sys.stderr)
     seg.set_image(
-        data, contrast_limits=parse_limits(args.contrast_limits), **image_kwargs(data, axes)
+        data,
+        contrast_limits=parse_limits(args.contrast_limits),
+        channel=parse_channel(args.channel),
+        **image_kwargs(data, axes),
     )
     with stderr_progress("encoded") as progress:
         n = seg.precompute(progress=progress)
