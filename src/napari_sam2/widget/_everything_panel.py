@@ -10,9 +10,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -20,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from ..adapter.everything import apply_everything, compute_everything, prepare_everything
 from ..engine.errors import NapariSam2Error
-from ._runner import BackgroundRun
+from ._runner import BackgroundRun, run_controls
 
 SCOPES = (("This plane", False), ("All planes", True))
 
@@ -96,16 +93,10 @@ class EverythingPanel(QGroupBox):
         lay.addWidget(self.advanced)
         lay.addWidget(self.advanced_box)
 
-        row = QHBoxLayout()
-        self.run_btn = QPushButton("Segment everything")
-        self.run_btn.setToolTip("Find every object and write them into the output labels")
-        self.cancel_btn = QPushButton("Cancel")
-        row.addWidget(self.run_btn, 1)
-        row.addWidget(self.cancel_btn)
+        row, self.run_btn, self.cancel_btn, self.progress = run_controls(
+            "Segment everything", "Find every object and write them into the output labels"
+        )
         lay.addLayout(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
         lay.addWidget(self.progress)
         self.runner = BackgroundRun(
             self,

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -24,7 +23,7 @@ from ..adapter.finetune import training_data
 from ..engine.errors import NapariSam2Error
 from ..engine.finetune import finetune
 from ..engine.segmenter import Segmenter
-from ._runner import BackgroundRun
+from ._runner import BackgroundRun, run_controls
 
 
 def _miou(d: dict) -> str:
@@ -58,19 +57,12 @@ class FinetunePanel(QGroupBox):
         form.addRow("Epochs", self.epochs)
         form.addRow("Save as", row)
         lay.addLayout(form)
-        buttons = QHBoxLayout()
-        self.run_btn = QPushButton("Fine-tune")
-        self.run_btn.setToolTip(
+        buttons, self.run_btn, self.cancel_btn, self.progress = run_controls(
+            "Fine-tune",
             "Train the mask decoder of the loaded SAM 2 model on your labelled objects "
-            "(image encoder frozen; each plane is encoded once)"
+            "(image encoder frozen; each plane is encoded once)",
         )
-        self.cancel_btn = QPushButton("Cancel")
-        buttons.addWidget(self.run_btn, 1)
-        buttons.addWidget(self.cancel_btn)
         lay.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
         lay.addWidget(self.progress)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)

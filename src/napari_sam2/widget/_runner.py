@@ -17,8 +17,23 @@ from dataclasses import dataclass
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton
 
 from ..engine.errors import Cancelled
+
+
+def run_controls(run_text: str, tip: str = "") -> tuple:
+    """A Run button (stretching) and a Cancel button in a row, and an empty progress bar:
+    ``(row, run_btn, cancel_btn, bar)`` for a panel's layout and its :class:`BackgroundRun`."""
+    run_btn, cancel_btn = QPushButton(run_text), QPushButton("Cancel")
+    run_btn.setToolTip(tip)
+    row = QHBoxLayout()
+    row.addWidget(run_btn, 1)
+    row.addWidget(cancel_btn)
+    bar = QProgressBar()
+    bar.setRange(0, 1)
+    bar.setValue(0)
+    return row, run_btn, cancel_btn, bar
 
 
 @dataclass
