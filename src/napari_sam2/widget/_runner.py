@@ -55,7 +55,7 @@ class BackgroundRun(QObject):
     job, whatever its end.  ``set_status`` is the dock's status line.
     """
 
-    progressed = Signal(int, int)  # (done, total), delivered on the main thread
+    progressed = Signal(int, int)  # (done, total): emitted in the worker, queued to main
 
     def __init__(
         self,
