@@ -84,7 +84,7 @@ def chunk_task(chunk: Chunk, plugin_name: str, run_id: str, on_start=None) -> Ch
     if on_start is not None:
         on_start(chunk.job)
     if chunk.reuse is not None and R.still_there(chunk):  # done by an earlier run: no model
-        res = run_chunk(chunk, None)
+        res = run_chunk(chunk, None, reraise_unexpected=True)  # deleted since: retried
         res.worker = worker.address
         return res
     plugin = worker.plugins[plugin_name]
