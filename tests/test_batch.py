@@ -324,11 +324,29 @@ def test_stale_partial_and_truncated_output_are_redone(tmp_path, crops, classica
     stale = out / f".a_labels.tif{PARTIAL}999-abcdef.tif"
     stale.write_bytes(b"left by a killed run")
     (out / "a_labels.tif").write_bytes(NUCLEI_GT.read_bytes()[:3000])  # truncated
-    shutil.copy(NUCLEI_GT, out / "b_labels.tif")  # complete TIFF, but not ours
     s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter)
     assert [r.status for r in s.results] == ["done", "done"]
     assert not stale.exists()
     assert load_labels(out / "a_labels.tif")[1]["provenance"]["command"] == "napari-sam2 segment"
+
+
+def test_foreign_labels_at_the_output_name_are_never_replaced(tmp_path, crops, classical_segmenter):
+    """Ground truth named like the output (``<stem>_labels.tif``, the usual convention) is
+    left byte-identical and the file fails with the reason; ``overwrite=True`` replaces it."""
+    p = point_csv(tmp_path, crops)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(NUCLEI_GT, out / "b_labels.tif")  # complete TIFF, but not ours
+    before = (out / "b_labels.tif").read_bytes()
+    s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "failed"]
+    assert "not written by napari-sam2" in s.results[1].reason
+    assert "--overwrite" in s.results[1].reason
+    assert (out / "b_labels.tif").read_bytes() == before
+    s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter,
+                      overwrite=True)  # fmt: skip
+    assert [r.status for r in s.results] == ["done", "done"]
+    assert load_labels(out / "b_labels.tif")[1]["provenance"]["command"] == "napari-sam2 segment"
 
 
 def test_changed_prompts_are_reported_on_skip(tmp_path, crops, classical_segmenter):
@@ -507,3 +525,18 @@ def test_medical_inputs_go_through_the_optional_readers(
     import nibabel as nib
 
     assert nib.load(out).header.get_zooms() == pytest.approx((2.5, 0.5, 0.5))
+
+
+def test_cli_next_to_input_keeps_ground_truth(tmp_path, capsys):
+    """``napari-sam2 segment img.tif --points r,c`` (no -o, no --out) writes next to the
+    input: a ground-truth ``img_labels.tif`` there is kept and the exit code is 3."""
+    from napari_sam2.cli import main
+
+    img, gt = tmp_path / "img.tif", tmp_path / "img_labels.tif"
+    shutil.copy(NUCLEI, img)
+    shutil.copy(NUCLEI_GT, gt)
+    before = gt.read_bytes()
+    args = ["segment", str(img), "--points", "337,166", "--backend", "classical", "--no-progress"]
+    assert main(args) == 3
+    assert gt.read_bytes() == before
+    assert "not written by napari-sam2" in capsys.readouterr().out
