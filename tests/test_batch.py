@@ -330,7 +330,9 @@ def test_stale_partial_and_truncated_output_are_redone(tmp_path, crops, classica
     assert load_labels(out / "a_labels.tif")[1]["provenance"]["command"] == "napari-sam2 segment"
 
 
-def test_foreign_labels_at_the_output_name_are_never_replaced(tmp_path, crops, classical_segmenter):
+def test_foreign_labels_at_the_output_name_are_never_replaced(
+    tmp_path, crops, classical_segmenter
+):
     """Ground truth named like the output (``<stem>_labels.tif``, the usual convention) is
     left byte-identical and the file fails with the reason; ``overwrite=True`` replaces it."""
     p = point_csv(tmp_path, crops)
