@@ -185,6 +185,14 @@ def segmenter_from_args(args, **extra):
     )
 
 
+def _medical_input(item: str) -> bool:
+    """A NIfTI file or a DICOM file/folder (``segment scan.nii.gz ... -o seg.nii.gz``)."""
+    from .batch import _files as F
+
+    path = Path(item)
+    return F._suffix(path) in F.NIFTI_SUFFIXES or F.is_dicom(path)
+
+
 def cmd_segment(args) -> int:
     import numpy as np
 
@@ -193,8 +201,8 @@ def cmd_segment(args) -> int:
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
 
-    if wants_batch(args):
-        return run(args)
+    if wants_batch(args) or _medical_input(args.image[0]):
+        return run(args)  # NIfTI and DICOM go through the batch readers and writers
     [args.image] = args.image
     points = parse_coords(args.points, 2, "--points")
     negative = parse_coords(args.negative, 2, "--negative")
