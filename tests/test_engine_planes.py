@@ -332,6 +332,9 @@ def test_plane_index_mismatch_says_what_to_give():
     with pytest.raises(ImageError) as e:
         PlaneSource(np.zeros((2, 5, 64, 64), np.uint8), channel_axis=0).check_index(())
     assert "channel_axis" not in str(e.value)
+    with pytest.raises(ImageError) as e:  # a plane was given, just too short: no hint
+        PlaneSource(np.zeros((2, 5, 64, 64), np.uint8)).check_index((1,))
+    assert "channel_axis" not in str(e.value)
 
 
 def test_plane_key_follows_content_not_identity():

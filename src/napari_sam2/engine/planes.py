@@ -185,7 +185,7 @@ class PlaneSource:
             f"e.g. {example}."
         )
         small = [a for a in self.leading_axes if self.data.shape[a] <= 4]
-        if self.channel_axis is None and small:
+        if not index and self.channel_axis is None and small:  # a CYX image, no plane
             text += (
                 f" If axis {small[0]} (length {self.data.shape[small[0]]}) holds channels, "
                 f"pass channel_axis={small[0]} with the image."
