@@ -542,3 +542,20 @@ def test_cli_next_to_input_keeps_ground_truth(tmp_path, capsys):
     assert main(args) == 3
     assert gt.read_bytes() == before
     assert "not written by napari-sam2" in capsys.readouterr().out
+
+
+def test_bare_name_in_csv_matches_inputs_even_with_a_copy_next_to_the_csv(
+    tmp_path, crops, classical_segmenter
+):
+    """A bare file name in the prompt CSV matches every input of that name, also when a
+    file of that name happens to lie next to the CSV (it used to bind to that copy only)."""
+    p = point_csv(tmp_path, crops)
+    for src, _ in crops.values():
+        shutil.copy(src, tmp_path / src.name)  # a copy beside prompts.csv
+    s = segment_files(tmp_path / "in", tmp_path / "o", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done"], [r.reason for r in s.results]
+    rows = list(csv.reader(p.read_text().splitlines()))[1:]
+    rows[0][0] = f"in/{rows[0][0]}"  # a relative path still names that file only
+    write_prompt_csv(p, rows)
+    s = segment_files(tmp_path / "in", tmp_path / "o2", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done"]

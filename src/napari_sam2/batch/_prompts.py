@@ -178,9 +178,9 @@ class PromptTable:
             if lid is not None and lid < 1:
                 raise PromptFileError(f"{where}: label must be >= 1")
             here = (csv_path.parent / name).resolve()
-            if here.exists():
+            if Path(name).name != name and here.exists():  # a path: that file only
                 fp = self.by_path.setdefault(str(here), {})
-            else:
+            else:  # a bare name: every input of that name (also one next to the CSV)
                 fp = self.by_name.setdefault(Path(name).name, {})
             pp = fp.setdefault(_plane(r.get("plane", ""), where), PlanePrompts())
             if kind in POINT_KINDS:
