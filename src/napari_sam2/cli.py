@@ -215,6 +215,11 @@ def cmd_segment(args) -> int:
 
     if Path(args.output).resolve() == Path(args.image).resolve():
         raise UsageError("--output is the input image: choose another file for the labels.")
+    if not args.output.lower().endswith((".tif", ".tiff")):
+        raise UsageError(
+            f"-o {args.output}: labels are written as a TIFF; give a name ending in .tif or "
+            ".ome.tif (NIfTI and DICOM inputs: .nii.gz)."
+        )
     data, axes, scale, units = read_image(Path(args.image), args.series)
     axes = axes or ""
     rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
