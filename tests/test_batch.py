@@ -559,3 +559,17 @@ def test_bare_name_in_csv_matches_inputs_even_with_a_copy_next_to_the_csv(
     write_prompt_csv(p, rows)
     s = segment_files(tmp_path / "in", tmp_path / "o2", prompts=p, segmenter=classical_segmenter)
     assert [r.status for r in s.results] == ["done", "done"]
+
+
+def test_csv_rows_for_a_file_that_is_no_input_are_reported(tmp_path, crops, classical_segmenter):
+    """A misspelt name in the CSV's file column is listed as skipped with the reason,
+    instead of being ignored without a word."""
+    p = point_csv(tmp_path, crops)
+    rows = list(csv.reader(p.read_text().splitlines()))[1:]
+    rows.append(["typo_a.tif", "", "point", "5,5", ""])
+    write_prompt_csv(p, rows)
+    s = segment_files(tmp_path / "in", tmp_path / "o", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done", "skipped"]
+    assert s.results[2].input == "typo_a.tif"
+    assert s.results[2].reason == "in the prompts but not an input"
+    assert any("typo_a.tif" in line for line in s.lines())

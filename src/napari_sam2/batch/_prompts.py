@@ -138,6 +138,15 @@ class PromptTable:
                 found.append(fp)
         return merge(found) if found else None
 
+    def unused(self, inputs) -> list[str]:
+        """The files named in prompt CSVs that match none of ``inputs``."""
+        paths = {str(Path(p).resolve()) for p in inputs}
+        names = {Path(p).name for p in inputs}
+        return sorted(
+            [k for k in self.by_path if k not in paths]
+            + [n for n in self.by_name if n not in names]
+        )
+
     def read(self, csv_path) -> PromptTable:
         """Add one CSV (prompt CSV or napari Points/Shapes export)."""
         csv_path = Path(csv_path)
