@@ -285,3 +285,11 @@ def test_one_image_form_reads_nifti_and_dicom(tmp_path, capsys):
             "--backend", "classical", "-o", str(out), "--no-progress"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     assert nib.load(str(out)).shape[:2] == (128, 128)
+    png = tmp_path / "seg.png"
+    args = ["segment", str(MED / "anatomical.nii"), "--plane", "12", "--points", "20,16",
+            "--backend", "classical", "-o", str(png), "--no-progress"]  # fmt: skip
+    assert main(args) == 2 and ".nii.gz" in capsys.readouterr().err
+    assert not png.exists()
+    args[2:4] = []  # no --plane on a volume: the reason gives an example
+    assert main(args[:-3] + ["-o", str(tmp_path / "x.nii.gz"), "--no-progress"]) == 3
+    assert "--plane 12" in capsys.readouterr().out

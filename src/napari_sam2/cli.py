@@ -185,6 +185,9 @@ def segmenter_from_args(args, **extra):
     )
 
 
+MEDICAL_OUT = (".nii.gz", ".nii", ".dcm", ".tif", ".tiff")
+
+
 def _medical_input(item: str) -> bool:
     """A NIfTI file or a DICOM file/folder (``segment scan.nii.gz ... -o seg.nii.gz``)."""
     from .batch import _files as F
@@ -201,7 +204,13 @@ def cmd_segment(args) -> int:
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
 
-    if wants_batch(args) or _medical_input(args.image[0]):
+    medical = len(args.image) == 1 and _medical_input(args.image[0])
+    if medical and args.output and not args.output.lower().endswith(MEDICAL_OUT):
+        raise UsageError(
+            f"-o {args.output}: give a labels name ending in .nii.gz or .nii (or .tif; .dcm "
+            "with --dicom-seg)."
+        )
+    if wants_batch(args) or medical:
         return run(args)  # NIfTI and DICOM go through the batch readers and writers
     [args.image] = args.image
     points = parse_coords(args.points, 2, "--points")

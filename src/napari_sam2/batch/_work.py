@@ -222,7 +222,9 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
     for plane, pp in sorted(prompts.items()):
         if src.index_shape and not plane:
             raise F.InputError(
-                f"the image has non-spatial axes of shape {src.index_shape}: prompts need a plane"
+                f"the image has non-spatial axes of shape {src.index_shape}: prompts need a plane "
+                f"(--plane {','.join(str(n // 2) for n in src.index_shape)}, or the CSV's "
+                "plane column)"
             )
         plane = tuple(src.check_index(_from_end(plane, src.index_shape)))
         notes += pp.notes
