@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with --auto also 'all' or start:stop ranges, e.g. all,12 (default: every plane; "
         "2-D images ignore --plane there; docs/batch.md)",
     )
-    s.add_argument("-o", "--output", help="labels TIFF to write (one input)")
+    s.add_argument(
+        "-o", "--output", help="labels file to write (one input): .tif; .nii.gz for NIfTI/DICOM"
+    )
     model_args(s)
     s.add_argument(
         "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
