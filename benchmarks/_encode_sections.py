@@ -56,19 +56,34 @@ def fresh_images(img, n):
     return [np.clip(base + 1e-3 * k, 0, 1).astype(np.float32) for k in range(n)]
 
 
-def encode_vs_stock(backend, img, repeats: int) -> dict:
-    """Our encode (cache missed: new content) vs the stock ``SAM2ImagePredictor.set_image``
-    on the same model object, interleaved so load changes hit both alike."""
+def stock_predictor(backend):
+    """sam2's ``SAM2ImagePredictor`` on a fresh, untrimmed build of ``backend``'s model with
+    the same weights (sam2's code exactly as shipped)."""
     import warnings
 
-    import torch
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+    from napari_sam2.engine.models import build_model
+
+    lm = backend.loaded
+    model = build_model(lm.spec, image_size=backend.image_size)
+    model.load_state_dict(lm.model.state_dict())
+    model = model.to(backend.device).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stock = SAM2ImagePredictor(backend.loaded.model)
+        stock = SAM2ImagePredictor(model)
     s = backend.image_size
     stock._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+    return stock
+
+
+def encode_vs_stock(backend, img, repeats: int) -> dict:
+    """Our encode (cache missed: new content) vs the stock ``SAM2ImagePredictor.set_image``
+    on an untrimmed copy of the same model (same weights, sam2's code exactly as shipped),
+    interleaved so load changes hit both alike."""
+    import torch
+
+    stock = stock_predictor(backend)
     images = fresh_images(img, 2 * repeats + 2)
     ours, theirs = [], []
     backend.encode(images[0])  # warm-up of both paths

@@ -5,7 +5,9 @@ SAM 2.1 with random weights (seeded; timings equal real weights: same arithmetic
 shipped 2-D nuclei sample.  Sections:
 
 1. matmul floor: fp32 and bf16 GFLOP/s of a plain matmul; encoder GFLOP (flop counter);
-2. encode per model size vs the stock ``SAM2ImagePredictor.set_image`` and vs the floor;
+2. encode per model size vs the stock ``SAM2ImagePredictor.set_image`` (an untrimmed model,
+   same process) and vs the floor; 2b. as shipped vs stock sam2 without huge pages
+   (``bench_encode_ab.py``, separate processes; ``--no-ab`` skips it);
 3. fp32 vs bf16 autocast: time and mask agreement (16 clicks); the ``precision="auto"``
    verdict for this CPU;
 4. in-memory cache dtype: mask agreement of fp16/bf16-stored embeddings, bytes, unpack cost;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import napari_sam2  # noqa: F401  (before torch: it turns on huge pages, as shipped)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _encode_sections as E  # noqa: E402
@@ -151,6 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--int8", action="store_true", help="dynamic int8 quantisation")
     ap.add_argument("--batch", type=int, default=0, help="batched encode of N planes")
     ap.add_argument("--no-bf16", action="store_true", help="skip fp32 vs bf16")
+    ap.add_argument("--no-ab", action="store_true", help="skip 2b (separate processes)")
     ap.add_argument(
         "--bf16-emulated", action="store_true", help="fp32 vs bf16 even without native bf16"
     )
@@ -195,6 +201,15 @@ def main(argv=None) -> int:
         )
         if size == "tiny" or tiny is None:
             tiny = (size, ckpt, seg, gflop)
+
+    if not args.no_ab:
+        import bench_encode_ab
+
+        print("\n## 2b. as shipped (trims + huge pages) vs stock sam2, separate processes")
+        print(f"THP_MEM_ALLOC_ENABLE in this process: {os.environ.get('THP_MEM_ALLOC_ENABLE')}")
+        bench_encode_ab.main(
+            ["--size", "tiny", "--image-size", str(s), "--repeats", str(reps), "--rounds", "1"]
+        )
 
     size, ckpt, seg, gflop = tiny
     backend = seg.backend

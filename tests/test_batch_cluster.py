@@ -176,6 +176,35 @@ def test_plane_chunks_on_the_cluster(client, tmp_path, classical_segmenter):
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [Path(b.output).name]
 
 
+def test_cluster_resumes_the_ranges_of_an_interrupted_run(
+    client, tmp_path, classical_segmenter, monkeypatch
+):
+    """Ranges finished in-process before Ctrl-C are reused by the cluster run (the workers
+    segment only the others): the labels of the unsplit run, and the summary says so."""
+    from napari_sam2.batch import _chunks
+    from test_batch_planes import OVULE
+
+    local = segment_files(OVULE, tmp_path / "local", auto=True, segmenter=classical_segmenter)
+    real = _chunks.segment_range
+
+    def stop_in_range_2(chunk, seg, on_plane=None):
+        if chunk.index == 2:
+            raise KeyboardInterrupt
+        return real(chunk, seg, on_plane)
+
+    monkeypatch.setattr(_chunks, "segment_range", stop_in_range_2)
+    with pytest.raises(KeyboardInterrupt):
+        segment_files(OVULE, tmp_path / "o", auto=True, backend="classical", plane_chunks=4)
+    monkeypatch.undo()
+    dist = segment_files(OVULE, tmp_path / "o", auto=True, backend="classical",
+                         client=client, plane_chunks=4)  # fmt: skip
+    [a], [b] = local.results, dist.results
+    assert b.status == "done" and b.notes[1:] == ["2 of 4 plane ranges reused"], dist.lines()
+    assert b.objects == a.objects
+    np.testing.assert_array_equal(tifffile.imread(a.output), tifffile.imread(b.output))
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [Path(b.output).name]
+
+
 @pytest.mark.slow
 def test_killed_worker_in_a_plane_chunk(client, tmp_path, classical_segmenter):
     from test_batch_planes import OVULE

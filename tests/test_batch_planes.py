@@ -152,7 +152,7 @@ def test_plan_chunks_rules(tmp_path, monkeypatch):
     assert [len(c.planes) for c in plan_chunks(cells, 2)] == [2, 3]  # channels are no planes
 
 
-def test_failing_chunk_fails_the_file_and_leaves_nothing(tmp_path, classical_segmenter):
+def test_failing_chunk_fails_the_file_and_keeps_the_finished_ranges(tmp_path, classical_segmenter):
     class Flaky:
         """The classical segmenter, except that plane 20 cannot be segmented."""
 
@@ -167,4 +167,7 @@ def test_failing_chunk_fails_the_file_and_leaves_nothing(tmp_path, classical_seg
     s = segment_files(OVULE, tmp_path / "o", auto=True, plane_chunks=4, segmenter=Flaky())
     [r] = s.results
     assert r.status == "failed" and r.reason == "plane 20 is unreadable"
-    assert list((tmp_path / "o").iterdir()) == []
+    # no output; ranges 0 and 1 (planes 0-15) are kept for the next run (test_batch_resume)
+    kept = sorted(p.name for p in (tmp_path / "o").iterdir())
+    name = ".ovule_membrane_zyx_uint8_labels.tif.partial-range-"
+    assert kept == [f"{name}{i:04d}of0004.{ext}" for i in (0, 1) for ext in ("json", "npy")]

@@ -205,3 +205,23 @@ def test_bf16_tensors_round_trip_without_pickle(tmp_path):
 
     assert not cache.put(("r",), emb, Random()) and len(cache.files()) == 1
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_cli_precompute_of_one_channel_fills_that_channels_cache(tmp_path, capsys):
+    """``--channel 1`` encodes channel 1 of a CYX stack: the API on channel 1 finds it in the
+    cache, the default channel mode (mean) does not."""
+    tifffile = pytest.importorskip("tifffile")
+    from napari_sam2.cli import main
+
+    path = tmp_path / "cells.tif"
+    img = np.stack([_image(shape=(64, 64)), _image(shape=(64, 64))[::-1].copy()])
+    tifffile.imwrite(path, img, metadata={"axes": "CYX"})
+    args = [str(path), "--disk-cache", str(tmp_path / "c"), "--backend", "classical"]
+    assert main(["precompute", *args, "--channel", "1"]) == 0
+    assert "1 planes: 1 encoded, 0 already cached" in capsys.readouterr().out
+    seg = Segmenter(backend="classical", disk_cache=tmp_path / "c")
+    seg.set_image(img, channel_axis=0, channel=1).embedding()
+    assert seg.stats.encodes == 0 and seg.stats.disk_hits == 1
+    mean = Segmenter(backend="classical", disk_cache=tmp_path / "c")
+    mean.set_image(img, channel_axis=0).embedding()
+    assert mean.stats.encodes == 1 and mean.stats.disk_hits == 0

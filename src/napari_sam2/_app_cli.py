@@ -76,7 +76,7 @@ def cmd_demo(args) -> int:
 
     import napari
 
-    from .cli import UsageError
+    from ._cli_common import UsageError
 
     try:
         from .widget import SAM2Widget

@@ -12,10 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._cli_common import (
+    UsageError,
+    add_labelled_images,
+    add_model_args,
+    labelled_pairs,
+    parse_plane,
+    segmenter_from_args,
+)
+
 HELP = "measure a model on labelled images with simulated clicks (mean IoU per click count)"
 
 
-def add_parser(sub, model_args) -> None:
+def add_parser(sub) -> None:
+    """Register the subcommand on the main parser's ``sub`` (cli.build_parser)."""
     e = sub.add_parser(
         "evaluate",
         help=HELP,
@@ -23,50 +33,30 @@ def add_parser(sub, model_args) -> None:
         "then corrective clicks at the centre of the largest error region; the IoU after "
         "each click is written to results.csv/results.json and plotted in curve.png.",
     )
-    e.add_argument("images", nargs="+", metavar="IMAGE", help="input image TIFF(s)")
-    e.add_argument(
-        "--labels", nargs="+", required=True, metavar="LABELS",
-        help="ground-truth labels TIFF(s), one per image, same order",
-    )  # fmt: skip
+    add_labelled_images(e, "ground-truth labels TIFF(s), one per image, same order")
     e.add_argument("--clicks", type=int, default=5, help="prompts per object (default 5)")
     e.add_argument("--first", choices=("point", "box"), default="point", help="first prompt")
     e.add_argument("--plane", help="plane index on the non-spatial axes, e.g. 12 or 3,12")
     e.add_argument("--max-objects", type=int, help="measure at most this many objects per image")
     e.add_argument("--seed", type=int, default=0, help="seed of the --max-objects choice")
     e.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
-    model_args(e)
-    e.add_argument(
-        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
-    )
-    e.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    e.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    e.add_argument("--image-size", type=int, help="SAM 2 input size, multiple of 32")
+    add_model_args(e)
 
 
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .cli import UsageError, parse_plane, read_image, segmenter_from_args
     from .engine.evaluate import evaluate as run_eval
     from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
 
-    if len(args.labels) != len(args.images):
-        raise UsageError(
-            f"{len(args.images)} image(s) but {len(args.labels)} labels file(s): give one "
-            "--labels file per image, in the same order."
-        )
+    pairs = labelled_pairs(args)
     if args.clicks < 1:
         raise UsageError("--clicks must be at least 1.")
     plane = parse_plane(args.plane)
     seg = segmenter_from_args(args)
     results = []
-    for img_path, lab_path in zip(args.images, args.labels, strict=True):
-        data, axes, _, _ = read_image(Path(img_path))
-        gt, _, _, _ = read_image(Path(lab_path))
-        axes = axes or ""
-        rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-        c_axis = axes.index("C") if "C" in axes else None
-        seg.set_image(data, rgb=rgb, channel_axis=c_axis)
+    for img_path, data, gt, kwargs in pairs:
+        seg.set_image(data, **kwargs)
         if not plane and seg.source.index_shape:
             raise UsageError(
                 f"{img_path} has non-spatial axes of shape {seg.source.index_shape}: choose "

@@ -12,13 +12,22 @@ loss and the validation mIoU before/after.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from ._cli_common import (
+    UsageError,
+    add_labelled_images,
+    add_model_args,
+    labelled_pairs,
+    model_options,
+    parse_plane,
+    stderr_progress,
+)
 
 HELP = "fine-tune a SAM 2 checkpoint's mask decoder on labelled images"
 
 
-def add_parser(sub, model_args) -> None:
+def add_parser(sub) -> None:
     """Register the subcommand on the main parser's ``sub`` (cli.build_parser)."""
     f = sub.add_parser(
         "finetune",
@@ -27,13 +36,9 @@ def add_parser(sub, model_args) -> None:
         "each plane encoded once) on prompts simulated from your labels; write a checkpoint "
         "in the official layout plus a JSON card (docs/finetuning.md).",
     )
-    f.add_argument("images", nargs="+", metavar="IMAGE", help="input image TIFF(s)")
-    f.add_argument(
-        "--labels", nargs="+", required=True, metavar="LABELS",
-        help="instance labels TIFF(s), one per image, same order and shape",
-    )  # fmt: skip
+    add_labelled_images(f, "instance labels TIFF(s), one per image, same order and shape")
     f.add_argument("--out", required=True, help="checkpoint to write (.pt)")
-    model_args(f)
+    add_model_args(f, extra=("device", "image_size"))
     f.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     f.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     f.add_argument("--batch-size", type=int, default=8, help="objects per step (default 8)")
@@ -45,8 +50,6 @@ def add_parser(sub, model_args) -> None:
     f.add_argument("--train-prompt-encoder", action="store_true", help="train it too")
     f.add_argument("--plane", help="one plane index on the non-spatial axes (default: all)")
     f.add_argument("--seed", type=int, default=0, help="split, prompts and batches (0)")
-    f.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    f.add_argument("--image-size", type=int, help="SAM 2 input size, multiple of 32")
     f.add_argument(
         "--random-weights", action="store_true",
         help="start from random weights (plumbing checks only)",
@@ -54,43 +57,30 @@ def add_parser(sub, model_args) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .cli import UsageError, parse_plane, read_image
     from .engine.finetune import card_path_for, finetune
 
-    if len(args.labels) != len(args.images):
-        raise UsageError(
-            f"{len(args.images)} image(s) but {len(args.labels)} labels file(s): give one "
-            "--labels file per image, in the same order."
-        )
+    pairs = labelled_pairs(args)
     out = Path(args.out)
     ins = {Path(p).resolve() for p in [*args.images, *args.labels]}
     if out.resolve() in ins:
         raise UsageError("--out is one of the inputs: choose another file for the checkpoint.")
     plane = parse_plane(args.plane)
     images, labels, kwargs = [], [], []
-    for img_path, lab_path in zip(args.images, args.labels, strict=True):
-        data, axes, _, _ = read_image(Path(img_path))
-        gt, _, _, _ = read_image(Path(lab_path))
-        axes = axes or ""
-        rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-        kwargs.append({"rgb": rgb, "channel_axis": axes.index("C") if "C" in axes else None})
+    for _, data, gt, kw in pairs:
         images.append(data)
         labels.append(gt)
+        kwargs.append(kw)
 
-    def progress(done, total):
-        print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    res = finetune(
-        images, labels, out=out, model=args.model, checkpoint=args.checkpoint,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        train_prompt_encoder=args.train_prompt_encoder, val_fraction=args.val_fraction,
-        split=args.split, patience=args.patience, corrective_clicks=args.corrective_clicks,
-        max_objects=args.max_objects, seed=args.seed, image_size=args.image_size,
-        random_weights=args.random_weights, device=args.device, image_kwargs=kwargs,
-        planes=[[plane]] * len(images) if plane else None,
-        names=[Path(p).name for p in args.images], progress=progress,
-    )  # fmt: skip
-    print(file=sys.stderr)
+    with stderr_progress("step") as progress:
+        res = finetune(
+            images, labels, out=out, **model_options(args), epochs=args.epochs, lr=args.lr,
+            batch_size=args.batch_size, train_prompt_encoder=args.train_prompt_encoder,
+            val_fraction=args.val_fraction, split=args.split, patience=args.patience,
+            corrective_clicks=args.corrective_clicks, max_objects=args.max_objects,
+            seed=args.seed, random_weights=args.random_weights, image_kwargs=kwargs,
+            planes=[[plane]] * len(images) if plane else None,
+            names=[Path(p).name for p in args.images], progress=progress,
+        )  # fmt: skip
     card = res.card
     print(
         f"{card['n_objects']} object(s) on {card['n_planes']} plane(s): "

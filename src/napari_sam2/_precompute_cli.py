@@ -9,15 +9,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ._cli_common import (
+    add_image_args,
+    add_model_args,
+    image_kwargs,
+    parse_channel,
+    parse_limits,
+    read_image,
+    segmenter_from_args,
+    stderr_progress,
+)
 
-def add_parser(sub, model_args) -> None:
+
+def add_parser(sub) -> None:
     """Register the subcommand on the main parser's ``sub`` (cli.build_parser)."""
     p = sub.add_parser(
         "precompute",
         help="encode every plane of an image into the on-disk embedding cache",
         description="Encode all planes of IMAGE and store the embeddings in the disk cache "
-        "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision "
-        "and contrast limits as the later session, or its embeddings will not match.",
+        "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision, "
+        "--channel and contrast limits as the later session, or its embeddings will not match.",
     )
     p.add_argument("image", metavar="IMAGE", help="input TIFF")
     p.add_argument(
@@ -27,39 +38,27 @@ def add_parser(sub, model_args) -> None:
         help='cache folder, or "default" for ~/.cache/napari-sam2/embeddings',
     )
     p.add_argument("--max-gb", type=float, default=20.0, help="cache size cap (default 20 GB)")
-    model_args(p)
-    p.add_argument(
-        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
-    )
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--image-size", type=int, help="SAM 2 input size (default 1024)")
-    p.add_argument("--contrast-limits", help="intensity window lo,hi (default: percentiles)")
-    p.add_argument("--series", type=int, default=0, help="image series of a multi-image TIFF")
+    add_model_args(p)
+    add_image_args(p)
 
 
 def cmd_precompute(args) -> int:
-    from .cli import parse_limits, read_image, segmenter_from_args
     from .engine.disk_cache import DiskCache, default_dir
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
     cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))
     data, axes, _, _ = read_image(Path(args.image), args.series)
-    axes = axes or ""
-    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-    c_axis = axes.index("C") if "C" in axes else None
     seg = segmenter_from_args(args, disk_cache=cache)
     if seg.notice:
         print(seg.notice, file=sys.stderr)
     seg.set_image(
-        data, contrast_limits=parse_limits(args.contrast_limits), rgb=rgb, channel_axis=c_axis
+        data,
+        contrast_limits=parse_limits(args.contrast_limits),
+        channel=parse_channel(args.channel),
+        **image_kwargs(data, axes),
     )
-
-    def progress(done, total):
-        print(f"\rencoded {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    n = seg.precompute(progress=progress)
-    print(file=sys.stderr)
+    with stderr_progress("encoded") as progress:
+        n = seg.precompute(progress=progress)
     st = seg.stats
     print(
         f"{n} planes: {st.encodes} encoded, {st.disk_hits} already cached; "

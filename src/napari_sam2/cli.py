@@ -22,57 +22,24 @@ import logging
 import sys
 from pathlib import Path
 
-from . import _convert_cli, _finetune_cli, _precompute_cli
+from . import _convert_cli, _evaluate_cli, _finetune_cli, _precompute_cli
 from ._app_cli import _version, cmd_demo, cmd_info
+from ._cli_common import (  # noqa: F401 - also this module's public names (tests, batch)
+    SIZES,
+    UsageError,
+    add_image_args,
+    add_model_args,
+    image_kwargs,
+    parse_channel,
+    parse_coords,
+    parse_limits,
+    parse_plane,
+    read_image,
+    segmenter_from_args,
+)
 
 PROG = "napari-sam2"
 SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
-SIZES = ("tiny", "small", "base_plus", "large")
-
-
-class UsageError(Exception):
-    """Bad command-line input (exit code 2)."""
-
-
-# ----------------------------------------------------------------------- parsing helpers
-def parse_coords(text: str | None, n: int, what: str) -> list[tuple[float, ...]]:
-    """``"r,c;r,c"`` → ``[(r, c), (r, c)]`` with ``n`` numbers per item."""
-    if not text:
-        return []
-    out = []
-    for item in text.replace(" ", "").split(";"):
-        if not item:
-            continue
-        try:
-            vals = tuple(float(v) for v in item.split(","))
-        except ValueError:
-            vals = ()
-        if len(vals) != n:
-            form = "r,c" if n == 2 else "r0,c0,r1,c1"
-            raise UsageError(f"bad {what} {item!r}: expected {form} numbers, ';' between items.")
-        out.append(vals)
-    return out
-
-
-def parse_plane(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"bad --plane {text!r}: expected integers such as 12 or 3,12.") from None
-
-
-def parse_limits(text: str | None):
-    if not text:
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        lo = hi = 0.0
-    if not lo < hi:
-        raise UsageError(f"bad --contrast-limits {text!r}: expected lo,hi with lo < hi.")
-    return lo, hi
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,18 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="{demo,info,segment,evaluate,precompute,convert,finetune}"
     )
 
-    def model_args(sp):
-        g = sp.add_argument_group("model")
-        g.add_argument("--model", default="tiny", help="SAM 2 size: " + ", ".join(SIZES))
-        g.add_argument(
-            "--checkpoint",
-            help="checkpoint file (or a folder holding it); --backend transformers: a "
-            "transformers folder, a cached hub id or a .pt",
-        )
-
     d = sub.add_parser("demo", help="open napari with a sample image and the SAM 2 widget")
     d.add_argument("--sample", choices=SAMPLES, default="nuclei_2d")
-    model_args(d)
+    add_model_args(d, extra=())
     d.add_argument("--screenshot", metavar="PNG", help="save a window screenshot and exit")
     d.add_argument("--wait", type=float, default=2.0, help="seconds before the screenshot")
 
@@ -123,70 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "-o", "--output", help="labels file to write (one input): .tif; .nii.gz for NIfTI/DICOM"
     )
-    model_args(s)
-    s.add_argument(
-        "--backend", choices=("auto", "sam2", "classical", "transformers"), default="auto"
-    )
-    s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    s.add_argument(
-        "--image-size", type=int, help="SAM 2 input size, multiple of 32 (default 1024)"
-    )
-    s.add_argument("--contrast-limits", help="intensity window lo,hi (default: stack percentiles)")
-    s.add_argument(
-        "--channel", default="mean", help="channel index, mean, max or composite (channel images)"
-    )
-    s.add_argument(
-        "--series", type=int, default=0, help="image series of a multi-image TIFF (default 0)"
-    )
+    add_model_args(s)
+    add_image_args(s)
     from .batch._cli import add_arguments
 
     add_arguments(s)  # several files, --auto, --propagate, dask: docs/batch.md
-    from ._evaluate_cli import add_parser
-
-    add_parser(sub, model_args)  # simulated-click evaluation: docs/evaluation.md
-    _precompute_cli.add_parser(sub, model_args)  # disk embedding cache: docs/performance.md
+    _evaluate_cli.add_parser(sub)  # simulated-click evaluation: docs/evaluation.md
+    _precompute_cli.add_parser(sub)  # disk embedding cache: docs/performance.md
     _convert_cli.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
-    _finetune_cli.add_parser(sub, model_args)  # train the mask decoder: docs/finetuning.md
+    _finetune_cli.add_parser(sub)  # train the mask decoder: docs/finetuning.md
     return p
 
 
-# ----------------------------------------------------------------------------- info
 # -------------------------------------------------------------------------- segment
-def read_image(path: Path, series: int = 0):
-    """(array, axes, scale, units) of one series of a TIFF (full resolution)."""
-    if not path.is_file():
-        raise UsageError(f"no such image file: {path}")
-    try:
-        from .io.reader import open_tiff
-    except ImportError:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            data, axes = tif.series[0].asarray(), tif.series[0].axes
-        return data, axes, None, None
-    try:
-        data, info = open_tiff(path, series=series)
-    except ValueError as e:  # TiffReadError: corrupt file, no such series
-        raise UsageError(str(e)) from e
-    return data, info.axes, info.scale, info.units
-
-
-def segmenter_from_args(args, **extra):
-    """The :class:`Segmenter` the model options of a subcommand ask for (``extra``: more kwargs)."""
-    from .engine.segmenter import Segmenter
-
-    return Segmenter(
-        args.model,
-        args.checkpoint,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        image_size=args.image_size,
-        **extra,
-    )
-
-
 MEDICAL_OUT = (".nii.gz", ".nii", ".dcm", ".tif", ".tiff")
 
 
@@ -222,7 +129,7 @@ def cmd_segment(args) -> int:
         raise UsageError("give at least one positive point (--points) or box (--boxes).")
     plane = parse_plane(args.plane)
     limits = parse_limits(args.contrast_limits)
-    channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
+    channel = parse_channel(args.channel)
 
     if Path(args.output).resolve() == Path(args.image).resolve():
         raise UsageError("--output is the input image: choose another file for the labels.")
@@ -232,13 +139,12 @@ def cmd_segment(args) -> int:
             ".ome.tif (NIfTI and DICOM inputs: .nii.gz)."
         )
     data, axes, scale, units = read_image(Path(args.image), args.series)
+    kwargs = image_kwargs(data, axes)
     axes = axes or ""
-    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
-    c_axis = axes.index("C") if "C" in axes else None
     keep = [i for i, a in enumerate(axes) if a not in "CS"] if axes else list(range(data.ndim))
 
     seg = segmenter_from_args(args)
-    seg.set_image(data, contrast_limits=limits, rgb=rgb, channel_axis=c_axis, channel=channel)
+    seg.set_image(data, contrast_limits=limits, channel=channel, **kwargs)
     src = seg.source
     if not plane and src.index_shape:
         raise UsageError(
@@ -313,17 +219,11 @@ def write_labels_tiff(path: Path, labels, provenance: dict, *, axes, scale, unit
 
 
 # ----------------------------------------------------------------------------- main
-def cmd_evaluate(args) -> int:
-    from ._evaluate_cli import cmd_evaluate as run
-
-    return run(args)
-
-
 COMMANDS = {
     "demo": cmd_demo,
     "info": cmd_info,
     "segment": cmd_segment,
-    "evaluate": cmd_evaluate,
+    "evaluate": _evaluate_cli.cmd_evaluate,
     "precompute": _precompute_cli.cmd_precompute,
     "convert": _convert_cli.cmd_convert,
     "finetune": _finetune_cli.cmd_finetune,

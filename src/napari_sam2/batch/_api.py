@@ -204,7 +204,11 @@ def segment_files(
         if plane_chunks is not None and plane_chunks < 1:
             raise F.InputError("plane_chunks must be at least 1")
         n_chunks = plane_chunks if (plane_chunks is not None or cluster) else 1
-        chunks = {i: c for i, job in enumerate(jobs) if (c := plan_chunks(job, n_chunks))}
+        chunks = {
+            i: c
+            for i, job in enumerate(jobs)
+            if (c := plan_chunks(job, n_chunks, fresh=overwrite))
+        }
 
         def planes_done(inp: str, count: int = 1) -> None:
             if notify:

@@ -4,8 +4,10 @@ An ``--auto`` stack (no prompts, no propagation: every plane is independent) is 
 plane ranges, *chunks*.  Each chunk is segmented by its own task (with the whole stack set
 as the image, so the normalisation is the stack's) into a hidden ``.npy`` next to the
 output, written under a temporary name and renamed.  One more task assembles the chunks
-into the output (one atomic write, in the output's format) and deletes them; a killed run
-leaves only hidden partial files, which the next run for that output deletes.
+into the output (one atomic write, in the output's format) and deletes them.  A run that stops
+early (killed, cancelled, a failed range) leaves the finished ranges: the next run for that
+output reuses those made from the same input, fingerprint and split and redoes the rest
+(see ``_ranges``).
 
 IDs: a chunk numbers its objects from 1, plane after plane, in the order
 ``Segmenter.segment_everything`` gives them on an empty plane; the assembly adds the
@@ -16,8 +18,6 @@ number of IDs used by the chunks before it.  That is exactly what the unchunked 
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,8 @@ import numpy as np
 
 from . import _files as F
 from . import _outputs as O
-from ._results import DONE, FAILED, FileResult
+from . import _ranges as R
+from ._results import DONE, FAILED, FileResult, reused_note
 from ._work import EXPECTED, Job, auto_planes, kept_axes, open_image, provenance
 
 PLANES_PER_CHUNK = 32
@@ -44,6 +45,8 @@ class Chunk:
     count: int
     planes: list
     path: str  # the chunk's labels, (len(planes), H, W) int32 .npy
+    signature: dict = field(default_factory=dict)  # the input's version (``_ranges``)
+    reuse: dict | None = None  # the record of a complete range file made earlier
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ChunkResult:
     description: dict = field(default_factory=dict)
     error: str | None = None
     worker: str | None = None
+    reused: bool = False  # the range file of an earlier run was used
 
 
 def eligible(job: Job) -> bool:
@@ -70,18 +74,23 @@ def _source(img, kwargs):
                        channel=kwargs["channel"])  # fmt: skip
 
 
-def plan_chunks(job: Job, n: int | None) -> list[Chunk] | None:
+def plan_chunks(job: Job, n: int | None, *, fresh: bool | None = None) -> list[Chunk] | None:
     """The chunks of ``job``, or None when it stays one task.
 
     ``n``: the number of chunks; None: automatic (ranges of :data:`PLANES_PER_CHUNK`
     planes for more than :data:`AUTO_SPLIT_ABOVE` planes).  Reads only the input's
     shape (lazily); a file that cannot be read stays one task, which reports why.
+    The complete range files of an earlier run that match are kept (``chunk.reuse``),
+    other partial files of the output are deleted; ``fresh`` (default: the job's
+    ``overwrite``) deletes them all.
     """
     if not eligible(job) or n == 1:
         return None
     try:
         img, kwargs = open_image(job, lazy=True)
-        planes, _ = auto_planes(job, img, _source(img, kwargs))
+        src = _source(img, kwargs)
+        planes, _ = auto_planes(job, img, src)
+        signature = R.input_signature(job.input)
     except Exception:  # noqa: BLE001 - the whole-file task gives the reason
         return None
     if n is None:
@@ -92,49 +101,33 @@ def plan_chunks(job: Job, n: int | None) -> list[Chunk] | None:
     if n < 2:
         return None
     out = Path(job.output)
-    O.remove_stale_partials(out)
-    token = f"{os.getpid()}-{secrets.token_hex(3)}"
     bounds = np.linspace(0, len(planes), n + 1).round().astype(int)
-    return [
-        Chunk(job, i, n, planes[a:b], str(out.with_name(f".{out.name}{F.PARTIAL}{token}-c{i:04d}.npy")))
+    chunks = [
+        Chunk(job, i, n, planes[a:b], str(R.range_path(out, i, n)), signature)
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
     ]  # fmt: skip
+    R.prepare(out, chunks, src.plane_shape, job.settings.overwrite if fresh is None else fresh)
+    return chunks
 
 
 def run_chunk(
     chunk: Chunk, seg, *, on_plane=None, reraise_unexpected: bool = False
 ) -> ChunkResult:
-    """Segment the chunk's planes; write them to ``chunk.path`` (temporary name, rename)."""
+    """Segment the chunk's planes; write them to ``chunk.path`` and its record (each:
+    temporary name, rename).  A range marked as reused is not segmented again."""
     from ..engine.errors import NapariSam2Error
 
     res = ChunkResult(chunk.index, chunk.path, chunk.planes)
+    if chunk.reuse is not None and R.still_there(chunk):
+        res.counts = [int(n) for n in chunk.reuse["counts"]]
+        res.description = dict(chunk.reuse.get("description") or {})
+        res.reused = True
+        for _ in chunk.planes if on_plane else ():
+            on_plane()
+        return res
     try:
-        img, kwargs = open_image(chunk.job)
-        seg.set_image(img.data, **kwargs)
-        src = seg.source
-        out = np.zeros((len(chunk.planes), *src.plane_shape), np.int32)
-        running = 0
-        for k, plane in enumerate(chunk.planes):
-            lab = np.asarray(seg.segment_everything(None, tuple(plane)))
-            ids = np.unique(lab[lab > 0])
-            if ids.size:
-                lut = np.zeros(int(ids.max()) + 1, np.int32)
-                lut[ids] = np.arange(running + 1, running + 1 + ids.size)
-                out[k] = lut[lab]
-            res.counts.append(int(ids.size))
-            running += int(ids.size)
-            if on_plane:
-                on_plane()
-        res.description = seg.describe()
-        Path(chunk.path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{chunk.path}.{os.getpid()}-{secrets.token_hex(3)}.npy"
-        try:
-            with open(tmp, "wb") as fh:
-                np.save(fh, out)
-            os.replace(tmp, chunk.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        out, res.counts, res.description = segment_range(chunk, seg, on_plane)
+        R.write(chunk, out, res.counts, res.description)
     except (NapariSam2Error, *EXPECTED) as e:
         res.error = _one_line(e)
     except Exception as e:  # noqa: BLE001
@@ -144,15 +137,37 @@ def run_chunk(
     return res
 
 
+def segment_range(chunk: Chunk, seg, on_plane=None) -> tuple[np.ndarray, list, dict]:
+    """(labels of the chunk's planes, objects per plane, segmenter description)."""
+    img, kwargs = open_image(chunk.job)
+    seg.set_image(img.data, **kwargs)
+    src = seg.source
+    out = np.zeros((len(chunk.planes), *src.plane_shape), np.int32)
+    counts: list = []
+    running = 0
+    for k, plane in enumerate(chunk.planes):
+        lab = np.asarray(seg.segment_everything(None, tuple(plane)))
+        ids = np.unique(lab[lab > 0])
+        if ids.size:
+            lut = np.zeros(int(ids.max()) + 1, np.int32)
+            lut[ids] = np.arange(running + 1, running + 1 + ids.size)
+            out[k] = lut[lab]
+        counts.append(int(ids.size))
+        running += int(ids.size)
+        if on_plane:
+            on_plane()
+    return out, counts, seg.describe()
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
 def assemble(job: Job, results: list[ChunkResult], t0: float | None = None) -> FileResult:
-    """One output from the chunks (atomic write); the chunk files are deleted."""
+    """One output from the chunks (atomic write), then the chunk files are deleted.  When
+    the file fails, the complete chunk files stay for the next run (``_ranges``)."""
     results = sorted(results, key=lambda r: r.index)
-    paths = [r.path for r in results]
     start = time.perf_counter() if t0 is None else t0
     try:
         bad = [r for r in results if r.error]
@@ -162,10 +177,9 @@ def assemble(job: Job, results: list[ChunkResult], t0: float | None = None) -> F
             res = _assemble(job, results)
     except Exception as e:  # noqa: BLE001 - one bad file never stops the others
         res = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {_one_line(e)}")
-    finally:
-        for p in paths:
-            if os.path.exists(p):
-                os.unlink(p)
+    for r in results:
+        if res.status == DONE or r.error:
+            R.remove(r.path)
     res.seconds = time.perf_counter() - start
     return res
 
@@ -193,6 +207,9 @@ def _assemble(job: Job, results: list[ChunkResult]) -> FileResult:
         del arr
     prov = provenance(job, results[0].description, done, objects, img)
     notes = [f"split into {len(results)} plane ranges"]
+    reused = sum(r.reused for r in results)
+    if reused:
+        notes.append(reused_note(reused, len(results)))
     notes += O.atomic_save(Path(job.output), labels, prov, img, kept_axes(img))
     workers = sorted({r.worker for r in results if r.worker})
     return FileResult(job.input, job.output, DONE, objects=sorted(objects), planes=len(done),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from .._cli_common import UsageError, model_options, parse_channel, parse_coords, parse_limits
+
 BATCH_ONLY = ("out_dir", "prompts", "auto", "propagate", "overwrite", "summary", "scheduler",
               "workers", "dicom_seg", "plane_chunks")  # fmt: skip
 EXIT_SOME_FAILED = 3
@@ -56,7 +58,6 @@ def wants_batch(args) -> bool:
 
 def run(args) -> int:
     """Run the batch; prints the summary; exit 0, or 3 when a file failed."""
-    from ..cli import UsageError, parse_coords, parse_limits
     from . import _prompts
     from ._api import segment_files
     from ._planes import is_single, parse_plane_spec
@@ -92,7 +93,6 @@ def run(args) -> int:
     prompts = args.prompts or cli_prompts or None
     if not args.debug:  # dask logs every worker start at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
     summary = segment_files(
         args.image,
         args.out_dir,
@@ -101,14 +101,9 @@ def run(args) -> int:
         auto=args.auto,
         propagate=args.propagate,
         planes=spec if args.auto else None,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        image_size=args.image_size,
+        **model_options(args),
         contrast_limits=parse_limits(args.contrast_limits),
-        channel=channel,
+        channel=parse_channel(args.channel),
         series=args.series,
         overwrite=args.overwrite,
         scheduler=args.scheduler,

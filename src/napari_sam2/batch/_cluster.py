@@ -13,6 +13,7 @@ import threading
 from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from . import _ranges as R
 from ._chunks import Chunk, ChunkResult, assemble, run_chunk
 from ._results import FAILED, FileResult
 from ._work import Job, ModelOptions, run_job
@@ -82,6 +83,10 @@ def chunk_task(chunk: Chunk, plugin_name: str, run_id: str, on_start=None) -> Ch
                              "worker": worker.address})  # fmt: skip
     if on_start is not None:
         on_start(chunk.job)
+    if chunk.reuse is not None and R.still_there(chunk):  # done by an earlier run: no model
+        res = run_chunk(chunk, None, reraise_unexpected=True)  # deleted since: retried
+        res.worker = worker.address
+        return res
     plugin = worker.plugins[plugin_name]
     res = ChunkResult(chunk.index, chunk.path, chunk.planes, worker=worker.address)
     with plugin.lock:

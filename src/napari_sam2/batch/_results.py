@@ -24,6 +24,13 @@ CSV_COLUMNS = (
     "seconds",
     "notes",
 )
+REUSED = "plane ranges reused"
+
+
+def reused_note(reused: int, total: int) -> str:
+    """The note of a split file resumed from an interrupted run: "3 of 5 plane ranges
+    reused" (those ranges were not segmented again)."""
+    return f"{reused} of {total} {REUSED}"
 
 
 @dataclass
@@ -125,9 +132,11 @@ class Summary:
         return path
 
     def lines(self) -> list[str]:
-        """Human-readable report: one line per skipped/failed/retried file, then totals."""
+        """Human-readable report: one line per skipped/failed/retried/resumed file, then
+        totals."""
         out = []
         for r in self.results:
+            out += [f"resumed {r.input}: {n}" for n in r.notes if n.endswith(REUSED)]
             if r.status == FAILED:
                 out.append(f"FAILED  {r.input}: {r.reason}")
             elif r.status == SKIPPED:

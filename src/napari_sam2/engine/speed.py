@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .encoder_trims import untrim_encoder
 from .errors import Cancelled
 
 DEFAULT_GPU_BATCH = 4
@@ -112,6 +113,7 @@ def compile_encoder(backend, *, mode: str | None = None, warmup: bool = True):
     for handle in getattr(backend, "_cancel_hooks", ()):
         handle.remove()
     backend._cancel_hooks = []
+    untrim_encoder(model)  # inductor traces sam2's own functions (it caches constants itself)
     cuda = backend.device.type == "cuda"
     if mode is None and cuda:
         mode = "reduce-overhead"

@@ -7,16 +7,7 @@ import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QFileDialog,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ..adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
 from ..adapter.preview import PreviewLayer
@@ -29,9 +20,10 @@ from ._first_use import HINT, ensure_layers
 from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
 from ._lifecycle import DockLifecycle
-from ._model_panel import ModelPanel
+from ._model_panel import ModelPanel, describe_model
 from ._panels import panel_classes
 from ._qt_parts import BusyBar, PanelScrollArea
+from ._segment_box import SegmentBox
 
 
 class SAM2Widget(DockLifecycle, QWidget):
@@ -101,31 +93,10 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.model_panel.busy.connect(lambda on: self.busy_bar.set_busy("model", on))
         lay.addWidget(self.model_panel)
 
-        act = QGroupBox("Segment")
-        a = QVBoxLayout(act)
-        self.live_check = QCheckBox("Live: re-run on every prompt change")
-        self.overwrite_check = QCheckBox("Overwrite other objects' pixels")
-        self.refine_check = QCheckBox("Refine selected label (same ID) — Ctrl-click picks")
-        self.refine_check.setToolTip(
-            "Ctrl-click (Cmd-click on macOS) an object on the prompt Points layer, or on the "
-            "Labels layer in pan/zoom or pick mode (in paint mode the click paints)."
-        )
-        for w in (self.live_check, self.overwrite_check, self.refine_check):
-            a.addWidget(w)
-        row1, row2 = QHBoxLayout(), QHBoxLayout()
-        self.segment_btn = QPushButton("Segment [S]")
-        self.commit_btn = QPushButton("Commit [C]")
-        self.next_btn = QPushButton("Next object [N]")
-        self.candidate_btn = QPushButton("Next candidate")
-        self.cancel_btn = QPushButton("Cancel")
-        self.export_btn = QPushButton("Export PNGs…")
-        for b in (self.segment_btn, self.commit_btn, self.next_btn):
-            row1.addWidget(b)
-        for b in (self.candidate_btn, self.cancel_btn, self.export_btn):
-            row2.addWidget(b)
-        a.addLayout(row1)
-        a.addLayout(row2)
-        lay.addWidget(act)
+        self.segment_box = box = SegmentBox()
+        for name in SegmentBox.NAMES:
+            setattr(self, name, getattr(box, name))
+        lay.addWidget(box)
         self.panels = [cls(self) for cls in panel_classes()]
         for panel in self.panels:
             lay.addWidget(panel)
@@ -234,18 +205,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._set_status(self._describe())
 
     def _describe(self) -> str:
-        seg = self.session.segmenter
-        if seg is None:
-            return f"{self._hint}\nNo model." if self._hint else "No model."
-        d = seg.describe()
-        c = d.get("cache", {})
-        txt = (
-            f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {d.get('precision', '')}"
-            f" · last encode {c.get('last_encode_s', 0):.2f} s · encodes {c.get('encodes', 0)}"
-            f" · cache hits {c.get('hits', 0)}"
-        )
-        if seg.notice:
-            txt = "Classical backend (no SAM 2 checkpoint found). " + txt
+        txt = describe_model(self.session.segmenter)
         return f"{self._hint}\n{txt}" if self._hint else txt
 
     def _set_status(self, text):

@@ -3,25 +3,21 @@ of every plane, in the background, written into the output labels as one undo st
 
 from __future__ import annotations
 
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Signal
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..adapter.everything import apply_everything, compute_everything, prepare_everything
-from ..engine.errors import Cancelled, NapariSam2Error
+from ..engine.errors import NapariSam2Error
+from ._runner import BackgroundRun, run_controls
 
 SCOPES = (("This plane", False), ("All planes", True))
 
@@ -47,13 +43,9 @@ def _ispin(lo, hi, value, tip=""):
 class EverythingPanel(QGroupBox):
     """Settings, Run/Cancel and a progress bar; the result is one undo step."""
 
-    progressed = Signal(int, int)
-
     def __init__(self, dock, parent=None):
         super().__init__("Segment everything", parent)
         self.dock = dock
-        self._worker = None
-        self._request = None
         lay = QVBoxLayout(self)
         form = QFormLayout()
         self.scope = QComboBox()
@@ -101,21 +93,20 @@ class EverythingPanel(QGroupBox):
         lay.addWidget(self.advanced)
         lay.addWidget(self.advanced_box)
 
-        row = QHBoxLayout()
-        self.run_btn = QPushButton("Segment everything")
-        self.run_btn.setToolTip("Find every object and write them into the output labels")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        row.addWidget(self.run_btn, 1)
-        row.addWidget(self.cancel_btn)
+        row, self.run_btn, self.cancel_btn, self.progress = run_controls(
+            "Segment everything", "Find every object and write them into the output labels"
+        )
         lay.addLayout(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
         lay.addWidget(self.progress)
+        self.runner = BackgroundRun(
+            self,
+            dock.set_status,
+            self.run_btn,
+            self.cancel_btn,
+            self.progress,
+            cancelling="Segment everything: cancelling…",
+        )
         self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progressed.connect(self._on_progress)
 
     # ------------------------------------------------------------ settings
     def settings(self) -> dict:
@@ -138,7 +129,7 @@ class EverythingPanel(QGroupBox):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        return self.runner.busy
 
     # ------------------------------------------------------------- actions
     def run(self):
@@ -153,39 +144,20 @@ class EverythingPanel(QGroupBox):
         except NapariSam2Error as e:
             show_warning(str(e))
             return
-        self._request = req
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
         what = "every plane" if req.plane == "all" else f"plane {req.plane or '(2D)'}"
-        self.dock.set_status(f"Segment everything: {what}…")
-        worker = create_worker(
-            compute_everything,
-            session,
-            req,
-            lambda done, total: self.progressed.emit(int(done), int(total)),
-            _connect={
-                "returned": self._done,
-                "errored": self._failed,
-                "finished": self._finished,
-            },
-            _start_thread=False,
+        self.runner.start(
+            lambda cancel, progress: compute_everything(session, req, progress),
+            lambda edits: self._done(req, edits),
+            failed="Segment everything failed",
+            cancelled="Segment everything cancelled: the labels are unchanged.",
+            cancel=req.cancel,
+            status=f"Segment everything: {what}…",
         )
-        self._worker = worker
-        worker.start()
-
-    def _on_progress(self, done: int, total: int):
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
 
     def cancel(self):
-        if self._request is not None:
-            self._request.cancel.set()
-        self.dock.set_status("Segment everything: cancelling…")
+        self.runner.cancel()
 
-    def _done(self, edits):
-        req = self._request
+    def _done(self, req, edits):
         try:
             ids = apply_everything(self.dock.session, req, edits)
         except NapariSam2Error as e:
@@ -201,22 +173,6 @@ class EverythingPanel(QGroupBox):
             + (f" (IDs {min(ids)}–{max(ids)}); Ctrl-Z undoes them." if ids else ".")
         )
 
-    def _failed(self, exc):
-        if isinstance(exc, Cancelled):
-            self.dock.set_status("Segment everything cancelled: the labels are unchanged.")
-            return
-        show_error(f"Segment everything failed: {exc}")
-        self.dock.set_status(f"Segment everything failed: {exc}")
-
-    def _finished(self):
-        self._worker = None
-        self._request = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-
     def close_panel(self):
         """Stop a running computation; nothing else is connected outside the panel."""
-        if self._request is not None:
-            self._request.cancel.set()
-        if self._worker is not None:
-            self._worker.quit()
+        self.runner.close()

@@ -3,12 +3,9 @@ Labels layer(s), in the background, and offer to use the result (docs/finetuning
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Signal
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -17,16 +14,16 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
 
 from ..adapter.finetune import training_data
-from ..engine.errors import Cancelled, NapariSam2Error
+from ..engine.errors import NapariSam2Error
 from ..engine.finetune import finetune
 from ..engine.segmenter import Segmenter
+from ._runner import BackgroundRun, run_controls
 
 
 def _miou(d: dict) -> str:
@@ -36,13 +33,9 @@ def _miou(d: dict) -> str:
 class FinetunePanel(QGroupBox):
     """Epochs, output file, Fine-tune/Cancel, progress; then "Use fine-tuned model"."""
 
-    progressed = Signal(int, int)
-
     def __init__(self, dock, parent=None):
         super().__init__("Fine-tune on your labels", parent)
         self.dock = dock
-        self._worker = None
-        self._cancel: threading.Event | None = None
         self.result = None  # the last FinetuneResult
         lay = QVBoxLayout(self)
         form = QFormLayout()
@@ -64,20 +57,12 @@ class FinetunePanel(QGroupBox):
         form.addRow("Epochs", self.epochs)
         form.addRow("Save as", row)
         lay.addLayout(form)
-        buttons = QHBoxLayout()
-        self.run_btn = QPushButton("Fine-tune")
-        self.run_btn.setToolTip(
+        buttons, self.run_btn, self.cancel_btn, self.progress = run_controls(
+            "Fine-tune",
             "Train the mask decoder of the loaded SAM 2 model on your labelled objects "
-            "(image encoder frozen; each plane is encoded once)"
+            "(image encoder frozen; each plane is encoded once)",
         )
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        buttons.addWidget(self.run_btn, 1)
-        buttons.addWidget(self.cancel_btn)
         lay.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
         lay.addWidget(self.progress)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -85,10 +70,16 @@ class FinetunePanel(QGroupBox):
         self.use_btn = QPushButton("Use fine-tuned model")
         self.use_btn.setEnabled(False)
         lay.addWidget(self.use_btn)
+        self.runner = BackgroundRun(
+            self,
+            dock.set_status,
+            self.run_btn,
+            self.cancel_btn,
+            self.progress,
+            cancelling="Fine-tuning: cancelling…",
+        )
         self.run_btn.clicked.connect(self.run)
-        self.cancel_btn.clicked.connect(self.cancel)
         self.use_btn.clicked.connect(self.use_result)
-        self.progressed.connect(self._on_progress)
 
     def _browse(self):
         path, _ = QFileDialog.getSaveFileName(self, "Save the fine-tuned checkpoint", "", "*.pt")
@@ -97,7 +88,7 @@ class FinetunePanel(QGroupBox):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        return self.runner.busy
 
     # ------------------------------------------------------------------ train
     def run(self):
@@ -117,40 +108,19 @@ class FinetunePanel(QGroupBox):
         except NapariSam2Error as e:
             show_warning(str(e))
             return
-        self._cancel = threading.Event()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
         self.use_btn.setEnabled(False)
         self.summary.setText("")
-        self.dock.set_status(f"Fine-tuning on {len(data.images)} image(s)…")
-        worker = create_worker(
-            finetune,
-            **data.kwargs(),
-            out=out,
-            segmenter=seg,
-            epochs=self.epochs.value(),
-            cancel=self._cancel,
-            progress=lambda done, total: self.progressed.emit(int(done), int(total)),
-            _connect={
-                "returned": self._done,
-                "errored": self._failed,
-                "finished": self._finished,
-            },
-            _start_thread=False,
+        kwargs = {**data.kwargs(), "out": out, "segmenter": seg, "epochs": self.epochs.value()}
+        self.runner.start(
+            lambda cancel, progress: finetune(**kwargs, cancel=cancel, progress=progress),
+            self._done,
+            failed="Fine-tuning failed",
+            cancelled="Fine-tuning cancelled: no checkpoint was written.",
+            status=f"Fine-tuning on {len(data.images)} image(s)…",
         )
-        self._worker = worker
-        worker.start()
-
-    def _on_progress(self, done: int, total: int):
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
 
     def cancel(self):
-        if self._cancel is not None:
-            self._cancel.set()
-        self.dock.set_status("Fine-tuning: cancelling…")
+        self.runner.cancel()
 
     def _done(self, res):
         self.result = res
@@ -162,19 +132,6 @@ class FinetunePanel(QGroupBox):
         self.use_btn.setEnabled(True)
         self.dock.set_status("Fine-tuning done: " + text.replace("\n", "; "))
 
-    def _failed(self, exc):
-        if isinstance(exc, Cancelled):
-            self.dock.set_status("Fine-tuning cancelled: no checkpoint was written.")
-            return
-        show_error(f"Fine-tuning failed: {exc}")
-        self.dock.set_status(f"Fine-tuning failed: {exc}")
-
-    def _finished(self):
-        self._worker = None
-        self._cancel = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-
     # -------------------------------------------------------------------- use
     def use_result(self):
         """Load the written checkpoint through the normal path and make it the model."""
@@ -183,36 +140,26 @@ class FinetunePanel(QGroupBox):
             return
         card = res.card
         self.use_btn.setEnabled(False)
-        self.dock.set_status(f"Loading {res.checkpoint}…")
-        worker = create_worker(
-            Segmenter,
-            card["size"],
-            res.checkpoint,
-            backend="sam2",
-            version=card["version"],
-            device=card["device"],
-            image_size=card["image_size"],
-            _connect={
-                "returned": self._use,
-                "errored": self._use_failed,
-                "finished": self._finished,
-            },
-            _start_thread=False,
+        self.runner.start(
+            lambda cancel, progress: Segmenter(
+                card["size"],
+                res.checkpoint,
+                backend="sam2",
+                version=card["version"],
+                device=card["device"],
+                image_size=card["image_size"],
+            ),
+            self._use,
+            failed="The fine-tuned model could not be loaded",
+            cancellable=False,
+            reports_progress=False,
+            status=f"Loading {res.checkpoint}…",
         )
-        self._worker = worker
-        worker.start()
 
     def _use(self, seg):
         self.dock.set_segmenter(seg)
         self.dock.set_status(f"Using the fine-tuned model {self.result.checkpoint}.")
 
-    def _use_failed(self, exc):
-        show_error(f"The fine-tuned model could not be loaded: {exc}")
-        self.dock.set_status(f"The fine-tuned model could not be loaded: {exc}")
-
     def close_panel(self):
         """Stop a running training; nothing else is connected outside the panel."""
-        if self._cancel is not None:
-            self._cancel.set()
-        if self._worker is not None:
-            self._worker.quit()
+        self.runner.close()

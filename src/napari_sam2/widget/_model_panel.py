@@ -21,6 +21,22 @@ from ..engine.segmenter import BACKENDS, Segmenter
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
+def describe_model(seg: Segmenter | None) -> str:
+    """One line on the loaded model for the dock's status: backend, device, cache."""
+    if seg is None:
+        return "No model."
+    d = seg.describe()
+    c = d.get("cache", {})
+    txt = (
+        f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {d.get('precision', '')}"
+        f" · last encode {c.get('last_encode_s', 0):.2f} s · encodes {c.get('encodes', 0)}"
+        f" · cache hits {c.get('hits', 0)}"
+    )
+    if seg.notice:
+        txt = "Classical backend (no SAM 2 checkpoint found). " + txt
+    return txt
+
+
 class ModelPanel(QGroupBox):
     """Choose and load a model; emits :attr:`loaded` with the new :class:`Segmenter`."""
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -30,14 +28,9 @@ from ..adapter.propagate import (
 )
 from ..engine.errors import NapariSam2Error
 from ..engine.propagate import DIRECTIONS, MODES
+from ._runner import BackgroundRun
 
 ASK = "choose…"
-
-
-class _Relay(QObject):
-    """Carries the worker thread's progress to the main thread (queued signal)."""
-
-    progressed = Signal(int, int)
 
 
 class PropagatePanel(QGroupBox):
@@ -62,7 +55,6 @@ class PropagatePanel(QGroupBox):
         )
         self.run_btn = QPushButton("Propagate")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         row = QHBoxLayout()
         row.addWidget(self.run_btn)
         row.addWidget(self.cancel_btn)
@@ -86,11 +78,16 @@ class PropagatePanel(QGroupBox):
         self.table_btn.clicked.connect(lambda: self.save_table())
         self.ctc_btn.clicked.connect(lambda: self.export_ctc())
         self.run_btn.clicked.connect(self.propagate)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.relay = _Relay()
-        self.relay.progressed.connect(self._progressed)
-        self.worker = None
-        self.job = None
+        self.runner = BackgroundRun(
+            self,
+            dock.set_status,
+            self.run_btn,
+            self.cancel_btn,
+            cancelling="Cancelling propagation…",
+            on_progress=self._progressed,
+            on_finished=self._finished,
+        )
+        self.relay = self.runner  # its ``progressed`` signal: (planes done, total)
         self.last_report = None
         self._pbar = None
         dock.image_combo.currentIndexChanged.connect(self.refresh_axes)
@@ -122,7 +119,7 @@ class PropagatePanel(QGroupBox):
     # --------------------------------------------------------------- actions
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        return self.runner.busy
 
     def propagate(self) -> None:
         if self.running:
@@ -143,26 +140,19 @@ class PropagatePanel(QGroupBox):
             show_warning(str(e))
             self.dock.set_status(str(e))
             return
-        self.job = job
         self._pbar = napari_progress(total=0, desc="SAM 2: propagating")
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.dock.set_status(f"Propagating from plane {job.plane} along axis {job.axis}…")
-        worker = create_worker(
-            run_propagation,
-            job,
-            self.relay.progressed.emit,
-            _connect={"returned": self._done, "errored": self._failed, "finished": self._finished},
-            _start_thread=False,
+        self.runner.start(
+            lambda cancel, progress: run_propagation(job, progress),
+            lambda report: self._done(job, report),
+            failed="Propagation failed",
+            failed_status="Propagation failed (labels unchanged)",
+            cancel=job.cancel,
+            status=f"Propagating from plane {job.plane} along axis {job.axis}…",
         )
-        self.worker = worker
-        worker.start()
 
     def cancel(self) -> None:
         """Stop the run: the Labels layer stays exactly as it was."""
-        if self.job is not None:
-            self.job.cancel.set()
-        self.dock.set_status("Cancelling propagation…")
+        self.runner.cancel()
 
     # ---------------------------------------------------------- time-lapse
     def _time_labels(self):
@@ -222,9 +212,8 @@ class PropagatePanel(QGroupBox):
             self._pbar.refresh()
         self.dock.set_status(f"Propagating: {done}/{total} planes")
 
-    def _done(self, report) -> None:
+    def _done(self, job, report) -> None:
         self.last_report = report
-        job = self.job
         if report.cancelled:
             self.dock.set_status(report.summary())
             return
@@ -234,21 +223,13 @@ class PropagatePanel(QGroupBox):
         n = apply_propagation(job, report)
         self.dock.set_status(f"{report.summary()} {n} pixel(s) written (one undo step).")
 
-    def _failed(self, exc) -> None:
-        show_error(f"Propagation failed: {exc}")
-        self.dock.set_status(f"Propagation failed (labels unchanged): {exc}")
-
     def _finished(self) -> None:
-        self.worker = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
 
     def close_panel(self) -> None:
-        if self.job is not None:
-            self.job.cancel.set()
+        self.runner.close()
         with contextlib.suppress(TypeError, RuntimeError):
             self.dock.image_combo.currentIndexChanged.disconnect(self.refresh_axes)
         if self._pbar is not None:

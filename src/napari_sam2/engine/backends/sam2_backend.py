@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..encoder_trims import trim_encoder
 from ..errors import Cancelled, DeviceMemoryError, ImageError
 from ..models import (
     LoadedModel,
@@ -64,6 +65,7 @@ class Sam2Backend:
                 max_sprinkle_area=0.0,
             )
         check_sam2_api(self._predictor, loaded.model)
+        trim_encoder(loaded.model)  # exact: the same embeddings with less work per encode
         s = int(loaded.model.image_size)
         # sam2 hard-codes these for 1024 px; they must follow image_size
         self._predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
