@@ -324,11 +324,31 @@ def test_stale_partial_and_truncated_output_are_redone(tmp_path, crops, classica
     stale = out / f".a_labels.tif{PARTIAL}999-abcdef.tif"
     stale.write_bytes(b"left by a killed run")
     (out / "a_labels.tif").write_bytes(NUCLEI_GT.read_bytes()[:3000])  # truncated
-    shutil.copy(NUCLEI_GT, out / "b_labels.tif")  # complete TIFF, but not ours
     s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter)
     assert [r.status for r in s.results] == ["done", "done"]
     assert not stale.exists()
     assert load_labels(out / "a_labels.tif")[1]["provenance"]["command"] == "napari-sam2 segment"
+
+
+def test_foreign_labels_at_the_output_name_are_never_replaced(
+    tmp_path, crops, classical_segmenter
+):
+    """Ground truth named like the output (``<stem>_labels.tif``, the usual convention) is
+    left byte-identical and the file fails with the reason; ``overwrite=True`` replaces it."""
+    p = point_csv(tmp_path, crops)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(NUCLEI_GT, out / "b_labels.tif")  # complete TIFF, but not ours
+    before = (out / "b_labels.tif").read_bytes()
+    s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "failed"]
+    assert "not written by napari-sam2" in s.results[1].reason
+    assert "--overwrite" in s.results[1].reason
+    assert (out / "b_labels.tif").read_bytes() == before
+    s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter,
+                      overwrite=True)  # fmt: skip
+    assert [r.status for r in s.results] == ["done", "done"]
+    assert load_labels(out / "b_labels.tif")[1]["provenance"]["command"] == "napari-sam2 segment"
 
 
 def test_changed_prompts_are_reported_on_skip(tmp_path, crops, classical_segmenter):
@@ -507,3 +527,49 @@ def test_medical_inputs_go_through_the_optional_readers(
     import nibabel as nib
 
     assert nib.load(out).header.get_zooms() == pytest.approx((2.5, 0.5, 0.5))
+
+
+def test_cli_next_to_input_keeps_ground_truth(tmp_path, capsys):
+    """``napari-sam2 segment img.tif --points r,c`` (no -o, no --out) writes next to the
+    input: a ground-truth ``img_labels.tif`` there is kept and the exit code is 3."""
+    from napari_sam2.cli import main
+
+    img, gt = tmp_path / "img.tif", tmp_path / "img_labels.tif"
+    shutil.copy(NUCLEI, img)
+    shutil.copy(NUCLEI_GT, gt)
+    before = gt.read_bytes()
+    args = ["segment", str(img), "--points", "337,166", "--backend", "classical", "--no-progress"]
+    assert main(args) == 3
+    assert gt.read_bytes() == before
+    assert "not written by napari-sam2" in capsys.readouterr().out
+
+
+def test_bare_name_in_csv_matches_inputs_even_with_a_copy_next_to_the_csv(
+    tmp_path, crops, classical_segmenter
+):
+    """A bare file name in the prompt CSV matches every input of that name, also when a
+    file of that name happens to lie next to the CSV (it used to bind to that copy only)."""
+    p = point_csv(tmp_path, crops)
+    for src, _ in crops.values():
+        shutil.copy(src, tmp_path / src.name)  # a copy beside prompts.csv
+    s = segment_files(tmp_path / "in", tmp_path / "o", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done"], [r.reason for r in s.results]
+    rows = list(csv.reader(p.read_text().splitlines()))[1:]
+    rows[0][0] = f"in/{rows[0][0]}"  # a relative path still names that file only
+    write_prompt_csv(p, rows)
+    s = segment_files(tmp_path / "in", tmp_path / "o2", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done"]
+
+
+def test_csv_rows_for_a_file_that_is_no_input_are_reported(tmp_path, crops, classical_segmenter):
+    """A misspelt name in the CSV's file column is listed as skipped with the reason,
+    instead of being ignored without a word."""
+    p = point_csv(tmp_path, crops)
+    rows = list(csv.reader(p.read_text().splitlines()))[1:]
+    rows.append(["typo_a.tif", "", "point", "5,5", ""])
+    write_prompt_csv(p, rows)
+    s = segment_files(tmp_path / "in", tmp_path / "o", prompts=p, segmenter=classical_segmenter)
+    assert [r.status for r in s.results] == ["done", "done", "skipped"]
+    assert s.results[2].input == "typo_a.tif"
+    assert s.results[2].reason == "in the prompts but not an input"
+    assert any("typo_a.tif" in line for line in s.lines())

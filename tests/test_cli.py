@@ -245,6 +245,16 @@ def test_point_outside_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_output_not_a_tiff_name_exit_2(tmp_path, capsys):
+    """``-o labels.png`` used to write TIFF bytes under a .png name."""
+    out = tmp_path / "labels.png"
+    rc = main(["segment", str(NUCLEI), "--points", "337,166", "--backend", "classical",
+               "-o", str(out)])  # fmt: skip
+    assert rc == 2
+    assert ".tif" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_not_a_tiff_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"definitely not a tiff")

@@ -315,6 +315,28 @@ def test_plane_index_checks():
     assert PlaneSource(np.zeros((5, 10, 12))).check_index(3) == (3,)
 
 
+def test_plane_index_mismatch_says_what_to_give():
+    """A missing or extra plane index says how many indices the image needs, with an
+    example, and a small leading axis (a CYX image passed without channel_axis) gets the
+    channel_axis hint."""
+    with pytest.raises(ImageError, match=r"1 axis besides the \(row, col\) plane.*e\.g\. \(50,\)"):
+        PlaneSource(np.zeros((100, 10, 12), np.uint8)).check_index(())
+    with pytest.raises(ImageError, match=r"2 axes .* give 2 indices, e\.g\. \(1, 2\)"):
+        PlaneSource(np.zeros((3, 5, 10, 12), np.uint8)).check_index((1,))
+    with pytest.raises(ImageError, match="single 2-D plane, so give no plane index"):
+        PlaneSource(np.zeros((10, 12), np.uint8)).check_index((3,))
+    with pytest.raises(
+        ImageError, match="If axis 0 .length 2. holds channels, pass channel_axis=0"
+    ):
+        PlaneSource(np.zeros((2, 64, 64), np.uint8)).check_index(())
+    with pytest.raises(ImageError) as e:
+        PlaneSource(np.zeros((2, 5, 64, 64), np.uint8), channel_axis=0).check_index(())
+    assert "channel_axis" not in str(e.value)
+    with pytest.raises(ImageError) as e:  # a plane was given, just too short: no hint
+        PlaneSource(np.zeros((2, 5, 64, 64), np.uint8)).check_index((1,))
+    assert "channel_axis" not in str(e.value)
+
+
 def test_plane_key_follows_content_not_identity():
     rng = np.random.default_rng(6)
     stack = rng.integers(0, 1000, (3, 16, 16)).astype(np.uint16)

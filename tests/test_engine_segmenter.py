@@ -142,6 +142,18 @@ def test_candidates_and_scores(classical_segmenter):
     assert many.candidates.shape == (3, H, W)
 
 
+def test_classical_box_with_a_click_outside_it_is_not_empty(classical_segmenter):
+    """A positive click outside the single box (it joins the box's object) used to make the
+    classical object empty; the box now decides, as with the box alone."""
+    seg = classical_segmenter.set_image(_scene())
+    [alone] = seg.predict(boxes=[(5, 50, 30, 90)])
+    [both] = seg.predict(points=[(50, 35)], boxes=[(5, 50, 30, 90)])  # click on B
+    assert _iou(alone.mask, _region(A)) > 0.8
+    np.testing.assert_array_equal(both.mask, alone.mask)
+    [inside] = seg.predict(points=[A_CLICK, (50, 35)], boxes=[(5, 50, 30, 90)])
+    assert _iou(inside.mask, _region(A)) > 0.8
+
+
 def test_batched_boxes_one_result_each_in_order(classical_segmenter):
     seg = classical_segmenter.set_image(_scene())
     preds = seg.predict(boxes=[(40, 25, 65, 50), (5, 50, 30, 90)])

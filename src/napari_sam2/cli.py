@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with --auto also 'all' or start:stop ranges, e.g. all,12 (default: every plane; "
         "2-D images ignore --plane there; docs/batch.md)",
     )
-    s.add_argument("-o", "--output", help="labels TIFF to write (one input)")
+    s.add_argument(
+        "-o", "--output", help="labels file to write (one input): .tif; .nii.gz for NIfTI/DICOM"
+    )
     add_model_args(s)
     add_image_args(s)
     from .batch._cli import add_arguments
@@ -92,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -------------------------------------------------------------------------- segment
+MEDICAL_OUT = (".nii.gz", ".nii", ".dcm", ".tif", ".tiff")
+
+
+def _medical_input(item: str) -> bool:
+    """A NIfTI file or a DICOM file/folder (``segment scan.nii.gz ... -o seg.nii.gz``)."""
+    from .batch import _files as F
+
+    path = Path(item)
+    return F._suffix(path) in F.NIFTI_SUFFIXES or F.is_dicom(path)
+
+
 def cmd_segment(args) -> int:
     import numpy as np
 
@@ -100,8 +113,14 @@ def cmd_segment(args) -> int:
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
 
-    if wants_batch(args):
-        return run(args)
+    medical = len(args.image) == 1 and _medical_input(args.image[0])
+    if medical and args.output and not args.output.lower().endswith(MEDICAL_OUT):
+        raise UsageError(
+            f"-o {args.output}: give a labels name ending in .nii.gz or .nii (or .tif; .dcm "
+            "with --dicom-seg)."
+        )
+    if wants_batch(args) or medical:
+        return run(args)  # NIfTI and DICOM go through the batch readers and writers
     [args.image] = args.image
     points = parse_coords(args.points, 2, "--points")
     negative = parse_coords(args.negative, 2, "--negative")
@@ -114,6 +133,11 @@ def cmd_segment(args) -> int:
 
     if Path(args.output).resolve() == Path(args.image).resolve():
         raise UsageError("--output is the input image: choose another file for the labels.")
+    if not args.output.lower().endswith((".tif", ".tiff")):
+        raise UsageError(
+            f"-o {args.output}: labels are written as a TIFF; give a name ending in .tif or "
+            ".ome.tif (NIfTI and DICOM inputs: .nii.gz)."
+        )
     data, axes, scale, units = read_image(Path(args.image), args.series)
     kwargs = image_kwargs(data, axes)
     axes = axes or ""

@@ -182,6 +182,9 @@ def segment_files(
         results.append(None)
         slots.append(len(results) - 1)
         jobs.append(job)
+    if isinstance(table, PromptTable):  # a typo in the CSV's file column shows up
+        for name in table.unused(inputs):
+            results.append(FileResult(name, None, SKIPPED, "in the prompts but not an input"))
 
     bars = _Bars(len(results)) if progress is True else None
     notify = bars or (progress if callable(progress) else None)

@@ -84,6 +84,32 @@ def read_output_record(path: Path) -> dict | None:
     return prov if prov and prov.get("command") == F.COMMAND else None
 
 
+def is_foreign(path: Path) -> bool:
+    """Whether ``path`` is a whole, readable image that ``napari-sam2 segment`` did not
+    write (e.g. hand-made ground truth named ``<stem>_labels.tif``): it must not be
+    replaced without ``--overwrite``.  A truncated or unreadable file is not foreign."""
+    path = Path(path)
+    if not path.is_file() or read_output_record(path) is not None:
+        return False
+    try:
+        kind = kind_of(path)
+        if kind == "nifti":
+            import nibabel as nib
+
+            np.asanyarray(nib.load(str(path)).dataobj)
+        elif kind == "seg":
+            import pydicom
+
+            pydicom.dcmread(path).pixel_array  # noqa: B018 - a truncated file fails here
+        else:
+            import tifffile
+
+            tifffile.imread(path)
+    except Exception:  # noqa: BLE001 - unreadable: a broken output, redo it
+        return False
+    return True
+
+
 def _tiff_record(path: Path) -> dict:
     from ..io.reader import open_tiff
 

@@ -138,6 +138,15 @@ class PromptTable:
                 found.append(fp)
         return merge(found) if found else None
 
+    def unused(self, inputs) -> list[str]:
+        """The files named in prompt CSVs that match none of ``inputs``."""
+        paths = {str(Path(p).resolve()) for p in inputs}
+        names = {Path(p).name for p in inputs}
+        return sorted(
+            [k for k in self.by_path if k not in paths]
+            + [n for n in self.by_name if n not in names]
+        )
+
     def read(self, csv_path) -> PromptTable:
         """Add one CSV (prompt CSV or napari Points/Shapes export)."""
         csv_path = Path(csv_path)
@@ -178,9 +187,9 @@ class PromptTable:
             if lid is not None and lid < 1:
                 raise PromptFileError(f"{where}: label must be >= 1")
             here = (csv_path.parent / name).resolve()
-            if here.exists():
+            if Path(name).name != name and here.exists():  # a path: that file only
                 fp = self.by_path.setdefault(str(here), {})
-            else:
+            else:  # a bare name: every input of that name (also one next to the CSV)
                 fp = self.by_name.setdefault(Path(name).name, {})
             pp = fp.setdefault(_plane(r.get("plane", ""), where), PlanePrompts())
             if kind in POINT_KINDS:

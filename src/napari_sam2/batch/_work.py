@@ -98,7 +98,15 @@ def check_existing(job: Job) -> FileResult | None:
         return None
     rec = O.read_output_record(out)
     if rec is None:
-        return None  # incomplete or foreign: redo it
+        if O.is_foreign(out):  # e.g. ground truth named <stem>_labels.tif: never replaced
+            return FileResult(
+                job.input,
+                job.output,
+                FAILED,
+                f"{out} exists and was not written by napari-sam2 segment (your own "
+                "labels?): left untouched; --overwrite replaces it, --out DIR writes elsewhere",
+            )
+        return None  # truncated or unreadable: redo it
     res = FileResult(job.input, job.output, SKIPPED, "complete output exists")
     made = (rec.get("batch") or {}).get("fingerprint")
     if made and job.fingerprint and made != job.fingerprint:
@@ -214,7 +222,9 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
     for plane, pp in sorted(prompts.items()):
         if src.index_shape and not plane:
             raise F.InputError(
-                f"the image has non-spatial axes of shape {src.index_shape}: prompts need a plane"
+                f"the image has non-spatial axes of shape {src.index_shape}: prompts need a plane "
+                f"(--plane {','.join(str(n // 2) for n in src.index_shape)}, or the CSV's "
+                "plane column)"
             )
         plane = tuple(src.check_index(_from_end(plane, src.index_shape)))
         notes += pp.notes

@@ -164,14 +164,33 @@ class PlaneSource:
         if not integral:
             raise ImageError(f"A plane index must be whole numbers, got {index_in!r}.")
         if len(index) != len(self.index_shape):
-            raise ImageError(
-                f"The image has {len(self.index_shape)} non-spatial axes {self.index_shape}; "
-                f"plane index {index} does not match."
-            )
+            raise ImageError(self._index_mismatch(index))
         for i, n in zip(index, self.index_shape, strict=True):
             if not 0 <= i < n:
                 raise ImageError(f"Plane index {index} is outside the stack {self.index_shape}.")
         return index
+
+    def _index_mismatch(self, index: tuple[int, ...]) -> str:
+        n = len(self.index_shape)
+        if n == 0:
+            return (
+                f"Plane index {index} does not match the image: it is a single 2-D plane, "
+                "so give no plane index."
+            )
+        example = tuple(k // 2 for k in self.index_shape)
+        text = (
+            f"Plane index {index} does not match the image: it has {n} "
+            f"{'axis' if n == 1 else 'axes'} besides the (row, col) plane, of length "
+            f"{self.index_shape}, so give {n} {'index' if n == 1 else 'indices'}, "
+            f"e.g. {example}."
+        )
+        small = [a for a in self.leading_axes if self.data.shape[a] <= 4]
+        if not index and self.channel_axis is None and small:  # a CYX image, no plane
+            text += (
+                f" If axis {small[0]} (length {self.data.shape[small[0]]}) holds channels, "
+                f"pass channel_axis={small[0]} with the image."
+            )
+        return text
 
     def _selector(self, index: tuple[int, ...], spatial=(slice(None), slice(None))) -> tuple:
         sel: list = [slice(None)] * self.data.ndim

@@ -7,7 +7,8 @@ tests.  Rules, on the normalised plane smoothed with a Gaussian (sigma=1):
 - **points**: the object is the region on the clicked pixel's side of the Otsu threshold,
   connected to the positive clicks (region growing);
 - **box**: Otsu threshold inside the box, polarity from the box border (the side the border
-  is *not* on is the object), largest component;
+  is *not* on is the object), largest component; positive clicks inside the box seed the
+  object instead, clicks outside it are ignored;
 - **mask**: the thresholded region overlapping the mask, inside a small dilation of it;
 - **negative points** inside the result split it (watershed on the distance transform,
   positive vs negative seeds) and the negative side is dropped;
@@ -116,6 +117,14 @@ class ClassicalBackend:
         if obj.points is not None:
             pos = self._pixels(obj.points.positive, h, w)
             neg = self._pixels(obj.points.negative, h, w)
+        if obj.box is not None and len(pos):  # the box bounds the object: clicks outside
+            inside = (  # it cannot seed it (it would come out empty)
+                (pos[:, 0] >= rs.start)
+                & (pos[:, 0] < rs.stop)
+                & (pos[:, 1] >= cs.start)
+                & (pos[:, 1] < cs.stop)
+            )
+            pos = pos[inside]
         if len(pos):
             bright = smooth[pos[0, 0], pos[0, 1]] > t
         elif obj.box is not None:
