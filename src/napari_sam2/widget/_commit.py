@@ -67,7 +67,7 @@ class Committer(QObject):
         try:
             job = begin_commit(dock.session)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return
         self._plan(job)
 
@@ -76,7 +76,7 @@ class Committer(QObject):
         try:
             ids = dock.session.commit()
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return
         self._done(ids)
 
@@ -129,7 +129,7 @@ class Committer(QObject):
             return
         except Exception as e:  # noqa: BLE001 - the writer rolled back; tell the user
             self._reset()
-            show_warning(f"Commit failed, the labels are unchanged: {e}")
+            self._warn(f"Commit failed, the labels are unchanged: {e}")
             return
         job = self.job
         self.history.append(
@@ -142,21 +142,24 @@ class Committer(QObject):
         job = self.job
         self._reset()
         if job.attempts >= MAX_ATTEMPTS or self.dock._closed:
-            show_warning(
-                "The labels changed during the commit: nothing was written. Commit again."
-            )
+            self._warn("The labels changed during the commit: nothing was written. Commit again.")
             return
         try:  # plan again against the labels as they are now
             again = begin_commit(self.dock.session, job.result)
         except NapariSam2Error as e:
-            show_warning(f"The labels changed during the commit, nothing was written: {e}")
+            self._warn(f"The labels changed during the commit, nothing was written: {e}")
             return
         again.attempts = job.attempts
         self._plan(again)
 
     def _failed(self, exc) -> None:
         self._reset()
-        show_warning(f"Commit failed, the labels are unchanged: {exc}")
+        self._warn(f"Commit failed, the labels are unchanged: {exc}")
+
+    def _warn(self, msg: str) -> None:
+        """A warning notification, also kept in the dock's status line."""
+        show_warning(msg)
+        self.dock.set_status(msg)
 
     def _reset(self) -> None:
         self.job = self.writer = self.worker = None

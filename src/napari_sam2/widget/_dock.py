@@ -9,7 +9,13 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from ..adapter.layers import POSITIVE, new_labels_layer, new_points_layer, new_shapes_layer
+from ..adapter.layers import (
+    POSITIVE,
+    labels_matching,
+    new_labels_layer,
+    new_points_layer,
+    new_shapes_layer,
+)
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
@@ -97,14 +103,15 @@ class SAM2Widget(DockLifecycle, QWidget):
         for name in SegmentBox.NAMES:
             setattr(self, name, getattr(box, name))
         lay.addWidget(box)
-        self.panels = [cls(self) for cls in panel_classes()]
-        for panel in self.panels:
-            lay.addWidget(panel)
+        # right under the Segment buttons, in sight without scrolling past the panels
         self.busy_bar = BusyBar()
         lay.addWidget(self.busy_bar)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.panels = [cls(self) for cls in panel_classes()]
+        for panel in self.panels:
+            lay.addWidget(panel)
         lay.addStretch(1)
 
         self.new_points_btn.clicked.connect(self.new_points)
@@ -124,6 +131,16 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.layers_panel.level_combo.currentIndexChanged.connect(self._sync_layers)
 
     # -------------------------------------------------------------- layers
+    def _check_labels_choice(self):
+        """Say at once when the chosen Labels layer cannot take this image's objects."""
+        s = self.session
+        if s.labels_layer is None or s.image_layer is None:
+            return
+        why = labels_matching(s.labels_layer, s.image_layer)
+        if why:
+            why = why.split(": nothing was written")[0]
+            self._set_status(f"{why}: commits would be refused. Pick another or press 'New'.")
+
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
 
@@ -146,6 +163,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         if s.labels_layer is not self.labels_combo.value():
             s.labels_layer = self.labels_combo.value()
             s.invalidate_max()
+            self._check_labels_choice()
         s.overwrite = self.overwrite_check.isChecked()
         s.refine = self.refine_check.isChecked()
         chosen = [x for x in (s.points_layer, s.shapes_layer, s.labels_layer) if x is not None]
@@ -161,7 +179,7 @@ class SAM2Widget(DockLifecycle, QWidget):
     def _need_image(self):
         img = self.image_combo.value()
         if img is None:
-            show_warning("Open an image first: no Image layer in the viewer.")
+            self._warn("Open an image first: no Image layer in the viewer.")
         return img
 
     def _new_layer(self, make):
@@ -170,7 +188,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         try:
             return make(self.viewer, img)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return None
 
     def new_points(self):
@@ -211,6 +229,11 @@ class SAM2Widget(DockLifecycle, QWidget):
     def _set_status(self, text):
         self.status.setText(text)
 
+    def _warn(self, text: str) -> None:
+        """A warning notification, also kept in the status line (no stale success text)."""
+        show_warning(text)
+        self._set_status(text)
+
     def set_status(self, text: str):
         """Show ``text`` in the dock's status line (for panels)."""
         self._set_status(text)
@@ -228,7 +251,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         try:
             req = self.session.prepare()
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return
         for note in req.prompts.notes:
             show_info(note)
@@ -306,7 +329,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         try:
             paths = self.session.export(out_dir)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return []
         show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
         return paths
@@ -316,7 +339,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         try:
             lid = self.session.pick_label(world_position)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            self._warn(str(e))
             return 0
         if lid <= 0:
             show_info("No label under the cursor: Ctrl-click inside an object to refine it.")

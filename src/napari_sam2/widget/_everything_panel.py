@@ -57,6 +57,8 @@ class EverythingPanel(QGroupBox):
         area_tip = "in the image's world units² (pixels when its scale is 1); 0 = no limit"
         self.min_area = _dspin(0, 1e12, 0, 10, 3, "Smallest object " + area_tip)
         self.max_area = _dspin(0, 1e12, 0, 100, 3, "Largest object " + area_tip)
+        self.min_area.setSpecialValueText("no minimum")  # shown at 0, which means that
+        self.max_area.setSpecialValueText("no maximum")
         for label, w in (
             ("Planes", self.scope),
             ("Points per side", self.points_per_side),
