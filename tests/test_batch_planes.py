@@ -152,19 +152,24 @@ def test_plan_chunks_rules(tmp_path, monkeypatch):
     assert [len(c.planes) for c in plan_chunks(cells, 2)] == [2, 3]  # channels are no planes
 
 
+class Flaky:
+    """``segmenter``, except that plane 20 cannot be segmented (a failing range)."""
+
+    def __init__(self, segmenter):
+        self._seg = segmenter
+
+    def __getattr__(self, name):
+        return getattr(self._seg, name)
+
+    def segment_everything(self, labels=None, plane=(), **kw):
+        if tuple(plane) == (20,):
+            raise ValueError("plane 20 is unreadable")
+        return self._seg.segment_everything(labels, plane, **kw)
+
+
 def test_failing_chunk_fails_the_file_and_keeps_the_finished_ranges(tmp_path, classical_segmenter):
-    class Flaky:
-        """The classical segmenter, except that plane 20 cannot be segmented."""
-
-        def __getattr__(self, name):
-            return getattr(classical_segmenter, name)
-
-        def segment_everything(self, labels=None, plane=(), **kw):
-            if tuple(plane) == (20,):
-                raise ValueError("plane 20 is unreadable")
-            return classical_segmenter.segment_everything(labels, plane, **kw)
-
-    s = segment_files(OVULE, tmp_path / "o", auto=True, plane_chunks=4, segmenter=Flaky())
+    flaky = Flaky(classical_segmenter)
+    s = segment_files(OVULE, tmp_path / "o", auto=True, plane_chunks=4, segmenter=flaky)
     [r] = s.results
     assert r.status == "failed" and r.reason == "plane 20 is unreadable"
     # no output; ranges 0 and 1 (planes 0-15) are kept for the next run (test_batch_resume)

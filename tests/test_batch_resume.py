@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 from napari_sam2.batch import _chunks, segment_files
-from test_batch_planes import OVULE
+from test_batch_planes import OVULE, Flaky
 
 STEM = "ovule_membrane_zyx_uint8"
 OUT = f"{STEM}_labels.tif"
@@ -91,18 +91,8 @@ def test_interrupted_run_resumes_with_the_unsplit_labels(tmp_path, classical_seg
 def test_failed_range_is_redone_and_finished_ones_reused(tmp_path, classical_segmenter, calls):
     """A range that fails (a bad plane) fails the file; once the cause is gone, only that
     range and the ones never started are segmented."""
-
-    class Flaky:
-        def __getattr__(self, name):
-            return getattr(classical_segmenter, name)
-
-        def segment_everything(self, labels=None, plane=(), **kw):
-            if tuple(plane) == (20,):
-                raise ValueError("plane 20 is unreadable")
-            return classical_segmenter.segment_everything(labels, plane, **kw)
-
     ref = run(OVULE, tmp_path / "ref", classical_segmenter, plane_chunks=1)
-    first = run(OVULE, tmp_path / "o", Flaky(), plane_chunks=4)
+    first = run(OVULE, tmp_path / "o", Flaky(classical_segmenter), plane_chunks=4)
     assert first.results[0].reason == "plane 20 is unreadable" and calls.done == [0, 1, 2]
     calls.done.clear()
     s = run(OVULE, tmp_path / "o", classical_segmenter, plane_chunks=4)

@@ -41,24 +41,14 @@ def test_importing_the_package_first_reaches_torch(tmp_path):
     user's own value (here 0) is kept."""
     src = Path(__file__).resolve().parents[1] / "src"
     code = "import os, napari_sam2, torch; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
-    env_base = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env_base, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "1"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**env_base, TORCH_VARIABLE: "0"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "0"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**env_base, OPT_OUT_VARIABLE: "0"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "None"
+
+    def seen_by_torch(**extra) -> str:
+        env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", **extra}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    assert seen_by_torch() == "1"
+    assert seen_by_torch(**{TORCH_VARIABLE: "0"}) == "0"
+    assert seen_by_torch(**{OPT_OUT_VARIABLE: "0"}) == "None"
