@@ -172,8 +172,9 @@ def matching_layers(viewer, image_layer, layer_type, exclude=()) -> list:
     ]
 
 
-def labels_matching(labels_layer, image_layer) -> str | None:
-    """None when the labels fit the image, else a message saying why not."""
+def labels_matching(labels_layer, image_layer, then: str = "nothing was written") -> str | None:
+    """None when the labels fit the image, else a message saying why not (``then``: what
+    follows for the user, after the shape mismatch)."""
     if labels_layer is None:
         return "No Labels layer chosen: pick one or press 'New labels'."
     want = spatial_shape(image_layer)
@@ -181,7 +182,7 @@ def labels_matching(labels_layer, image_layer) -> str | None:
     if have != want:
         return (
             f"Labels layer '{labels_layer.name}' has shape {have} but image "
-            f"'{image_layer.name}' needs {want}: nothing was written."
+            f"'{image_layer.name}' needs {want}: {then}."
         )
     if np.dtype(labels_layer.data.dtype).kind not in "iu":  # no read of lazy data
         return f"Labels layer '{labels_layer.name}' is not an integer array."

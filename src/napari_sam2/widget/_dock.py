@@ -136,10 +136,9 @@ class SAM2Widget(DockLifecycle, QWidget):
         s = self.session
         if s.labels_layer is None or s.image_layer is None:
             return
-        why = labels_matching(s.labels_layer, s.image_layer)
-        if why:
-            why = why.split(": nothing was written")[0]
-            self._set_status(f"{why}: commits would be refused. Pick another or press 'New'.")
+        then = "commits would be refused. Pick another or press 'New'"
+        if why := labels_matching(s.labels_layer, s.image_layer, then):
+            self._set_status(why)
 
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
