@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..encoder_trims import trim_encoder
-from ..errors import Cancelled, DeviceMemoryError, ImageError
+from ..errors import DeviceMemoryError
 from ..models import (
     LoadedModel,
-    autocast,
     check_sam2_api,
     free_device_memory,
     memory_advice,
 )
 from ..prompts import ObjectPrompt
-from .base import Prediction, sort_candidates
-
-MASK_LOGIT = 10.0  # logit magnitude given to a binary mask prompt
-
-
-def to_xy(rc: np.ndarray) -> np.ndarray:
-    """(row, col) → SAM's (x, y).  The one and only place where the axes are swapped."""
-    rc = np.asarray(rc, dtype=np.float32)
-    return rc[..., ::-1].copy()
+from ._sam_common import (  # noqa: F401 - to_xy, MASK_LOGIT, predict_grouped: public here
+    MASK_LOGIT,
+    SamBackendBase,
+    check_sam_input,
+    packed_prompts,
+    predict_grouped,
+    to_xy,
+)
 
 
 def has_compiled_extension() -> bool:
@@ -41,7 +37,7 @@ def has_compiled_extension() -> bool:
     return True
 
 
-class Sam2Backend:
+class Sam2Backend(SamBackendBase):
     """Wraps ``SAM2ImagePredictor`` with explicit, cacheable embeddings.
 
     Hole filling/sprinkle removal of sam2 needs its compiled ``_C`` extension; it is turned
@@ -80,12 +76,6 @@ class Sam2Backend:
             for block in getattr(trunk, "blocks", ())
         ]
 
-    def _check_cancel(self, module, args):
-        """Between two image-encoder blocks: stop when the caller cancelled."""
-        ev = self._cancel
-        if ev is not None and ev.is_set():
-            raise Cancelled("Encoding cancelled.")
-
     def describe(self) -> dict:
         lm = self.loaded
         return {
@@ -118,30 +108,20 @@ class Sam2Backend:
     @torch.inference_mode()
     def encode(self, image: np.ndarray, cancel=None) -> dict:
         """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks."""
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-            raise ImageError(
-                f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-            )
-        t0 = time.perf_counter()
-        emb = None
-        with self._lock, autocast(self.device, self.precision):
-            self._cancel = cancel
-            try:
-                self._predictor.set_image(image)
-                feats = self._predictor._features
-                emb = {
-                    "image_embed": feats["image_embed"],
-                    "high_res_feats": list(feats["high_res_feats"]),
-                    "orig_hw": tuple(int(v) for v in image.shape[:2]),
-                }
-            except torch.OutOfMemoryError:
-                pass  # raised below, once the predictor's state and the lock are released
-            finally:
-                self._cancel = None
-                self._predictor.reset_predictor()
-        if emb is None:
-            raise self._out_of_memory(f"encoding a {image.shape[0]}×{image.shape[1]} plane")
-        emb["encode_s"] = time.perf_counter() - t0
+        check_sam_input(image)
+
+        def run():
+            self._predictor.set_image(image)
+            feats = self._predictor._features
+            return {
+                "image_embed": feats["image_embed"],
+                "high_res_feats": list(feats["high_res_feats"]),
+                "orig_hw": tuple(int(v) for v in image.shape[:2]),
+            }
+
+        what = f"encoding a {image.shape[0]}×{image.shape[1]} plane"
+        emb, seconds = self._guarded_encode(cancel, run, what, self._predictor.reset_predictor)
+        emb["encode_s"] = seconds
         return emb
 
     @torch.inference_mode()
@@ -150,69 +130,37 @@ class Sam2Backend:
         equals :meth:`encode` of that image up to float rounding."""
         images = list(images)
         for image in images:
-            if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-                raise ImageError(
-                    f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-                )
-        t0 = time.perf_counter()
-        embs = None
-        with self._lock, autocast(self.device, self.precision):
-            self._cancel = cancel
-            try:
-                self._predictor.set_image_batch(images)
-                feats = self._predictor._features
-                embs = [  # clone: each cached embedding owns its memory, not the batch's
-                    {
-                        "image_embed": feats["image_embed"][i : i + 1].clone(),
-                        "high_res_feats": [f[i : i + 1].clone() for f in feats["high_res_feats"]],
-                        "orig_hw": tuple(int(v) for v in image.shape[:2]),
-                    }
-                    for i, image in enumerate(images)
-                ]
-            except torch.OutOfMemoryError:
-                pass
-            finally:
-                self._cancel = None
-                self._predictor.reset_predictor()
-        if embs is None:
-            raise self._out_of_memory(f"encoding a batch of {len(images)} planes")
+            check_sam_input(image)
+
+        def run():
+            self._predictor.set_image_batch(images)
+            feats = self._predictor._features
+            return [  # clone: each cached embedding owns its memory, not the batch's
+                {
+                    "image_embed": feats["image_embed"][i : i + 1].clone(),
+                    "high_res_feats": [f[i : i + 1].clone() for f in feats["high_res_feats"]],
+                    "orig_hw": tuple(int(v) for v in image.shape[:2]),
+                }
+                for i, image in enumerate(images)
+            ]
+
+        what = f"encoding a batch of {len(images)} planes"
+        embs, seconds = self._guarded_encode(cancel, run, what, self._predictor.reset_predictor)
         for emb in embs:
-            emb["encode_s"] = (time.perf_counter() - t0) / max(1, len(images))
+            emb["encode_s"] = seconds / max(1, len(images))
         return embs
 
     # ----------------------------------------------------------------- predict
-    def mask_to_logits(self, mask: np.ndarray) -> torch.Tensor:
-        """Binary (H, W) mask → (1, s/4, s/4) logits in SAM's (non aspect-preserving) frame."""
-        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-        low = F.interpolate(m, (self.low_res_size, self.low_res_size), mode="area")[0]
-        return (low * 2.0 - 1.0) * MASK_LOGIT
-
     def _prompt_tensors(self, objects: Sequence[ObjectPrompt], hw):
         """Pack points and boxes of a batch into SAM's (B, N, 2) coords / (B, N) labels.
 
         Boxes become two points labelled 2 and 3 (what SAM2ImagePredictor does); shorter
         prompts are padded with label -1 ("not a point").
         """
-        rows = []
-        for obj in objects:
-            coords, labels = [], []
-            if obj.box is not None:
-                b = obj.box
-                coords += [to_xy([b.r0, b.c0]), to_xy([b.r1, b.c1])]
-                labels += [2, 3]
-            if obj.points is not None:
-                coords += list(to_xy(obj.points.coords))
-                labels += list(obj.points.labels)
-            rows.append((coords, labels))
-        n = max(len(r[1]) for r in rows)
-        if n == 0:
+        packed = packed_prompts(objects)
+        if packed is None:
             return None
-        pc = np.zeros((len(rows), n, 2), np.float32)
-        pl = -np.ones((len(rows), n), np.int32)
-        for i, (c, lab) in enumerate(rows):
-            if lab:
-                pc[i, : len(lab)] = np.asarray(c, np.float32)
-                pl[i, : len(lab)] = lab
+        pc, pl = packed
         coords = torch.as_tensor(pc, device=self.device)
         coords = self._predictor._transforms.transform_coords(coords, normalize=True, orig_hw=hw)
         return coords, torch.as_tensor(pl, device=self.device)
@@ -242,11 +190,6 @@ class Sam2Backend:
         masks = (full > self.mask_threshold).cpu().numpy()
         return masks, iou.float().cpu().numpy(), low_res.float().clamp(-32, 32).cpu().numpy()
 
-    def predict(
-        self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
-    ):
-        return predict_grouped(self, embedding, objects, multimask)
-
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         """The error for an out-of-memory during ``what``; cached device memory is freed
         and the model stays loaded and usable (a smaller request may fit)."""
@@ -258,28 +201,3 @@ class Sam2Backend:
             + memory_advice(lm.spec.size, self.device, self.precision)
             + " The model is still loaded: nothing was written."
         )
-
-
-def predict_grouped(backend, embedding, objects: Sequence[ObjectPrompt], multimask):
-    """``predict`` of the SAM 2 backends (official and transformers): objects decoded in
-    batches of the same kind (with/without a mask prompt, single/multi mask) through
-    ``backend._decode``, candidates sorted by score, an out-of-memory turned into
-    ``backend._out_of_memory``'s error."""
-    out: list[Prediction | None] = [None] * len(objects)
-    groups: dict[tuple, list[int]] = {}
-    for i, obj in enumerate(objects):
-        mm = obj.single_point if multimask is None else bool(multimask)
-        groups.setdefault((obj.mask is not None, mm), []).append(i)
-    oom = False
-    with backend._lock, autocast(backend.device, backend.precision):
-        try:
-            for (_, mm), idx in groups.items():
-                masks, scores, low = backend._decode(embedding, [objects[i] for i in idx], mm)
-                for j, i in enumerate(idx):
-                    c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
-        except torch.OutOfMemoryError:
-            oom = True
-    if oom:
-        raise backend._out_of_memory(f"decoding {len(objects)} object(s)")
-    return out

@@ -17,20 +17,18 @@ with and without boxes share one batch).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..errors import Cancelled, DeviceMemoryError, ImageError
-from ..models import autocast, free_device_memory, memory_advice
+from ..errors import DeviceMemoryError
+from ..models import free_device_memory, memory_advice
 from ..prompts import ObjectPrompt
-from .sam2_backend import MASK_LOGIT, predict_grouped, to_xy
+from ._sam_common import SamBackendBase, check_sam_input, packed_prompts
 
 
-class TransformersBackend:
+class TransformersBackend(SamBackendBase):
     """Wraps a :class:`~napari_sam2.engine.hf_models.LoadedHF` model."""
 
     name = "transformers"
@@ -48,11 +46,6 @@ class TransformersBackend:
         self._cancel = None
         for block in self.model.vision_encoder.backbone.blocks:
             block.register_forward_pre_hook(self._check_cancel)
-
-    def _check_cancel(self, module, args):
-        ev = self._cancel
-        if ev is not None and ev.is_set():
-            raise Cancelled("Encoding cancelled.")
 
     def describe(self) -> dict:
         import transformers
@@ -87,66 +80,35 @@ class TransformersBackend:
     @torch.inference_mode()
     def encode(self, image: np.ndarray, cancel=None) -> dict:
         """Embed a float32 (H, W, 3) image in [0, 1]; ``cancel`` stops between blocks."""
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-            raise ImageError(
-                f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
+        check_sam_input(image)
+
+        def run():
+            pixels = self.processor(images=image, do_rescale=False, return_tensors="pt")
+            feats = self.model.get_image_embeddings(
+                pixels["pixel_values"].to(self.device, torch.float32)
             )
-        t0 = time.perf_counter()
-        emb = None
-        with self._lock, autocast(self.device, self.precision):
-            self._cancel = cancel
-            try:
-                pixels = self.processor(images=image, do_rescale=False, return_tensors="pt")
-                feats = self.model.get_image_embeddings(
-                    pixels["pixel_values"].to(self.device, torch.float32)
-                )
-                emb = {
-                    "image_embed": feats[-1],
-                    "high_res_feats": list(feats[:-1]),
-                    "orig_hw": tuple(int(v) for v in image.shape[:2]),
-                }
-            except torch.OutOfMemoryError:
-                pass
-            finally:
-                self._cancel = None
-        if emb is None:
-            raise self._out_of_memory(f"encoding a {image.shape[0]}×{image.shape[1]} plane")
-        emb["encode_s"] = time.perf_counter() - t0
+            return {
+                "image_embed": feats[-1],
+                "high_res_feats": list(feats[:-1]),
+                "orig_hw": tuple(int(v) for v in image.shape[:2]),
+            }
+
+        what = f"encoding a {image.shape[0]}×{image.shape[1]} plane"
+        emb, seconds = self._guarded_encode(cancel, run, what)
+        emb["encode_s"] = seconds
         return emb
 
     # ----------------------------------------------------------------- predict
-    def mask_to_logits(self, mask: np.ndarray) -> torch.Tensor:
-        """Binary (H, W) mask → (1, s/4, s/4) logits (as the sam2 backend makes them)."""
-        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-        low = F.interpolate(m, (self.low_res_size, self.low_res_size), mode="area")[0]
-        return (low * 2.0 - 1.0) * MASK_LOGIT
-
     def _prompts(self, objects: Sequence[ObjectPrompt], hw):
         """Processor inputs: points (1, B, N, 2) in x, y and labels (1, B, N).
 
         Boxes are two corner points labelled 2 and 3, before the clicks; shorter prompts
         are padded with label -1 ("not a point"), exactly as the sam2 backend does.
         """
-        rows = []
-        for obj in objects:
-            coords, labels = [], []
-            if obj.box is not None:
-                b = obj.box
-                coords += [to_xy([b.r0, b.c0]), to_xy([b.r1, b.c1])]
-                labels += [2, 3]
-            if obj.points is not None:
-                coords += list(to_xy(obj.points.coords))
-                labels += [int(v) for v in obj.points.labels]
-            rows.append((coords, labels))
-        n = max(len(r[1]) for r in rows)
-        if n == 0:
+        packed = packed_prompts(objects, np.int64)
+        if packed is None:
             return {}
-        pts = np.zeros((len(rows), n, 2), np.float32)
-        lab = -np.ones((len(rows), n), np.int64)
-        for i, (c, lb) in enumerate(rows):
-            if lb:
-                pts[i, : len(lb)] = np.asarray(c, np.float32)
-                lab[i, : len(lb)] = lb
+        pts, lab = packed
         enc = self.processor(
             original_sizes=[list(hw)],
             input_points=[pts.tolist()],
@@ -201,11 +163,6 @@ class TransformersBackend:
             high_resolution_features=feats[:-1],
         )
         return low_res.flatten(0, 1).float(), iou.flatten(0, 1)
-
-    def predict(
-        self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
-    ):
-        return predict_grouped(self, embedding, objects, multimask)
 
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         free_device_memory(self.device)
