@@ -23,9 +23,7 @@ def random_seg():
 
 def test_random_weights_sets_a_notice_and_logs_it_once(caplog):
     with caplog.at_level(logging.WARNING, logger="napari_sam2"):
-        seg = Segmenter(
-            "tiny", backend="auto", random_weights=True, device="cpu", image_size=SIZE
-        )
+        seg = Segmenter("tiny", backend="auto", random_weights=True, device="cpu", image_size=SIZE)
     assert seg.notice == RANDOM_WEIGHTS_NOTICE
     assert "random weights" in seg.notice and "meaningless" in seg.notice
     assert seg.describe()["random_weights"] is True
