@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..encoder_trims import trim_encoder
-from ..errors import Cancelled, DeviceMemoryError, ImageError
+from ..errors import Cancelled, DeviceMemoryError
 from ..models import (
     LoadedModel,
     autocast,
@@ -21,7 +21,7 @@ from ..models import (
     memory_advice,
 )
 from ..prompts import ObjectPrompt
-from .base import Prediction, sort_candidates
+from .base import Prediction, check_sam_input, sort_candidates
 
 MASK_LOGIT = 10.0  # logit magnitude given to a binary mask prompt
 
@@ -118,10 +118,7 @@ class Sam2Backend:
     @torch.inference_mode()
     def encode(self, image: np.ndarray, cancel=None) -> dict:
         """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks."""
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-            raise ImageError(
-                f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-            )
+        check_sam_input(image)
         t0 = time.perf_counter()
         emb = None
         with self._lock, autocast(self.device, self.precision):
@@ -150,10 +147,7 @@ class Sam2Backend:
         equals :meth:`encode` of that image up to float rounding."""
         images = list(images)
         for image in images:
-            if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-                raise ImageError(
-                    f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-                )
+            check_sam_input(image)
         t0 = time.perf_counter()
         embs = None
         with self._lock, autocast(self.device, self.precision):

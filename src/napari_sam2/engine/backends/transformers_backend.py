@@ -24,9 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Cancelled, DeviceMemoryError, ImageError
+from ..errors import Cancelled, DeviceMemoryError
 from ..models import autocast, free_device_memory, memory_advice
 from ..prompts import ObjectPrompt
+from .base import check_sam_input
 from .sam2_backend import MASK_LOGIT, predict_grouped, to_xy
 
 
@@ -87,10 +88,7 @@ class TransformersBackend:
     @torch.inference_mode()
     def encode(self, image: np.ndarray, cancel=None) -> dict:
         """Embed a float32 (H, W, 3) image in [0, 1]; ``cancel`` stops between blocks."""
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-            raise ImageError(
-                f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-            )
+        check_sam_input(image)
         t0 = time.perf_counter()
         emb = None
         with self._lock, autocast(self.device, self.precision):
