@@ -110,7 +110,9 @@ def segment_files(
     model, checkpoint, backend, device, precision, image_size :
         As for :class:`napari_sam2.engine.Segmenter` (built once per process/worker).
     contrast_limits, channel, series :
-        Normalisation window, channel mode of channel images, TIFF series.
+        Normalisation window, channel mode of channel images, TIFF series or DICOM
+        series of a folder/DICOMDIR (the others are named in the result's notes; a DICOM
+        ``series`` N other than 0 writes ``<stem>_seriesN_labels...``).
     overwrite : bool
         Redo files whose complete output exists (default: skip them; resumable).
     client, scheduler, workers, retries :
@@ -167,7 +169,7 @@ def segment_files(
             todo_inputs.append(p)
     jobs: list[Job] = []
     slots: list[int] = []
-    plans = F.plan_outputs(todo_inputs, out_dir, output, dicom_seg) if todo_inputs else []
+    plans = F.plan_outputs(todo_inputs, out_dir, output, dicom_seg, series) if todo_inputs else []
     stems = [F.stem(p) for p in todo_inputs]
     for p, (out, problem) in zip(todo_inputs, plans, strict=True):
         if problem:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._results import OTHER_SERIES
+
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm",)
@@ -107,7 +109,7 @@ def expand_inputs(items) -> tuple[list[Path], list[str]]:
 
 
 def plan_outputs(
-    inputs: list[Path], out_dir=None, output=None, dicom_seg: bool = False
+    inputs: list[Path], out_dir=None, output=None, dicom_seg: bool = False, series: int = 0
 ) -> list[tuple[Path, str | None]]:
     """The output path of each input, or the reason why there is none.
 
@@ -115,7 +117,9 @@ def plan_outputs(
     mirroring the inputs' folders below their common parent.  Neither: next to each
     input.  Outputs are ``<stem>_labels.tif`` (``.nii.gz`` for NIfTI and DICOM inputs,
     ``.dcm`` DICOM SEG for DICOM with ``dicom_seg``: see ``_outputs``); a path that would leave ``out_dir`` (links,
-    odd names) or that two inputs would share is refused.
+    odd names) or that two inputs would share is refused.  A DICOM input's ``series``
+    other than 0 is in the name (``<stem>_series2_labels.nii.gz``): each series of a
+    DICOMDIR gets its own output, side by side.
     """
     if output is not None:
         if len(inputs) != 1:
@@ -137,7 +141,8 @@ def plan_outputs(
             root = None
     taken: dict = {}
     for inp in inputs:
-        name = stem(inp) + output_suffix(inp, dicom_seg)
+        tag = f"_series{series}" if series and is_dicom(inp) else ""
+        name = stem(inp) + tag + output_suffix(inp, dicom_seg)
         if out_dir is None:
             target = inp.parent / name
         else:
@@ -172,6 +177,7 @@ class Image:
     scale: list | None = None
     units: list | None = None
     extra: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # for the file's result (other DICOM series)
 
 
 def _optional(module: str, *names: str):
@@ -205,6 +211,30 @@ def _from_medical(data, info: dict, kind: str) -> Image:
     return Image(data, axes, scale, units if units and len(units) == data.ndim else None, extra)
 
 
+_LISTED = 8  # other series named in the note; the rest are counted
+
+
+def series_label(k: int, info: dict, data) -> str:
+    shape = "×".join(str(n) for n in np.shape(data))
+    return f"{k} '{info.get('name', '?')}' ({shape})"
+
+
+def other_series_note(path: Path, found: list, series: int) -> str:
+    """The note of a DICOM input holding several series, of which one is segmented."""
+    n = len(found)
+    chosen = series % n
+    others = [series_label(k, info, data) for k, (data, info) in enumerate(found) if k != chosen]
+    listed = ", ".join(others[:_LISTED]) + (
+        f" and {len(others) - _LISTED} more" if len(others) > _LISTED else ""
+    )
+    return (
+        f"{path.name} holds {n} DICOM series: segmented "
+        f"{series_label(chosen, found[chosen][1], found[chosen][0])}; {len(others)} other "
+        f"{OTHER_SERIES}: {listed}. Pick another with --series N (series=N in "
+        f"segment_files); its output is {stem(path)}_seriesN_labels.*"
+    )
+
+
 def read_image(path: Path, series: int = 0, lazy: bool | None = None) -> Image:
     """Read any supported input: TIFF/OME-TIFF here; NIfTI and DICOM through
     ``napari_sam2.io.nifti.open_nifti`` / ``napari_sam2.io.dicom.open_dicom`` when those
@@ -228,9 +258,14 @@ def read_image(path: Path, series: int = 0, lazy: bool | None = None) -> Image:
                     f"{path.name} holds {len(found)} DICOM series: --series {series} does "
                     "not exist"
                 )
+            others = other_series_note(path, found, series) if len(found) > 1 else None
             found = found[series]
+        else:
+            others = None
         data, info = found
-        return _from_medical(data, info, kind)
+        img = _from_medical(data, info, kind)
+        img.notes += [others] if others else []
+        return img
     from ..io.reader import open_tiff
 
     data, info = open_tiff(path, series=series, lazy=lazy)

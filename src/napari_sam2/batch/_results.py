@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "notes",
 )
 REUSED = "plane ranges reused"
+OTHER_SERIES = "DICOM series not segmented"  # as batch._files says it (shown in lines())
 
 
 def reused_note(reused: int, total: int) -> str:
@@ -132,11 +133,12 @@ class Summary:
         return path
 
     def lines(self) -> list[str]:
-        """Human-readable report: one line per skipped/failed/retried/resumed file, then
-        totals."""
+        """Human-readable report: one line per skipped/failed/retried/resumed file and per
+        DICOM input with series left out, then totals."""
         out = []
         for r in self.results:
             out += [f"resumed {r.input}: {n}" for n in r.notes if n.endswith(REUSED)]
+            out += [f"note    {r.input}: {n}" for n in r.notes if OTHER_SERIES in n]
             if r.status == FAILED:
                 out.append(f"FAILED  {r.input}: {r.reason}")
             elif r.status == SKIPPED:

@@ -216,7 +216,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
     src = seg.source
     labels = np.zeros(src.index_shape + src.plane_shape, dtype=np.int32)
     objects: dict = {}
-    notes: list[str] = []
+    notes: list[str] = list(img.notes)
     planes = 0
     prompted = []
     for plane, pp in sorted(prompts.items()):

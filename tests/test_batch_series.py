@@ -1,0 +1,85 @@
+"""A DICOM input holding several series (a DICOMDIR, a folder of series): one series is
+segmented (``--series N``, default 0); the result and the printed summary name the series
+left out and how to pick them; each picked series gets its own output, side by side."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_sam2.batch import segment_files
+from napari_sam2.cli import main
+
+pytest.importorskip("pydicom")
+
+MED = Path(__file__).resolve().parent / "data" / "medical"
+DICOMDIR = MED / "dicomdir"  # 3 patients, 24 series (tests/data/medical/README.md)
+CT_SERIES = DICOMDIR / "98892001" / "CT5N"  # one series
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DICOM geometry doubts of the tiny test series
+        yield
+
+
+def _series_note(result) -> str:
+    [note] = [n for n in result.notes if "DICOM series not segmented" in n]
+    return note
+
+
+def test_dicomdir_auto_names_the_series_left_out(tmp_path):
+    s = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical")
+    [r] = s.results
+    assert r.status == "done" and r.output == str(tmp_path / "dicomdir_labels.nii.gz")
+    note = _series_note(r)
+    assert note.startswith(
+        "dicomdir holds 24 DICOM series: segmented 0 'Cervical LAT' (16×16); "
+        "23 other DICOM series not segmented: 1 'Cervical OBLI 1' (16×16), "
+    )
+    assert "3 'Routine Brain' (4×16×16)" in note and "and 15 more" in note
+    assert "--series N" in note and "dicomdir_seriesN_labels" in note
+    assert f"note    {DICOMDIR}: {note}" in s.lines()
+
+
+def test_each_picked_series_has_its_own_output(tmp_path):
+    first = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical")
+    s = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical", series=3)
+    [r] = s.results
+    assert r.status == "done", s.lines()
+    assert r.output == str(tmp_path / "dicomdir_series3_labels.nii.gz")
+    assert r.planes == 4  # 'Routine Brain': 4 slices, not the 1-slice series 0
+    assert nib.load(r.output).shape == (16, 16, 4)
+    note = _series_note(r)
+    assert "segmented 3 'Routine Brain' (4×16×16)" in note and "0 'Cervical LAT'" in note
+    # series 0's output is still there and untouched; a rerun of it is skipped as complete
+    assert Path(first.results[0].output).is_file()
+    again = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical")
+    assert again.results[0].status == "skipped"
+    assert again.results[0].reason == "complete output exists"
+
+
+def test_one_series_has_no_note(tmp_path):
+    s = segment_files(CT_SERIES, tmp_path, auto=True, backend="classical")
+    [r] = s.results
+    assert r.status == "done"
+    assert not [n for n in r.notes if "series" in n]
+    assert not [line for line in s.lines() if line.startswith("note")]
+
+
+def test_cli_prints_the_series_note(tmp_path, capsys):
+    args = ["segment", str(DICOMDIR), "--auto", "--backend", "classical", "--out", str(tmp_path)]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"note    {DICOMDIR}: dicomdir holds 24 DICOM series" in out
+    assert main([*args, "--no-progress", "--series", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "dicomdir_series6_labels.nii.gz" in out
+    assert "segmented 6 'SmartScore - Gated 0.5 sec' (5×16×16)" in out
+    labels = np.asanyarray(nib.load(tmp_path / "dicomdir_series6_labels.nii.gz").dataobj)
+    assert labels.shape == (16, 16, 5)
