@@ -1,6 +1,7 @@
 """A DICOM input holding several series (a DICOMDIR, a folder of series): one series is
 segmented (``--series N``, default 0); the result and the printed summary name the series
-left out and how to pick them; each picked series gets its own output, side by side."""
+left out and how to pick them; each picked series gets its own output, side by side;
+``--series all`` segments every series, one output each."""
 
 from __future__ import annotations
 
@@ -39,11 +40,12 @@ def test_dicomdir_auto_names_the_series_left_out(tmp_path):
     assert r.status == "done" and r.output == str(tmp_path / "dicomdir_labels.nii.gz")
     note = _series_note(r)
     assert note.startswith(
-        "dicomdir holds 24 DICOM series: segmented 0 'Cervical LAT' (16×16); "
-        "23 other DICOM series not segmented: 1 'Cervical OBLI 1' (16×16), "
+        "dicomdir holds 24 DICOM series: segmented 0 'Cervical LAT' (1 image); "
+        "23 other DICOM series not segmented: 1 'Cervical OBLI 1' (1 image), "
     )
-    assert "3 'Routine Brain' (4×16×16)" in note and "and 15 more" in note
-    assert "--series N" in note and "dicomdir_seriesN_labels" in note
+    assert "3 'Routine Brain' (4 images)" in note and "and 15 more" in note
+    assert "--series N" in note and "--series all" in note
+    assert "dicomdir_seriesN_labels" in note
     assert f"note    {DICOMDIR}: {note}" in s.lines()
 
 
@@ -56,7 +58,7 @@ def test_each_picked_series_has_its_own_output(tmp_path):
     assert r.planes == 4  # 'Routine Brain': 4 slices, not the 1-slice series 0
     assert nib.load(r.output).shape == (16, 16, 4)
     note = _series_note(r)
-    assert "segmented 3 'Routine Brain' (4×16×16)" in note and "0 'Cervical LAT'" in note
+    assert "segmented 3 'Routine Brain' (4 images)" in note and "0 'Cervical LAT'" in note
     # series 0's output is still there and untouched; a rerun of it is skipped as complete
     assert Path(first.results[0].output).is_file()
     again = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical")
@@ -80,6 +82,45 @@ def test_cli_prints_the_series_note(tmp_path, capsys):
     assert main([*args, "--no-progress", "--series", "6"]) == 0
     out = capsys.readouterr().out
     assert "dicomdir_series6_labels.nii.gz" in out
-    assert "segmented 6 'SmartScore - Gated 0.5 sec' (5×16×16)" in out
+    assert "segmented 6 'SmartScore - Gated 0.5 sec' (5 images)" in out
     labels = np.asanyarray(nib.load(tmp_path / "dicomdir_series6_labels.nii.gz").dataobj)
     assert labels.shape == (16, 16, 5)
+
+
+def test_series_all_segments_every_series(tmp_path):
+    from napari_sam2.io.dicom import list_series
+
+    listing = list_series(DICOMDIR)
+    assert len(listing) == 24 and listing[3] == {"name": "Routine Brain", "images": 4}
+    first = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical")
+    s = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical", series="all")
+    assert len(s.results) == 24
+    by_output = {Path(r.output).name: r for r in s.results}
+    # series 0 was done by the first run, with the same settings: complete, skipped
+    assert by_output["dicomdir_labels.nii.gz"].status == "skipped"
+    assert Path(first.results[0].output).name == "dicomdir_labels.nii.gz"
+    done = [r for r in s.results if r.status == "done"]
+    assert len(done) == 23, s.lines()
+    assert {Path(r.output).name for r in done} == {
+        f"dicomdir_series{k}_labels.nii.gz" for k in range(1, 24)
+    }
+    r3 = by_output["dicomdir_series3_labels.nii.gz"]
+    assert r3.planes == 4 and nib.load(r3.output).shape == (16, 16, 4)
+    assert "DICOM series 3 of 24: 3 'Routine Brain' (4 images)" in r3.notes
+    assert not [n for r in s.results for n in r.notes if "not segmented" in n]
+    assert not [line for line in s.lines() if line.startswith("note")]
+    # a one-series input is one job, without a series in its name
+    one = segment_files(CT_SERIES, tmp_path / "ct", auto=True, backend="classical", series="all")
+    assert [Path(r.output).name for r in one.results] == ["CT5N_labels.nii.gz"]
+
+
+def test_series_all_cli(tmp_path, capsys):
+    args = ["segment", str(DICOMDIR), "--auto", "--backend", "classical", "--no-progress"]
+    assert main([*args, "--series", "all", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "24 file(s): 24 done, 0 skipped, 0 failed" in out
+    assert (tmp_path / "dicomdir_series23_labels.nii.gz").is_file()
+    assert main([*args, "--series", "all", "-o", str(tmp_path / "x.nii.gz")]) == 2
+    assert "use --out DIR, not -o" in capsys.readouterr().err
+    assert main([*args, "--series", "two", "--out", str(tmp_path)]) == 2
+    assert "whole number or 'all'" in capsys.readouterr().err
