@@ -124,3 +124,21 @@ def test_series_all_cli(tmp_path, capsys):
     assert "use --out DIR, not -o" in capsys.readouterr().err
     assert main([*args, "--series", "two", "--out", str(tmp_path)]) == 2
     assert "whole number or 'all'" in capsys.readouterr().err
+
+
+def test_series_all_on_a_cluster_counts_attempts_per_series(tmp_path):
+    pytest.importorskip("distributed")
+    s = segment_files(DICOMDIR, tmp_path, auto=True, backend="classical", series="all",
+                      workers=2, progress=False)  # fmt: skip
+    assert s.counts == {"done": 24, "skipped": 0, "failed": 0}, s.lines()
+    assert [r.attempts for r in s.results] == [1] * 24  # 24 jobs of one input: not retries
+    assert not s.retried
+    r6 = next(r for r in s.results if r.output.endswith("dicomdir_series6_labels.nii.gz"))
+    assert r6.planes == 5
+
+
+def test_series_all_is_refused_where_one_image_is_read(tmp_path):
+    from napari_sam2._cli_common import UsageError, read_image
+
+    with pytest.raises(UsageError, match="--series all is for several outputs"):
+        read_image(tmp_path / "x.tif", "all")

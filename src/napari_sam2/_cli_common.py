@@ -66,8 +66,8 @@ def add_image_args(parser, *, channel: bool = True):
         )  # fmt: skip
     g.add_argument(
         "--series", type=series_arg, default=0, metavar="N",
-        help="image series of a multi-image TIFF or of a DICOM folder/DICOMDIR (default 0); "
-        "segment: 'all' for every DICOM series, one output each",
+        help="image series of a DICOM folder/DICOMDIR or multi-image TIFF (default 0); "
+        "segment also takes 'all': every DICOM series, one output each",
     )  # fmt: skip
     return g
 
