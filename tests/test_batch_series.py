@@ -142,3 +142,18 @@ def test_series_all_is_refused_where_one_image_is_read(tmp_path):
 
     with pytest.raises(UsageError, match="--series all is for several outputs"):
         read_image(tmp_path / "x.tif", "all")
+
+
+def test_summary_lines_name_the_output_of_an_input_with_several_jobs():
+    from napari_sam2.batch._results import FileResult, Summary
+
+    s = Summary([
+        FileResult("study", "out/study_labels.nii.gz", "skipped", "complete output exists"),
+        FileResult("study", "out/study_series1_labels.nii.gz", "failed", "no pixel data"),
+        FileResult("a.tif", "out/a_labels.tif", "failed", "corrupt"),
+    ])  # fmt: skip
+    assert s.lines()[:3] == [
+        "skipped study -> out/study_labels.nii.gz: complete output exists",
+        "FAILED  study -> out/study_series1_labels.nii.gz: no pixel data",
+        "FAILED  a.tif: corrupt",
+    ]

@@ -136,15 +136,18 @@ class Summary:
         """Human-readable report: one line per skipped/failed/retried/resumed file and per
         DICOM input with series left out, then totals."""
         out = []
+        seen = Counter(r.input for r in self.results)
         for r in self.results:
-            out += [f"resumed {r.input}: {n}" for n in r.notes if n.endswith(REUSED)]
-            out += [f"note    {r.input}: {n}" for n in r.notes if OTHER_SERIES in n]
+            # an input with several jobs (--series all): each line names its output too
+            name = f"{r.input} -> {r.output}" if seen[r.input] > 1 and r.output else r.input
+            out += [f"resumed {name}: {n}" for n in r.notes if n.endswith(REUSED)]
+            out += [f"note    {name}: {n}" for n in r.notes if OTHER_SERIES in n]
             if r.status == FAILED:
-                out.append(f"FAILED  {r.input}: {r.reason}")
+                out.append(f"FAILED  {name}: {r.reason}")
             elif r.status == SKIPPED:
-                out.append(f"skipped {r.input}: {r.reason}")
+                out.append(f"skipped {name}: {r.reason}")
             if r.attempts > 1:
-                out.append(f"retried {r.input}: {r.attempts} attempts ({r.status})")
+                out.append(f"retried {name}: {r.attempts} attempts ({r.status})")
         c = self.counts
         out.append(
             f"{len(self.results)} file(s): {c[DONE]} done, {c[SKIPPED]} skipped, "
