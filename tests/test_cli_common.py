@@ -91,7 +91,8 @@ BAD = [
     ("--backend", "nope", "argument --backend: invalid choice: 'nope'", ("evaluate", "precompute")),
     ("--precision", "fp8", "argument --precision: invalid choice: 'fp8'",
      ("evaluate", "precompute")),
-    ("--series", "first", "argument --series: invalid int value: 'first'", ("precompute",)),
+    ("--series", "first", "argument --series: expected a whole number or 'all', got 'first'",
+     ("precompute",)),
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ Nothing here imports torch or the engine at import time (``--help`` stays fast).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,9 +65,23 @@ def add_image_args(parser, *, channel: bool = True):
             help="channel index, mean, max or composite (channel images)",
         )  # fmt: skip
     g.add_argument(
-        "--series", type=int, default=0, help="image series of a multi-image TIFF (default 0)"
-    )
+        "--series", type=series_arg, default=0, metavar="N",
+        help="image series of a DICOM folder/DICOMDIR or multi-image TIFF (default 0); "
+        "segment also takes 'all': every DICOM series, one output each",
+    )  # fmt: skip
     return g
+
+
+def series_arg(text: str) -> int | str:
+    """``--series``: a whole number, or ``all`` (every DICOM series; ``segment`` only)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'all', got {text!r}"
+        ) from None
 
 
 def add_labelled_images(parser, labels_help: str) -> None:
@@ -124,6 +139,8 @@ def parse_channel(text: str) -> int | str:
 # ----------------------------------------------------------------------- inputs
 def read_image(path: Path, series: int = 0):
     """(array, axes, scale, units) of one series of a TIFF (full resolution)."""
+    if series == "all":
+        raise UsageError("--series all is for several outputs: napari-sam2 segment --out DIR")
     if not path.is_file():
         raise UsageError(f"no such image file: {path}")
     try:

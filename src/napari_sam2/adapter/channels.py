@@ -88,6 +88,35 @@ def channel_options(viewer, image_layer) -> list[tuple[str, object]]:
     return []
 
 
+_STACK_LABELS = ("z", "t", "time", "depth", "plane", "planes", "slice", "slices", "frame")
+
+
+def channels_as_planes_hint(image_layer) -> str | None:
+    """A hint when an unlabelled 3-D image looks like channels stacked as planes.
+
+    ``np.stack([dapi, gfp])``, or a CYX TIFF opened without ``channel_axis``, reaches napari
+    as a (2, H, W) layer that is segmented plane by plane as Z.  Said when the first axis
+    has 2 to 4 planes, far fewer than the plane's rows and columns, the layer is not RGB,
+    has no channel axis, no axis label saying Z/T and no own spacing along that axis.
+    Segmentation is not changed: this is only a hint.
+    """
+    if image_layer is None or getattr(image_layer, "rgb", False) or image_layer.ndim != 3:
+        return None
+    if channel_axis_of(image_layer) is not None:
+        return None
+    n, h, w = (int(v) for v in full_resolution(image_layer).shape[:3])
+    label = str(tuple(getattr(image_layer, "axis_labels", ("",)))[0]).strip().lower()
+    spacing = float(image_layer.scale[0])
+    if not 2 <= n <= 4 or min(h, w) < 16 * n or label in _STACK_LABELS or spacing != 1.0:
+        return None
+    return (
+        f"'{image_layer.name}' has {n} planes of {h}×{w}: they are segmented as Z planes. "
+        "If they are channels, open them as channels: right-click the layer > Split Stack, "
+        "or viewer.add_image(data, channel_axis=0), or axis_labels=('c', 'y', 'x'); then "
+        "choose in the Channels picker."
+    )
+
+
 @dataclass
 class ImageSource:
     """The array and ``Segmenter.set_image`` keywords for one request."""

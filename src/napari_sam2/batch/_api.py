@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def segment_files(
     image_size: int | None = None,
     contrast_limits=None,
     channel="mean",
-    series: int = 0,
+    series: int | str = 0,
     overwrite: bool = False,
     output=None,
     client=None,
@@ -110,7 +111,10 @@ def segment_files(
     model, checkpoint, backend, device, precision, image_size :
         As for :class:`napari_sam2.engine.Segmenter` (built once per process/worker).
     contrast_limits, channel, series :
-        Normalisation window, channel mode of channel images, TIFF series.
+        Normalisation window, channel mode of channel images, TIFF series or DICOM
+        series of a folder/DICOMDIR (the others are named in the result's notes; a DICOM
+        ``series`` N other than 0 writes ``<stem>_seriesN_labels...``).  ``series="all"``:
+        every series of each DICOM input, one job and output each.
     overwrite : bool
         Redo files whose complete output exists (default: skip them; resumable).
     client, scheduler, workers, retries :
@@ -146,13 +150,15 @@ def segment_files(
     table = _prompt_table(prompts)
     opts = ModelOptions(model, None if checkpoint is None else str(checkpoint), backend,
                         device, precision, image_size)  # fmt: skip
+    if series == F.ALL_SERIES and output is not None:
+        raise F.InputError("--series all writes one output per series: use --out DIR, not -o")
     settings = Settings(
         auto=auto,
         propagate=propagate,
         planes=_planes_setting(planes),
         contrast_limits=tuple(contrast_limits) if contrast_limits is not None else None,
         channel=channel,
-        series=series,
+        series=0 if series == F.ALL_SERIES else int(series),
         overwrite=overwrite or output is not None,
         dicom_seg=dicom_seg,
     )
@@ -167,14 +173,19 @@ def segment_files(
             todo_inputs.append(p)
     jobs: list[Job] = []
     slots: list[int] = []
-    plans = F.plan_outputs(todo_inputs, out_dir, output, dicom_seg) if todo_inputs else []
+    entries = F.series_entries(todo_inputs, series)
+    ks = [k for _, k, _ in entries]
+    plans = (
+        F.plan_outputs([e[0] for e in entries], out_dir, output, dicom_seg, ks) if entries else []
+    )
     stems = [F.stem(p) for p in todo_inputs]
-    for p, (out, problem) in zip(todo_inputs, plans, strict=True):
+    for (p, k, every), (out, problem) in zip(entries, plans, strict=True):
         if problem:
             results.append(FileResult(str(p), str(out), FAILED, problem))
             continue
         fp = table.for_file(p, stems) if isinstance(table, PromptTable) else table
-        job = Job(str(p), str(out), fp, settings, fingerprint(fp, settings, opts))
+        st = settings if k == settings.series else replace(settings, series=k)
+        job = Job(str(p), str(out), fp, st, fingerprint(fp, st, opts), all_series=every)
         done = check_existing(job)
         if done is not None:
             results.append(done)

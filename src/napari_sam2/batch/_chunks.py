@@ -206,7 +206,7 @@ def _assemble(job: Job, results: list[ChunkResult]) -> FileResult:
         offset += sum(r.counts)
         del arr
     prov = provenance(job, results[0].description, done, objects, img)
-    notes = [f"split into {len(results)} plane ranges"]
+    notes = [*img.notes, f"split into {len(results)} plane ranges"]
     reused = sum(r.reused for r in results)
     if reused:
         notes.append(reused_note(reused, len(results)))

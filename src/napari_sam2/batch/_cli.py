@@ -53,6 +53,7 @@ def wants_batch(args) -> bool:
         args.output is None
         or len(args.image) != 1
         or any(getattr(args, k, None) for k in BATCH_ONLY)
+        or getattr(args, "series", 0) == "all"
     )
 
 

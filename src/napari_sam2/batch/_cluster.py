@@ -62,7 +62,8 @@ class SegmenterPlugin(WorkerPlugin):
 def cluster_task(job: Job, plugin_name: str, run_id: str, on_start=None) -> FileResult:
     """The task of one file, run on a worker."""
     worker = get_worker()
-    worker.log_event(TOPIC, {"run": run_id, "input": job.input, "worker": worker.address})
+    worker.log_event(TOPIC, {"run": run_id, "input": job.input, "output": job.output,
+                             "worker": worker.address})  # fmt: skip
     if on_start is not None:
         on_start(job)
     plugin = worker.plugins[plugin_name]
@@ -80,7 +81,7 @@ def chunk_task(chunk: Chunk, plugin_name: str, run_id: str, on_start=None) -> Ch
     """The task of some planes of one file, run on a worker."""
     worker = get_worker()
     worker.log_event(TOPIC, {"run": run_id, "input": chunk.job.input, "chunk": chunk.index,
-                             "worker": worker.address})  # fmt: skip
+                             "output": chunk.job.output, "worker": worker.address})  # fmt: skip
     if on_start is not None:
         on_start(chunk.job)
     if chunk.reuse is not None and R.still_there(chunk):  # done by an earlier run: no model
@@ -189,7 +190,7 @@ def run_on_cluster(
                 on_result(res, res.planes if i in chunks else None)
         starts = _starts(client, run_id)
         for res in results:
-            res.attempts = max(starts.get(res.input, 1), 1)
+            res.attempts = max(starts.get(res.output, 1), 1)
         return results
     finally:
         for thing in to_close:
@@ -204,9 +205,9 @@ def _starts(client, run_id: str) -> dict:
         return counts
     for _, msg in events:
         if isinstance(msg, dict) and msg.get("run") == run_id:
-            key = (msg["input"], msg.get("chunk"))
+            key = (msg.get("output", msg["input"]), msg.get("chunk"))  # one per job
             counts[key] = counts.get(key, 0) + 1
     out: dict = {}
-    for (inp, _), n in counts.items():  # a split file: its most-tried plane range
-        out[inp] = max(out.get(inp, 0), n)
+    for (job, _), n in counts.items():  # a split file: its most-tried plane range
+        out[job] = max(out.get(job, 0), n)
     return out

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._results import OTHER_SERIES
+
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm",)
@@ -106,8 +108,30 @@ def expand_inputs(items) -> tuple[list[Path], list[str]]:
     return out, unmatched
 
 
+ALL_SERIES = "all"
+
+
+def series_entries(inputs: list[Path], series) -> list[tuple[Path, int, bool]]:
+    """``(input, series, one of --series all)`` per job: one per input, or with
+    ``series="all"`` one per series of each DICOM input (others: series 0)."""
+    if series != ALL_SERIES:
+        return [(p, int(series), False) for p in inputs]
+    out = []
+    for p in inputs:
+        n = 1
+        if is_dicom(p):
+            try:
+                from ..io.dicom import list_series
+
+                n = max(1, len(list_series(p)))
+            except (ImportError, OSError, ValueError):  # read again (and reported) as a job
+                n = 1
+        out += [(p, k, n > 1) for k in range(n)]
+    return out
+
+
 def plan_outputs(
-    inputs: list[Path], out_dir=None, output=None, dicom_seg: bool = False
+    inputs: list[Path], out_dir=None, output=None, dicom_seg: bool = False, series=0
 ) -> list[tuple[Path, str | None]]:
     """The output path of each input, or the reason why there is none.
 
@@ -115,7 +139,10 @@ def plan_outputs(
     mirroring the inputs' folders below their common parent.  Neither: next to each
     input.  Outputs are ``<stem>_labels.tif`` (``.nii.gz`` for NIfTI and DICOM inputs,
     ``.dcm`` DICOM SEG for DICOM with ``dicom_seg``: see ``_outputs``); a path that would leave ``out_dir`` (links,
-    odd names) or that two inputs would share is refused.
+    odd names) or that two inputs would share is refused.  A DICOM input's ``series``
+    other than 0 is in the name (``<stem>_series2_labels.nii.gz``): each series of a
+    DICOMDIR gets its own output, side by side (``series``: one for all inputs, or one
+    per input).
     """
     if output is not None:
         if len(inputs) != 1:
@@ -136,8 +163,10 @@ def plan_outputs(
         except ValueError:  # different drives
             root = None
     taken: dict = {}
-    for inp in inputs:
-        name = stem(inp) + output_suffix(inp, dicom_seg)
+    per_input = list(series) if isinstance(series, (list, tuple)) else [series] * len(inputs)
+    for inp, k in zip(inputs, per_input, strict=True):
+        tag = f"_series{k}" if k and is_dicom(inp) else ""
+        name = stem(inp) + tag + output_suffix(inp, dicom_seg)
         if out_dir is None:
             target = inp.parent / name
         else:
@@ -172,6 +201,7 @@ class Image:
     scale: list | None = None
     units: list | None = None
     extra: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # for the file's result (other DICOM series)
 
 
 def _optional(module: str, *names: str):
@@ -205,10 +235,58 @@ def _from_medical(data, info: dict, kind: str) -> Image:
     return Image(data, axes, scale, units if units and len(units) == data.ndim else None, extra)
 
 
-def read_image(path: Path, series: int = 0, lazy: bool | None = None) -> Image:
+_LISTED = 8  # other series named in the note; the rest are counted
+
+
+def series_label(k: int, entry: dict) -> str:
+    """``3 'Routine Brain' (4 images)`` for entry ``k`` of ``io.dicom.list_series``."""
+    n = int(entry.get("images", 1))
+    return f"{k} '{entry.get('name', '?')}' ({n} image{'s' if n != 1 else ''})"
+
+
+def other_series_note(path: Path, listing: list[dict], chosen: int) -> str:
+    """The note of a DICOM input holding several series, of which one is segmented."""
+    n = len(listing)
+    others = [series_label(k, e) for k, e in enumerate(listing) if k != chosen]
+    listed = ", ".join(others[:_LISTED]) + (
+        f" and {len(others) - _LISTED} more" if len(others) > _LISTED else ""
+    )
+    return (
+        f"{path.name} holds {n} DICOM series: segmented {series_label(chosen, listing[chosen])}"
+        f"; {len(others)} other {OTHER_SERIES}: {listed}. Pick another with --series N, or "
+        f"--series all for every one (series= in segment_files); series N's output is "
+        f"{stem(path)}_seriesN_labels.*"
+    )
+
+
+def _read_dicom(path: Path, series: int, all_series: bool) -> Image:
+    """One series of a DICOM input; only that one is decoded.  Notes: the series left out
+    (or, for one series of ``--series all``, which one this is)."""
+    from ..io.dicom import list_series, open_dicom
+
+    listing = list_series(path)
+    n = len(listing)
+    if n == 0:
+        open_dicom(path)  # raises its "no DICOM image found" error
+    if not -n <= series < n:
+        raise InputError(f"{path.name} holds {n} DICOM series: --series {series} does not exist")
+    [(data, info)] = open_dicom(path, series=series)
+    img = _from_medical(data, info, "dicom")
+    k = series % n
+    if n > 1 and all_series:
+        img.notes.append(f"DICOM series {k} of {n}: {series_label(k, listing[k])}")
+    elif n > 1:
+        img.notes.append(other_series_note(path, listing, k))
+    return img
+
+
+def read_image(
+    path: Path, series: int = 0, lazy: bool | None = None, all_series: bool = False
+) -> Image:
     """Read any supported input: TIFF/OME-TIFF here; NIfTI and DICOM through
     ``napari_sam2.io.nifti.open_nifti`` / ``napari_sam2.io.dicom.open_dicom`` when those
-    modules are installed.  ``series``: the TIFF series, or which DICOM series of a folder."""
+    modules are installed.  ``series``: the TIFF series, or which DICOM series of a folder
+    (``all_series``: it is one of a ``--series all`` run; only changes the notes)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
@@ -221,15 +299,9 @@ def read_image(path: Path, series: int = 0, lazy: bool | None = None) -> Image:
                 f"{path.name}: reading {kind.upper()} needs napari_sam2.io.{kind} "
                 "(a napari-sam2 version with medical formats)"
             )
-        found = fn(path)
-        if isinstance(found, list):  # DICOM: one (data, info) per series
-            if not -len(found) <= series < len(found):
-                raise InputError(
-                    f"{path.name} holds {len(found)} DICOM series: --series {series} does "
-                    "not exist"
-                )
-            found = found[series]
-        data, info = found
+        if kind == "dicom":
+            return _read_dicom(path, series, all_series)
+        data, info = fn(path)
         return _from_medical(data, info, kind)
     from ..io.reader import open_tiff
 

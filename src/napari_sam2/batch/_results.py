@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "notes",
 )
 REUSED = "plane ranges reused"
+OTHER_SERIES = "DICOM series not segmented"  # as batch._files says it (shown in lines())
 
 
 def reused_note(reused: int, total: int) -> str:
@@ -132,17 +133,21 @@ class Summary:
         return path
 
     def lines(self) -> list[str]:
-        """Human-readable report: one line per skipped/failed/retried/resumed file, then
-        totals."""
+        """Human-readable report: one line per skipped/failed/retried/resumed file and per
+        DICOM input with series left out, then totals."""
         out = []
+        seen = Counter(r.input for r in self.results)
         for r in self.results:
-            out += [f"resumed {r.input}: {n}" for n in r.notes if n.endswith(REUSED)]
+            # an input with several jobs (--series all): each line names its output too
+            name = f"{r.input} -> {r.output}" if seen[r.input] > 1 and r.output else r.input
+            out += [f"resumed {name}: {n}" for n in r.notes if n.endswith(REUSED)]
+            out += [f"note    {name}: {n}" for n in r.notes if OTHER_SERIES in n]
             if r.status == FAILED:
-                out.append(f"FAILED  {r.input}: {r.reason}")
+                out.append(f"FAILED  {name}: {r.reason}")
             elif r.status == SKIPPED:
-                out.append(f"skipped {r.input}: {r.reason}")
+                out.append(f"skipped {name}: {r.reason}")
             if r.attempts > 1:
-                out.append(f"retried {r.input}: {r.attempts} attempts ({r.status})")
+                out.append(f"retried {name}: {r.attempts} attempts ({r.status})")
         c = self.counts
         out.append(
             f"{len(self.results)} file(s): {c[DONE]} done, {c[SKIPPED]} skipped, "

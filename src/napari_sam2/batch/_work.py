@@ -72,6 +72,7 @@ class Job:
     prompts: dict | None = None
     settings: Settings = field(default_factory=Settings)
     fingerprint: str = ""
+    all_series: bool = False  # one series of a DICOM input run with --series all
 
 
 def _digest(obj) -> str:
@@ -151,7 +152,7 @@ def _one_line(e: BaseException) -> str:
 def open_image(job: Job, lazy: bool | None = None):
     """(Image, set_image keywords) of the job's input."""
     st = job.settings
-    img = F.read_image(Path(job.input), st.series, lazy=lazy)
+    img = F.read_image(Path(job.input), st.series, lazy=lazy, all_series=job.all_series)
     axes, data = img.axes, img.data
     kwargs = dict(
         contrast_limits=st.contrast_limits,
@@ -216,7 +217,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
     src = seg.source
     labels = np.zeros(src.index_shape + src.plane_shape, dtype=np.int32)
     objects: dict = {}
-    notes: list[str] = []
+    notes: list[str] = list(img.notes)
     planes = 0
     prompted = []
     for plane, pp in sorted(prompts.items()):

@@ -16,6 +16,11 @@ CLASSICAL_NOTICE = (
     "region growing). For SAM 2, download a SAM 2.1 checkpoint (see docs/models.md) and "
     "choose it in the widget or pass checkpoint=..."
 )
+RANDOM_WEIGHTS_NOTICE = (
+    "SAM 2 built with random weights (random_weights=True, no checkpoint loaded): its "
+    "masks are meaningless, for plumbing checks only. For real results pass a SAM 2.1 "
+    "checkpoint (see docs/models.md)."
+)
 
 
 def make_backend(
@@ -49,7 +54,7 @@ def make_backend(
             random_weights=random_weights,
             allow_download=allow_download,
         )
-        return TransformersBackend(loaded), None
+        return TransformersBackend(loaded), _random_notice(random_weights)
     spec = get_spec(model, version)
     if (
         backend == "auto"
@@ -72,7 +77,15 @@ def make_backend(
         allow_download=allow_download,
         random_weights=random_weights,
     )
-    return Sam2Backend(loaded), None
+    return Sam2Backend(loaded), _random_notice(random_weights)
+
+
+def _random_notice(random_weights: bool) -> str | None:
+    """The notice of a model built without weights (logged once, like the classical one)."""
+    if not random_weights:
+        return None
+    log.warning(RANDOM_WEIGHTS_NOTICE)
+    return RANDOM_WEIGHTS_NOTICE
 
 
 def cache_dtype_for(backend, cache_dtype):

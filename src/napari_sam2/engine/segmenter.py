@@ -55,7 +55,8 @@ class Segmenter:
     image_size : int, optional
         Override SAM 2's input size (smaller = faster, coarser; tests use 256).
     random_weights : bool
-        Build SAM 2 without a checkpoint (plumbing checks only: the masks are meaningless).
+        Build SAM 2 without a checkpoint (plumbing checks only: the masks are meaningless;
+        :attr:`notice` says so).
     allow_download : bool
         Download the checkpoint from the Hugging Face hub when not found locally.
     cache_bytes : int

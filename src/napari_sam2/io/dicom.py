@@ -280,8 +280,24 @@ def _single_plane(data: np.ndarray, stack, info: dict) -> tuple[np.ndarray, dict
     return plane, info
 
 
-def open_dicom(path, *, include_identifiers: bool = False) -> list[tuple[np.ndarray, dict]]:
+def list_series(path) -> list[dict]:
+    """The image series under ``path``, in :func:`open_dicom`'s order, from the headers
+    only (no pixel is decoded): ``name`` and ``images`` (frames) of each."""
+    out = []
+    for items in _group(_collect(path)):
+        items = sorted(items, key=lambda item: str(item[0]))
+        frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for _, ds in items)
+        out.append({"name": _series_name(items[0][1]), "images": frames})
+    return out
+
+
+def open_dicom(
+    path, *, include_identifiers: bool = False, series: int | None = None
+) -> list[tuple[np.ndarray, dict]]:
     """Read every image series under ``path`` (file, folder, DICOMDIR, or a list of files).
+
+    ``series``: read only that one (an index into :func:`list_series`; negative counts
+    from the end); the list then has one item.
 
     Returns
     -------
@@ -302,6 +318,13 @@ def open_dicom(path, *, include_identifiers: bool = False) -> list[tuple[np.ndar
     groups = _group(files)
     if not groups:
         raise DicomReadError(f"no DICOM image found in {Path(os.fspath(path)).name or path}")
+    if series is not None:
+        if not -len(groups) <= series < len(groups):
+            raise DicomReadError(
+                f"{Path(os.fspath(path)).name or path} holds {len(groups)} DICOM series: "
+                f"series {series} does not exist"
+            )
+        groups = [groups[series]]
     return [_series(items, include_identifiers) for items in groups]
 
 

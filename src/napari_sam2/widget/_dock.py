@@ -9,6 +9,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
+from ..adapter.channels import channels_as_planes_hint
 from ..adapter.layers import (
     POSITIVE,
     labels_matching,
@@ -61,6 +62,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._closed = False
         self._docks = []  # the QDockWidget we are in (its destroyed signal is watched)
         self._hint = ""  # what to do next, shown with the model line until the first segment
+        self._image_note = ""  # channels stacked as planes? shown like _hint (adapter.channels)
         self._live_timer = QTimer(self, singleShot=True, interval=400)
         self._live_timer.timeout.connect(self.segment)
         self.committer = Committer(self)
@@ -152,8 +154,13 @@ class SAM2Widget(DockLifecycle, QWidget):
             s.result = None
             s.image_layer = self.image_combo.value()
             self._refresh_channels()
-            if ensure_layers(self):
+            made = ensure_layers(self)
+            if made:
                 self._hint = HINT
+            self._image_note = channels_as_planes_hint(s.image_layer) or ""
+            if self._image_note:
+                show_info(self._image_note)
+            if made or self._image_note:
                 self._set_status(self._describe())
         s.channel = self.channel_combo.currentData()
         s.level = self.layers_panel.level()
@@ -223,7 +230,7 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     def _describe(self) -> str:
         txt = describe_model(self.session.segmenter)
-        return f"{self._hint}\n{txt}" if self._hint else txt
+        return "\n".join(t for t in (self._image_note, self._hint, txt) if t)
 
     def _set_status(self, text):
         self.status.setText(text)
@@ -245,7 +252,7 @@ class SAM2Widget(DockLifecycle, QWidget):
     def segment(self):
         if self._closed:
             return
-        self._hint = ""
+        self._hint = self._image_note = ""
         self.user_action.emit()
         try:
             req = self.session.prepare()

@@ -9,6 +9,7 @@ from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QDockWidget
 
 from ..adapter.channels import COMBINED, channel_layers
+from ..adapter.history import describe_step
 from ._qt_parts import ctrl_click_picker, shift_click_negative, toggle_polarity
 
 KEYS = {"segment": "s", "commit": "c", "next": "n", "toggle": "t"}
@@ -147,11 +148,14 @@ class DockLifecycle:
             b.connect(layer, layer.events.data, self.session.invalidate_max)
 
     def _history_step(self, step: str):
-        """Undo/redo that also forgets the cached max ID: napari emits no paint event for
-        them, and a restored object must never get its ID handed out again."""
+        """Undo/redo that also forgets the cached max ID (napari emits no paint event for
+        them, and a restored object must never get its ID handed out again) and says in
+        the status line what it undid (no stale "Wrote label(s) …")."""
 
         def run(layer):
+            done = describe_step(layer, step)
             getattr(layer, step)()
             self.session.invalidate_max()
+            self._set_status(f"{done} {self._describe()}")
 
         return run

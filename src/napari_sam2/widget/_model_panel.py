@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
 from ..engine.models import SIZES
 from ..engine.segmenter import BACKENDS, Segmenter
 
@@ -33,8 +34,18 @@ def describe_model(seg: Segmenter | None) -> str:
         f" · cache hits {c.get('hits', 0)}"
     )
     if seg.notice:
-        txt = "Classical backend (no SAM 2 checkpoint found). " + txt
+        txt = _short_notice(seg.notice) + txt
     return txt
+
+
+def _short_notice(notice: str) -> str:
+    """The status line's prefix for a Segmenter's fallback notice (the full text goes to a
+    notification when the model loads)."""
+    if notice == CLASSICAL_NOTICE:
+        return "Classical backend (no SAM 2 checkpoint found). "
+    if notice == RANDOM_WEIGHTS_NOTICE:
+        return "Random weights: the masks are meaningless (no checkpoint loaded). "
+    return notice.split(":")[0].rstrip(".") + ". "
 
 
 class ModelPanel(QGroupBox):

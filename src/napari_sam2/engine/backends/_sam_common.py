@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Cancelled, ImageError
+from ..errors import Cancelled
 from ..models import autocast
 from ..prompts import ObjectPrompt
-from .base import Prediction, sort_candidates
+from .base import Prediction, check_sam_input, sort_candidates  # noqa: F401 - shared
 
 MASK_LOGIT = 10.0  # logit magnitude given to a binary mask prompt
 
@@ -27,15 +27,6 @@ def to_xy(rc: np.ndarray) -> np.ndarray:
     """(row, col) → SAM's (x, y).  The one and only place where the axes are swapped."""
     rc = np.asarray(rc, dtype=np.float32)
     return rc[..., ::-1].copy()
-
-
-def check_sam_input(image: np.ndarray) -> None:
-    """SAM 2 encoders take float32 (H, W, 3) in [0, 1]; anything else is our bug or the
-    caller's, said plainly."""
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
-        raise ImageError(
-            f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
-        )
 
 
 def packed_prompts(objects: Sequence[ObjectPrompt], label_dtype=np.int32):

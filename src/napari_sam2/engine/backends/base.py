@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import ImageError
 from ..prompts import ObjectPrompt
 
 
@@ -64,3 +65,19 @@ def sort_candidates(masks: np.ndarray, scores: np.ndarray, low_res=None):
     """Order candidates by decreasing score."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     return masks[order], np.asarray(scores)[order], (None if low_res is None else low_res[order])
+
+
+def check_sam_input(image: np.ndarray) -> None:
+    """SAM 2's input: float32 (H, W, 3) with finite values (NaN/inf would give NaN
+    embeddings and masks silently; ``Segmenter.set_image`` maps them, direct callers must)."""
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.float32:
+        raise ImageError(
+            f"SAM 2 input must be float32 (H, W, 3), got {image.dtype} {image.shape}."
+        )
+    if not np.isfinite(image).all():
+        n = int(image.size - np.count_nonzero(np.isfinite(image)))
+        raise ImageError(
+            f"SAM 2 input has {n} NaN/inf value(s): normalise the image first "
+            "(Segmenter.set_image maps NaN to 0 and ±inf to the window's ends), or replace "
+            "them, e.g. with numpy.nan_to_num."
+        )

@@ -41,6 +41,25 @@ def _otsu(values: np.ndarray) -> float:
     return float(threshold_otsu(values))
 
 
+def _finite(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``gray`` without NaN/±inf, and where it was not NaN.
+
+    Float images from processing pipelines carry them (the Segmenter's normalisation maps
+    them already; this is for direct callers).  NaN becomes background (the lowest finite
+    value, and is left out of every object), +inf the highest finite value, -inf the
+    lowest; the Otsu threshold only sees finite pixels.
+    """
+    finite = np.isfinite(gray)
+    if finite.all():
+        return gray, finite
+    valid = ~np.isnan(gray)
+    if finite.any():
+        lo, hi = float(gray[finite].min()), float(gray[finite].max())
+    else:
+        lo = hi = 0.0
+    return np.nan_to_num(gray, nan=lo, posinf=hi, neginf=lo), valid
+
+
 class ClassicalBackend:
     """Deterministic, weight-free region growing / thresholding."""
 
@@ -68,8 +87,12 @@ class ClassicalBackend:
         gray = np.asarray(image, dtype=np.float32)
         if gray.ndim == 3:
             gray = gray.mean(axis=-1)
+        gray, valid = _finite(gray)
         smooth = gaussian(gray, sigma=self.sigma, preserve_range=True).astype(np.float32)
-        return {"smooth": smooth, "threshold": _otsu(smooth), "orig_hw": smooth.shape}
+        emb = {"smooth": smooth, "threshold": _otsu(smooth[valid]), "orig_hw": smooth.shape}
+        if not valid.all():
+            emb["valid"] = valid  # NaN pixels: never part of an object
+        return emb
 
     def predict(
         self, embedding, objects: Sequence[ObjectPrompt], *, multimask: bool | None = None
@@ -125,6 +148,11 @@ class ClassicalBackend:
                 & (pos[:, 1] < cs.stop)
             )
             pos = pos[inside]
+        if "valid" in emb and len(pos):  # a click on NaN (no data) seeds nothing
+            on_data = emb["valid"][pos[:, 0], pos[:, 1]]
+            if not on_data.any() and obj.box is None and obj.mask is None:
+                return np.zeros((h, w), bool)
+            pos = pos[on_data]
         if len(pos):
             bright = smooth[pos[0, 0], pos[0, 1]] > t
         elif obj.box is not None:
@@ -143,6 +171,8 @@ class ClassicalBackend:
             ring = smooth[region & ~m]
             bright = inside >= (ring.mean() if ring.size else t)
         fg = ((smooth > t) if bright else (smooth <= t)) & region
+        if "valid" in emb:
+            fg &= emb["valid"]
 
         lab, _ = ndi.label(fg)
         if len(pos):
