@@ -38,6 +38,29 @@ def _highdicom():
     return highdicom
 
 
+_TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+"""Type 2 attributes of the Patient/Study modules a SEG copies from its source: present but
+possibly empty. De-identified exports often drop them; they are added back *empty* (never
+invented) so that highdicom can copy them."""
+
+
+def _with_type2(ds):
+    for keyword in _TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
 def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
     """Display-ordered labels → (frame, row, column) in the order of ``source_files``."""
     data = np.asarray(labels)
@@ -105,7 +128,7 @@ def save_labels_dicom_seg(
     frame_numbers = medical.get("source_frames") or [None] * len(files)
     unique = list(dict.fromkeys(files))
     if len(unique) == 1 and frame_numbers[0] is not None:  # one multi-frame source image
-        sources = [pydicom.dcmread(unique[0], stop_before_pixels=True)]
+        sources = [_with_type2(pydicom.dcmread(unique[0], stop_before_pixels=True))]
         count = int(sources[0].get("NumberOfFrames", 1))
         full = np.zeros((count, *segment_map.shape[1:]), segment_map.dtype)
         full[np.asarray(frame_numbers, int)] = segment_map
@@ -115,7 +138,7 @@ def save_labels_dicom_seg(
             "DICOM SEG export of frames from several multi-frame files is not supported"
         )
     else:
-        sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+        sources = [_with_type2(pydicom.dcmread(f, stop_before_pixels=True)) for f in files]
     from pydicom.sr.codedict import codes
 
     from .provenance import plugin_version

@@ -91,6 +91,42 @@ def _provenance(img) -> dict | None:
     return None
 
 
+def _scaled_voxels(img) -> np.ndarray:
+    """The voxels with ``scl_slope``/``scl_inter`` applied, in the smallest exact type.
+
+    nibabel returns float64 for any scaled file; a CT stored as int16 with slope 1 and
+    intercept -1024 (Hounsfield units) stays an integer array (int16 when the range
+    fits, else int32), as the DICOM reader does: 4× less memory and exact HU.
+    """
+    proxy = img.dataobj
+    slope = getattr(proxy, "slope", 1.0)
+    inter = getattr(proxy, "inter", 0.0)
+    scaled = slope != 1.0 or inter != 0.0
+    on_disk = np.dtype(img.get_data_dtype())
+    if not (
+        scaled
+        and on_disk.kind in "iu"
+        and np.isfinite([slope, inter]).all()
+        and float(slope).is_integer()
+        and float(inter).is_integer()
+    ):
+        return np.asanyarray(proxy)
+    raw = np.asanyarray(proxy.get_unscaled())
+    if raw.size == 0:
+        return raw.astype(np.float32)
+    stored = np.array([raw.min(), raw.max()], dtype=np.float64)
+    ends = np.concatenate([stored, stored * slope + inter])
+    for dtype in (np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= ends.min() and ends.max() <= info.max:  # no overflow on the way
+            out = raw.astype(dtype)
+            if slope != 1.0:
+                out *= dtype(slope)
+            out += dtype(inter)
+            return out
+    return np.asanyarray(proxy)
+
+
 def _squeeze_extra(data: np.ndarray) -> np.ndarray:
     """Drop singleton axes after the third; more than one non-singleton extra axis is an error."""
     while data.ndim > 4 and 1 in data.shape[3:]:
@@ -113,7 +149,9 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     -------
     data : numpy.ndarray
         ``(z, y, x)`` or ``(t, z, y, x)`` in the display orientation (see the module
-        docstring); scaled by the header's ``scl_slope``/``scl_inter`` when present.
+        docstring); scaled by the header's ``scl_slope``/``scl_inter`` when present
+        (an integer file with integer slope and intercept, like CT in Hounsfield units,
+        stays an integer array: int16 or int32; other scaled files are float64).
     info : dict
         ``transform`` (napari ``scale``/``translate``[/``affine``] keywords),
         ``axis_labels``, ``units``, ``medical`` (the record kept in the layer metadata)
@@ -129,7 +167,7 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     path = Path(os.fspath(path))
     img = _load(path)
     try:
-        raw = np.asanyarray(img.dataobj)
+        raw = _scaled_voxels(img)
     except Exception as exc:
         raise NiftiReadError(f"cannot read the voxels of {path.name}: {exc}") from exc
     data = _squeeze_extra(raw)

@@ -1,0 +1,126 @@
+"""A radiologist's first session on data nobody tuned for: a CT series in Hounsfield units
+written with pydicom (shuffled files, reversed InstanceNumber, de-identified: no type 2
+patient/study attributes), NIfTI CT with scl_slope/scl_inter, LAS anisotropic voxels."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from napari_sam2.io.dicom import read_dicom
+
+ROWS, COLS, N = 32, 40, 10
+BLOB = (10, 25)  # (row, column) of a soft-tissue disc on every slice
+
+
+def write_ct_series(folder, n=N, step=2.5, order_seed=0):
+    """A de-identified CT series: air -1024 HU, a +60+k HU disc on slice k, marker
+    pixel (0, 0) = -1024 + k HU; files shuffled, InstanceNumber counting down."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    yy, xx = np.mgrid[:ROWS, :COLS]
+    order = np.random.default_rng(order_seed).permutation(n)
+    for i, k in enumerate(order):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = CTImageStorage
+        ds.Modality = "CT"
+        ds.SeriesInstanceUID, ds.StudyInstanceUID = series, study
+        ds.FrameOfReferenceUID = frame
+        ds.PatientName, ds.PatientID = "Anon", "0001"
+        ds.SeriesDescription = "Chest CT"
+        ds.InstanceNumber = int(n - k)
+        ds.Rows, ds.Columns = ROWS, COLS
+        ds.PixelSpacing = [0.7, 0.8]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-14.0, -12.0, -50.0 + step * float(k)]
+        ds.SliceThickness = 5.0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, -1024, "HU"
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        img = np.zeros((ROWS, COLS), np.int16)
+        img[(yy - BLOB[0]) ** 2 + (xx - BLOB[1]) ** 2 < 25] = 1024 + 60 + k
+        img[0, 0] = k
+        ds.PixelData = img.tobytes()
+        ds.save_as(folder / f"IM{i:04d}", enforce_file_format=True)
+    return folder
+
+
+def test_ct_series_sorted_by_position_in_hu(tmp_path):
+    ((data, kwargs, _),) = read_dicom(write_ct_series(tmp_path / "ct"))
+    assert data.shape == (N, ROWS, COLS) and data.dtype == np.int16
+    assert list(data[:, 0, 0]) == [-1024 + k for k in range(N)]  # inferior → superior
+    assert list(data[:, BLOB[0], BLOB[1]]) == [60 + k for k in range(N)]
+    assert tuple(kwargs["scale"]) == (2.5, 0.7, 0.8)
+    assert tuple(kwargs["translate"]) == (-50.0, -12.0, -14.0)
+    assert kwargs["contrast_limits"] == [-160.0, 240.0]  # the file's W 400 / L 40
+
+
+def test_dicom_seg_from_a_deidentified_series(tmp_path):
+    """De-identified exports drop type 2 attributes (PatientBirthDate, StudyDate, ...): the
+    SEG export used to crash with highdicom's AttributeError; now they are written empty."""
+    pytest.importorskip("highdicom")
+    from napari_sam2.io.dicom_seg import save_labels_dicom_seg
+
+    folder = write_ct_series(tmp_path / "ct")
+    ((data, kwargs, _),) = read_dicom(folder)
+    medical = kwargs["metadata"]["medical"]
+    labels = np.zeros(data.shape, np.uint8)
+    labels[6][data[6] > 0] = 3
+    out = save_labels_dicom_seg(tmp_path / "seg.dcm", labels, medical=medical)
+    seg = pydicom.dcmread(out)
+    assert seg.PatientBirthDate == "" and seg.StudyDate == "" and seg.PatientID == "0001"
+    frames = seg.pixel_array
+    assert frames.dtype == np.uint8 and frames.ndim == 2  # one frame holds the mask
+    (group,) = seg.PerFrameFunctionalGroupsSequence
+    ref = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+    sources = {pydicom.dcmread(f).SOPInstanceUID: pydicom.dcmread(f) for f in folder.iterdir()}
+    source = sources[ref]
+    assert float(source.ImagePositionPatient[2]) == -50.0 + 2.5 * 6
+    pos = [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+    assert pos == [float(v) for v in source.ImagePositionPatient]
+    hu = source.pixel_array.astype(int) - 1024
+    assert np.array_equal(frames.astype(bool), hu > 0)
+
+
+def _nifti_ct(path, stored, slope=1.0, inter=-1024.0):
+    affine = np.diag([-0.7, 0.7, 5.0, 1.0])  # LAS, anisotropic
+    affine[:3, 3] = [20.0, -30.0, -100.0]
+    img = nib.Nifti1Image(stored, affine)
+    img.header.set_slope_inter(slope, inter)
+    img.set_qform(affine, 1)
+    img.set_sform(affine, 1)
+    nib.save(img, str(path))
+    return path
+
+
+def test_nifti_ct_in_hu_stays_integer_and_exact(tmp_path):
+    from napari_sam2.io.nifti import open_nifti
+
+    stored = np.zeros((64, 48, 12), np.int16)  # -1024 HU air
+    stored[30, 20, 5] = 1024 + 1000  # bone
+    stored[31, 20, 5] = 1024 - 1000  # lung
+    data, info = open_nifti(_nifti_ct(tmp_path / "ct.nii.gz", stored))
+    assert data.dtype == np.int16  # nibabel alone gives float64 (4x the memory)
+    assert data.shape == (12, 48, 64)
+    assert data.min() == -1024 and data.max() == 1000
+    # display (z, y, x) = (S, P, L): file i runs to the left, j runs anterior (flipped)
+    assert data[5, 47 - 20, 30] == 1000 and data[5, 47 - 20, 31] == -1000
+    assert info["transform"]["scale"] == pytest.approx((5.0, 0.7, 0.7))
+    assert info["transform"]["translate"] == pytest.approx((-100.0, 30 - 0.7 * 47, -20.0))
+    # a non-integer slope keeps floats; a range beyond int16 goes to int32
+    half, _ = open_nifti(_nifti_ct(tmp_path / "half.nii", stored, slope=0.5, inter=0.0))
+    assert half.dtype == np.float64 and half.max() == 1012.0
+    wide, _ = open_nifti(_nifti_ct(tmp_path / "wide.nii", stored, slope=20.0))
+    assert wide.dtype == np.int32 and wide.max() == 2024 * 20 - 1024
+    unsigned = np.full((4, 4, 2), 40000, np.uint16)
+    big, _ = open_nifti(_nifti_ct(tmp_path / "u16.nii", unsigned, inter=-32768.0))
+    assert big.dtype == np.int32 and int(big.max()) == 40000 - 32768
