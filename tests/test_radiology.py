@@ -124,3 +124,44 @@ def test_nifti_ct_in_hu_stays_integer_and_exact(tmp_path):
     unsigned = np.full((4, 4, 2), 40000, np.uint16)
     big, _ = open_nifti(_nifti_ct(tmp_path / "u16.nii", unsigned, inter=-32768.0))
     assert big.dtype == np.int32 and int(big.max()) == 40000 - 32768
+
+
+def _pydicom_file(name):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return path
+
+
+def test_rt_dose_grid_geometry_and_gray(tmp_path):
+    """RT Dose: frames are GridFrameOffsetVector apart (5 mm here), not 1 pixel; values are
+    pixel × DoseGridScaling in DoseUnits (they were shown as raw integers on a 1 mm grid)."""
+    path = _pydicom_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    ((data, kwargs, _),) = read_dicom(path)
+    assert data.shape == (15, 10, 10) and kwargs["axis_labels"] == ("z", "y", "x")
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    assert tuple(kwargs["scale"]) == pytest.approx((offsets[1] - offsets[0], 10.0, 10.0))
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    assert tuple(kwargs["translate"]) == pytest.approx((z, y, x))
+    expected = ds.pixel_array * float(ds.DoseGridScaling)
+    np.testing.assert_allclose(data, expected, rtol=1e-6)  # frame k at z + offsets[k]
+    assert kwargs["metadata"]["medical"]["units"] == str(ds.DoseUnits)  # RELATIVE here
+
+
+def test_undecodable_jpeg_names_another_decoder():
+    """Pillow is installed but cannot read 12-bit JPEG: the message says what else to install."""
+    from napari_sam2.io._dicom_frames import DicomReadError
+
+    path = _pydicom_file("JPEG-lossy.dcm")
+    try:
+        import pylibjpeg  # noqa: F401
+
+        pytest.skip("pylibjpeg is installed: the file decodes")
+    except ImportError:
+        pass
+    with pytest.raises(DicomReadError, match="pylibjpeg") as info:
+        read_dicom(path)
+    assert "install" in str(info.value)

@@ -6,9 +6,8 @@ Everything is read through pydicom; this module only gathers tags.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -193,9 +192,22 @@ def _rescale(ds) -> tuple[float, float]:
     try:
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        if "RescaleSlope" not in ds and "DoseGridScaling" in ds:  # RT Dose: pixel × scaling
+            slope = float(ds.DoseGridScaling or 1.0)
     except (TypeError, ValueError):
         return 1.0, 0.0
     return slope, intercept
+
+
+def _grid_offsets(ds, count: int) -> np.ndarray | None:
+    """RT Dose (and other multi-frame without functional groups) frame offsets along the
+    slice normal, relative to ImagePositionPatient, from GridFrameOffsetVector."""
+    offsets = _floats(ds.get("GridFrameOffsetVector", ()), count) if count > 1 else None
+    if offsets is None:
+        return None
+    if offsets[0] != 0:  # the older absolute form: first offset is the first frame's own
+        offsets = offsets - offsets[0]
+    return offsets
 
 
 def _thickness(ds) -> float | None:
@@ -224,6 +236,15 @@ def frames_of(path: Path, ds) -> list[Frame]:
         return [base]
     shared = _first(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or [None] * count
+    offsets = None if "PerFrameFunctionalGroupsSequence" in ds else _grid_offsets(ds, count)
+    if offsets is not None and base.position is not None and base.orientation is not None:
+        ori = base.orientation
+        normal = np.cross(ori[:3], ori[3:])
+        normal = normal / np.linalg.norm(normal)
+        return [
+            replace(base, index=i, position=base.position + offsets[i] * normal, instance=i + 1)
+            for i in range(count)
+        ]
     frames = []
     for i in range(count):
         own = per_frame[i] if i < len(per_frame) else None
@@ -347,41 +368,3 @@ def sort_frames(frames: list[Frame], what: str) -> Stack:
     vox2lps[:3, 2] = row_dir * dc
     vox2lps[:3, 3] = frames[order[0]].position
     return Stack(order, vox2lps, volumes, warnings)
-
-
-def decoder_problem(ds) -> str | None:
-    """None when pydicom can decode the pixel data, else a message naming what to install."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = getattr(meta, "TransferSyntaxUID", None)
-    if syntax is None or not syntax.is_compressed:
-        return None
-    from pydicom.pixels import get_decoder
-
-    try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError:
-        return f"pydicom has no decoder at all for the transfer syntax {syntax.name}"
-    if decoder.is_available:
-        return None
-    options = "; or ".join(decoder.missing_dependencies) or "a pydicom pixel data plugin"
-    return (
-        f"the pixel data are compressed as {syntax.name}, and no decoder for it is "
-        f"installed. Install one into napari's Python environment: {options} "
-        "(for example `pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg`)"
-    )
-
-
-def pixels(ds: Any) -> np.ndarray:
-    """Decoded pixel data (palette colour → RGB), or DicomReadError."""
-    problem = decoder_problem(ds)
-    if problem:
-        raise DicomReadError(problem)
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:
-        raise DicomReadError(f"cannot decode the pixel data: {exc}") from exc
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        arr = apply_color_lut(arr, ds)
-    return arr

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import _orient
+from ._dicom_decode import pixels
 from ._dicom_frames import (
     DicomReadError,
     Frame,
@@ -36,7 +37,6 @@ from ._dicom_frames import (
     folder_has_dicom,
     frames_of,
     is_dicom_file,
-    pixels,
     read_header,
     sort_frames,
 )
@@ -198,6 +198,8 @@ def _series(items: list[tuple[Path, Any]], include_identifiers: bool) -> tuple[n
     }
     if rescaled or modality == "CT":
         medical["units"] = str(first.get("RescaleType", "") or ("HU" if modality == "CT" else ""))
+    if "DoseGridScaling" in first and "RescaleSlope" not in first:
+        medical["units"] = str(first.get("DoseUnits", "") or "GY").replace("GY", "Gy")
     if include_identifiers:
         medical["identifiers"] = _identifiers(first)
     if stack.volumes == 1:  # what a DICOM SEG must reference, in slice order
