@@ -165,3 +165,11 @@ def test_undecodable_jpeg_names_another_decoder():
     with pytest.raises(DicomReadError, match="pylibjpeg") as info:
         read_dicom(path)
     assert "install" in str(info.value)
+
+
+def test_malformed_header_is_a_typed_error_naming_the_file():
+    from napari_sam2.io._dicom_frames import DicomReadError
+
+    path = _pydicom_file("badVR.dcm")  # NumberOfFrames "1A"
+    with pytest.raises(DicomReadError, match=r"badVR\.dcm: malformed DICOM header"):
+        read_dicom(path)

@@ -219,7 +219,20 @@ def _thickness(ds) -> float | None:
 
 
 def frames_of(path: Path, ds) -> list[Frame]:
-    """The frames of one file: one for classic images, NumberOfFrames for multi-frame."""
+    """The frames of one file: one for classic images, NumberOfFrames for multi-frame.
+
+    A malformed header value (``NumberOfFrames = "1A"``) is a :class:`DicomReadError`
+    naming the file, not a bare ``ValueError``.
+    """
+    try:
+        return _frames_of(path, ds)
+    except DicomReadError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise DicomReadError(f"{Path(path).name}: malformed DICOM header: {exc}") from exc
+
+
+def _frames_of(path: Path, ds) -> list[Frame]:
     count = int(ds.get("NumberOfFrames", 1) or 1)
     base = Frame(
         path,
