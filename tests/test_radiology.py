@@ -173,3 +173,34 @@ def test_malformed_header_is_a_typed_error_naming_the_file():
     path = _pydicom_file("badVR.dcm")  # NumberOfFrames "1A"
     with pytest.raises(DicomReadError, match=r"badVR\.dcm: malformed DICOM header"):
         read_dicom(path)
+
+
+def test_4d_labels_reopen_as_labels_with_the_source_tr(tmp_path):
+    """Labels saved on a 4-D (time) NIfTI used to reopen as an *Image* with TR 1 and no
+    time unit (napari then warns about inconsistent units and the t axis no longer lines up)."""
+    from napari_sam2.io.medical_writer import save_labels_nifti
+    from napari_sam2.io.nifti import read_nifti
+
+    stored = np.random.default_rng(0).integers(0, 100, (32, 24, 8, 5)).astype(np.int16)
+    img = nib.Nifti1Image(stored, np.diag([2.0, 2.0, 3.0, 1.0]))
+    img.header.set_zooms((2.0, 2.0, 3.0, 2.5))
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, str(tmp_path / "bold.nii.gz"))
+    ((data, kwargs, kind),) = read_nifti(tmp_path / "bold.nii.gz")
+    assert kind == "image" and data.shape == (5, 8, 24, 32)
+    assert tuple(kwargs["scale"]) == (2.5, 3.0, 2.0, 2.0) and kwargs["units"][0] == "s"
+    labels = np.zeros(data.shape, np.uint8)
+    labels[3, 4, 10:14, 6:9] = 2
+    out = save_labels_nifti(
+        tmp_path / "seg.nii.gz",
+        labels,
+        medical=kwargs["metadata"]["medical"],
+        provenance={"backend": "classical"},
+    )
+    back = nib.load(out)
+    assert back.shape == stored.shape and back.header.get_zooms()[3] == 2.5
+    assert back.header.get_xyzt_units() == ("mm", "sec")
+    ((again, again_kwargs, again_kind),) = read_nifti(out)
+    assert again_kind == "labels" and np.array_equal(again, labels)
+    assert tuple(again_kwargs["scale"]) == tuple(kwargs["scale"])
+    assert tuple(again_kwargs["units"]) == tuple(kwargs["units"])

@@ -144,6 +144,10 @@ def save_labels_nifti(
     header = image.header
     header.set_data_dtype(dtype)
     header.set_xyzt_units("mm")
+    time_step = (medical or {}).get("time_step")
+    if out.ndim == 4 and time_step:  # 4-D labels keep the source's TR and time unit
+        header.set_zooms((*header.get_zooms()[:3], float(time_step)))
+        header.set_xyzt_units("mm", (medical or {}).get("time_unit") or "unknown")
     header.set_intent("label")
     header["descrip"] = b"napari-sam2 labels"
     image.set_sform(affine, code=sform_code)

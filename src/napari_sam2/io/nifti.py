@@ -194,6 +194,9 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         transform["scale"] = (step, *transform["scale"][1:])
         units = [_TIME_UNITS.get(str(time_unit), "pixel"), *units]
         labels = ["t", *labels]
+        time_step, time_unit_code = step, str(time_unit)
+    if not lead:
+        time_step, time_unit_code = None, None
     medical = {
         "format": "nifti",
         "file": path.name,
@@ -206,6 +209,9 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         "qform_code": int(img.header["qform_code"]),
         "qform_affine": np.asarray(img.header.get_qform()).tolist(),
     }
+    if lead:  # the writer gives 4-D labels the source's TR and time unit back
+        medical["time_step"] = time_step
+        medical["time_unit"] = time_unit_code
     info = {
         "transform": transform,
         "axis_labels": tuple(labels),
@@ -218,7 +224,7 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
 
 def _is_labels(data: np.ndarray, info: dict) -> bool:
-    if not np.issubdtype(data.dtype, np.integer) or data.ndim != 3:
+    if not np.issubdtype(data.dtype, np.integer) or data.ndim not in (3, 4):
         return False
     return info["provenance"] is not None or bool(_LABEL_NAME.search(info["name"]))
 
