@@ -238,3 +238,28 @@ def test_click_on_displayed_blob_of_a_gantry_tilted_ct(make_napari_viewer, tmp_p
     click = np.array([viewer.dims.point[0], *shown(BLOB)])  # the user clicks the disc
     landed = layer_to_image_data(image, image.world_to_data(click), image)[0]
     assert np.allclose(landed, (z, *BLOB), atol=0.5), landed
+
+
+def test_batch_on_a_study_folder_and_the_missing_slice_note(tmp_path):
+    """A PACS study export (study/SE1/IM..., study/SE2/IM...: no DICOMDIR, no .dcm names)
+    used to fail with "no file matches"; a missing slice, which misplaces the NIfTI
+    labels after the gap, was a reader warning but no note in the batch summary."""
+    from napari_sam2.batch import segment_files
+
+    study = tmp_path / "study"
+    write_ct_series(study / "SE1")
+    write_ct_series(study / "SE2", order_seed=1)
+    gap = next(p for p in (study / "SE2").iterdir() if pydicom.dcmread(p).InstanceNumber == 6)
+    gap.unlink()  # slice k = 4 (InstanceNumber counts down)
+    from napari_sam2.batch._prompts import from_lists
+
+    prompts = from_lists(points=[BLOB], plane=(6,))
+    s = segment_files(study, tmp_path / "out", prompts=prompts, backend="classical", series="all")
+    assert [r.status for r in s.results] == ["done", "done"], s.lines()
+    first, second = s.results
+    assert not [n for n in first.notes if "missing" in n]
+    assert any("1 missing slice" in n for n in second.notes), second.notes
+    out = nib.load(second.output)
+    assert out.shape == (COLS, ROWS, N - 1)
+    saved = np.asanyarray(out.dataobj)
+    assert saved[BLOB[1], BLOB[0], 6] == 1 and saved[:, :, 6].sum() == saved.sum()

@@ -52,14 +52,24 @@ def _dicom_magic(path: Path) -> bool:
 
 def _is_dicom_dir(path: Path) -> bool:
     """A folder holding DICOM files (``.dcm`` names, a DICOMDIR, or files with the DICM
-    preamble among its first 50 files, like the series folders of a DICOMDIR)."""
+    preamble among its first 50 files, like the series folders of a DICOMDIR), or, when
+    it holds no image file itself, DICOM files in its subfolders (a study export)."""
     if not path.is_dir():
         return False
     children = sorted(path.iterdir())
     if any(p.suffix.lower() in DICOM_SUFFIXES or p.name.upper() == "DICOMDIR" for p in children):
         return True
     unnamed = [p for p in children if _suffix(p) not in IMAGE_SUFFIXES]
-    return any(_dicom_magic(p) for p in unnamed[:50])
+    if any(_dicom_magic(p) for p in unnamed[:50]):
+        return True
+    if any(p.is_file() and _suffix(p) in IMAGE_SUFFIXES for p in children):
+        return False
+    # a study/patient export: no image here, DICOM series in subfolders (study/SE1/IM1...)
+    probe = _optional("napari_sam2.io._dicom_frames", "folder_has_dicom")
+    try:
+        return bool(probe and probe(path))
+    except OSError:
+        return False
 
 
 def is_dicom(path: Path) -> bool:
@@ -272,6 +282,7 @@ def _read_dicom(path: Path, series: int, all_series: bool) -> Image:
         raise InputError(f"{path.name} holds {n} DICOM series: --series {series} does not exist")
     [(data, info)] = open_dicom(path, series=series)
     img = _from_medical(data, info, "dicom")
+    img.notes += [str(w) for w in info.get("warnings") or ()]  # missing slices, uneven spacing
     k = series % n
     if n > 1 and all_series:
         img.notes.append(f"DICOM series {k} of {n}: {series_label(k, listing[k])}")
