@@ -263,3 +263,28 @@ def test_batch_on_a_study_folder_and_the_missing_slice_note(tmp_path):
     assert out.shape == (COLS, ROWS, N - 1)
     saved = np.asanyarray(out.dataobj)
     assert saved[BLOB[1], BLOB[0], 6] == 1 and saved[:, :, 6].sum() == saved.sum()
+
+
+def test_labels_on_an_image_without_patient_geometry_save_as_nifti(
+    shared_data, tmp_path, make_napari_viewer
+):
+    """An ultrasound (or radiograph) has no ImagePositionPatient: saving its labels as NIfTI
+    from napari used to fail with "needs the source's `medical` record or a world_affine"
+    although the record was there; now it is written on the pixel grid, with a warning."""
+    from napari_sam2.io.medical_writer import save_labels_nifti
+    from napari_sam2.io.writer import LabelsWriteError
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(shared_data / "medical" / "US1_UNCR.dcm", plugin="napari-sam2")
+    medical = image.metadata["medical"]
+    assert medical.get("source_affine") is None and image.rgb
+    labels = viewer.add_labels(np.zeros(image.data.shape[:2], np.uint8), scale=image.scale)
+    labels.data[100:120, 200:240] = 2
+    with pytest.warns(UserWarning, match="no patient geometry"):
+        (written,) = labels.save(str(tmp_path / "us_seg.nii.gz"), plugin="napari-sam2")
+    back = nib.load(written)
+    saved = np.asanyarray(back.dataobj)
+    assert saved.shape == (1, *labels.data.shape) and saved.dtype == np.uint8
+    assert np.array_equal(saved[0], labels.data)
+    with pytest.raises(LabelsWriteError, match="no patient geometry"):
+        save_labels_nifti(tmp_path / "x.nii.gz", labels.data, medical=medical)

@@ -124,19 +124,34 @@ def save_labels_nifti(
         qform = np.asarray(medical.get("qform_affine") or affine, dtype=float)
     elif world_affine is not None:
         matrix = np.asarray(world_affine, dtype=float)
+        if data.ndim == 2 and matrix.shape == (3, 3):  # a 2-D image: one slice, 1 mm thick
+            plane = np.eye(4)
+            plane[1:3, 1:3], plane[1:3, 3] = matrix[:2, :2], matrix[:2, 2]
+            matrix, data = plane, data[None]
         spatial = matrix[-4:, -4:] if matrix.shape[0] > 4 else matrix
         if data.ndim == 2:
-            raise ValueError("2-D labels without a source cannot be placed in patient space")
+            raise ValueError("2-D labels need a 3×3 world_affine to be placed in space")
         affine = _orient.world_to_ras_affine(np.c_[spatial[:3, :3], spatial[:3, 3]])
         out = np.moveaxis(data, 0, -1) if data.ndim == 4 else data
         sform_code = qform_code = 1
         qform = affine
+        why = (
+            "the source image has no patient geometry (radiograph, ultrasound...); labels "
+            "are written on the pixel grid, with the pixel size"
+            if medical is not None
+            else "the source scan is unknown; labels are written in napari's display voxel "
+            "order (aligned in scanner space, but not voxel for voxel with the original file)"
+        )
         warnings.warn(
-            f"{path.name}: the source scan is unknown; labels are written in napari's "
-            "display voxel order (aligned in scanner space, but not voxel for voxel with "
-            "the original file)",
+            f"{path.name}: {why}",
             UserWarning,
             stacklevel=2,
+        )
+    elif medical is not None:
+        raise LabelsWriteError(
+            "the source image has no patient geometry (no ImagePositionPatient/"
+            "ImageOrientationPatient, e.g. a radiograph or ultrasound): pass world_affine= "
+            "(the labels layer's data → world matrix) to write it on the pixel grid"
         )
     else:
         raise ValueError("save_labels_nifti needs the source's `medical` record or a world_affine")
@@ -205,7 +220,8 @@ def _source_from_viewer(shape: tuple, matrix: np.ndarray) -> Mapping | None:
         return None
     first = found[0]
     same = all(
-        np.array_equal(m["source_affine"], first["source_affine"])
+        np.array_equal(m.get("source_affine"), first.get("source_affine"))
+        and m.get("source_files") == first.get("source_files")
         and m.get("display_ornt") == first.get("display_ornt")
         for m in found
     )
@@ -227,7 +243,7 @@ def write_labels_nifti(path: str, data: Any, attributes: dict) -> list[str]:
         path,
         data,
         medical=medical,
-        world_affine=None if medical else matrix,
+        world_affine=None if medical and medical.get("source_affine") is not None else matrix,
         provenance=provenance,
     )
     return [str(written)]
