@@ -288,3 +288,16 @@ def test_labels_on_an_image_without_patient_geometry_save_as_nifti(
     assert np.array_equal(saved[0], labels.data)
     with pytest.raises(LabelsWriteError, match="no patient geometry"):
         save_labels_nifti(tmp_path / "x.nii.gz", labels.data, medical=medical)
+
+
+def test_seg_of_a_multiframe_without_frame_of_reference_is_a_clear_error(shared_data, tmp_path):
+    pytest.importorskip("highdicom")
+    from napari_sam2.io.dicom_seg import save_labels_dicom_seg
+    from napari_sam2.io.writer import LabelsWriteError
+
+    ((data, kwargs, _),) = read_dicom(shared_data / "medical" / "emri_small.dcm")
+    labels = np.zeros(data.shape, np.uint8)
+    labels[:, 2:6, 3:9] = 1
+    with pytest.raises(LabelsWriteError, match="cannot write a DICOM SEG.*Frame of Reference"):
+        save_labels_dicom_seg(tmp_path / "s.dcm", labels, medical=kwargs["metadata"]["medical"])
+    assert not (tmp_path / "s.dcm").exists()

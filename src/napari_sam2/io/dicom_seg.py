@@ -161,7 +161,22 @@ def save_labels_dicom_seg(
     ]
     prov = dict(provenance or {})
     note = f"napari-sam2 {prov.get('backend', '')} {prov.get('model', '')}".strip()
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, sources, segment_map, descriptions, note)
+    except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source
+        raise LabelsWriteError(
+            f"cannot write a DICOM SEG for this series: {exc} (save the labels as NIfTI instead)"
+        ) from exc
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def _segmentation(hd, sources, segment_map, descriptions, note: str):
+    from .provenance import plugin_version
+
+    return hd.seg.Segmentation(
         source_images=sources,
         pixel_array=segment_map,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -177,10 +192,6 @@ def save_labels_dicom_seg(
         content_description=note[:64],
         content_label="SAM2",
     )
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path)
-    return path
 
 
 def write_labels_dicom_seg(path: str, data: Any, attributes: dict) -> list[str]:
