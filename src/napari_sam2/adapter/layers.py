@@ -217,19 +217,50 @@ def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
     for e in edits:
         if e.label_id > np.iinfo(dtype).max:
             raise LabelsError(f"Label {e.label_id} does not fit labels dtype {dtype}.")
+    from .coords import slices_obliquely
+
+    setitem = labels_layer.data_setitem
+    if slices_obliquely(labels_layer):
+        setitem = _oblique_setitem(labels_layer)
     done = []  # (indices, old values) of the edits started so far
     error = None
     with labels_layer.block_history():
         for e in edits:
             done.append((e.indices, np.asarray(labels_layer.data[e.indices]).copy()))
             try:
-                labels_layer.data_setitem(e.indices, np.asarray(e.values, dtype=dtype))
+                setitem(e.indices, np.asarray(e.values, dtype=dtype))
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the rollback
                 error = exc
                 break
         if error is not None:  # put back what was written: the undo step is then a no-op
             for indices, old in reversed(done):
-                labels_layer.data_setitem(indices, old)
+                setitem(indices, old)
     if error is not None:
         raise error
+    if setitem is not labels_layer.data_setitem:
+        labels_layer.refresh()
     return [e.label_id for e in edits]
+
+
+def _oblique_setitem(labels_layer):
+    """``data_setitem`` for a layer napari slices non-orthogonally: write the data and
+    record the same history atom, without napari's in-place update of the shown slice.
+
+    napari 0.9 finds the "visible" plane of such a layer with the full transform, but
+    shows another one (its slicing drops the out-of-plane part), and its in-place texture
+    update writes into that shown plane's pixels, which are a view of the data: a commit
+    on plane 14 was copied onto plane 18.  The caller refreshes the layer once at the end.
+    """
+
+    def setitem(indices, value):
+        data = labels_layer.data
+        old = np.asarray(data[indices])
+        value = np.broadcast_to(np.asarray(value, dtype=data.dtype), old.shape)
+        changed = old != value
+        if not changed.any():
+            return
+        idx = tuple(np.asarray(i)[changed] for i in indices)
+        labels_layer._save_history((idx, old[changed].copy(), value[changed].copy()))
+        data[idx] = value[changed]
+
+    return setitem
