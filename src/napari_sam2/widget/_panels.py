@@ -15,6 +15,14 @@ def panel_classes() -> tuple:
     from ._finetune_panel import FinetunePanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
+    from ._save_panel import SavePanel
     from ._window_panel import WindowPanel
 
-    return (WindowPanel, EverythingPanel, PropagatePanel, FinetunePanel, PerformancePanel)
+    return (
+        WindowPanel,
+        EverythingPanel,
+        PropagatePanel,
+        FinetunePanel,
+        PerformancePanel,
+        SavePanel,
+    )
