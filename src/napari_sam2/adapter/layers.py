@@ -135,6 +135,40 @@ def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.uint
     )
 
 
+_TRANSFORM_KEYS = ("scale", "translate", "rotate", "affine", "shear")
+
+
+def layer_geometry(image_layer) -> dict | None:
+    """The transform our prompt/labels layers of ``image_layer`` get (None: no such layers
+    can be made, e.g. a channel axis that is not first)."""
+    try:
+        geo = _matching_geometry(image_layer)
+    except ImageError:
+        return None
+    return {k: geo[k] for k in _TRANSFORM_KEYS if k in geo}
+
+
+def same_transform(layer, geo: dict | None) -> bool:
+    """Has ``layer`` the transform ``geo`` (from :func:`layer_geometry`)?"""
+    if geo is None or layer.ndim != len(geo["scale"]):
+        return False
+    pairs = (
+        (layer.scale, geo["scale"]),
+        (layer.translate, geo["translate"]),
+        (layer.rotate, geo["rotate"]),
+        (layer.affine.affine_matrix, geo["affine"]),
+    )
+    return all(np.allclose(np.asarray(a, float), np.asarray(b, float)) for a, b in pairs)
+
+
+def realign(layer, geo: dict) -> None:
+    """Give ``layer`` the transform ``geo`` (its data indices stay: for a Labels layer,
+    whose pixels are image pixels, that puts them back on the image)."""
+    for key in ("scale", "translate", "rotate", "shear", "affine"):
+        if key in geo:
+            setattr(layer, key, geo[key])
+
+
 def geometry_matches(layer, image_layer) -> bool:
     """Does ``layer`` line up with ``image_layer`` as our prompt/labels layers would?
 
@@ -146,15 +180,7 @@ def geometry_matches(layer, image_layer) -> bool:
         geo = _matching_geometry(image_layer)
     except ImageError:
         return False
-    if layer.ndim != len(geo["scale"]):
-        return False
-    pairs = (
-        (layer.scale, geo["scale"]),
-        (layer.translate, geo["translate"]),
-        (layer.rotate, geo["rotate"]),
-        (layer.affine.affine_matrix, geo["affine"]),
-    )
-    if not all(np.allclose(np.asarray(a, float), np.asarray(b, float)) for a, b in pairs):
+    if not same_transform(layer, geo):
         return False
     if hasattr(layer, "selected_label"):  # a Labels layer: one pixel per image pixel
         return tuple(full_resolution(layer).shape) == spatial_shape(image_layer)
