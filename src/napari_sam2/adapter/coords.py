@@ -33,6 +33,7 @@ def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndar
     coords = np.asarray(coords, dtype=float).reshape(-1, layer.ndim)
     nd_img = image_ndim(image_layer)
     out = np.empty((len(coords), nd_img))
+    to_data = shown_data_mapper(image_layer)
     for i, c in enumerate(coords):
         world = np.asarray(layer.data_to_world(c), dtype=float)
         if len(world) < nd_img:
@@ -43,7 +44,7 @@ def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndar
                 )
             head = np.asarray(world_point, dtype=float)[-nd_img:][: nd_img - len(world)]
             world = np.concatenate([head, world])
-        out[i] = world_to_shown_data(image_layer, world)
+        out[i] = to_data(world)
     return out
 
 
@@ -79,18 +80,27 @@ def world_to_shown_data(layer, world, n_lead: int | None = None) -> np.ndarray:
     there (the data → world transform restricted to them, as napari's canvas uses it).
     Equal to ``layer.world_to_data(world)`` unless the transform couples the two groups.
     """
-    world = np.asarray(world, dtype=float)
+    return shown_data_mapper(layer, n_lead)(world)
+
+
+def shown_data_mapper(layer, n_lead: int | None = None):
+    """:func:`world_to_shown_data` for one layer as a function of the world position
+    (the transform is read once, for mapping many prompts)."""
     n = int(layer.ndim)
     n_lead = n - 2 if n_lead is None else int(n_lead)
-    if n_lead <= 0:
-        return np.asarray(layer.world_to_data(world), dtype=float)
-    linear, t = _linear(layer)
-    if not _coupled(linear, n_lead):
-        return np.asarray(layer.world_to_data(world), dtype=float)
+    linear, t = _linear(layer) if n_lead > 0 else (None, None)
+    if linear is None or not _coupled(linear, n_lead):
+        return lambda world: np.asarray(layer.world_to_data(np.asarray(world, float)), float)
     inv = np.linalg.inv(linear)
-    lead = inv[:n_lead, :n_lead] @ world[:n_lead] + (-inv @ t)[:n_lead]
-    shown = np.linalg.solve(linear[n_lead:, n_lead:], world[n_lead:] - t[n_lead:])
-    return np.concatenate([lead, shown])
+    inv_t = -inv @ t
+
+    def to_data(world):
+        world = np.asarray(world, dtype=float)
+        lead = inv[:n_lead, :n_lead] @ world[:n_lead] + inv_t[:n_lead]
+        shown = np.linalg.solve(linear[n_lead:, n_lead:], world[n_lead:] - t[n_lead:])
+        return np.concatenate([lead, shown])
+
+    return to_data
 
 
 def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> tuple[int, ...]:
