@@ -137,6 +137,7 @@ class Summary:
         out = []
         for r in self.results:
             out += [f"resumed {r.input}: {n}" for n in r.notes if n.endswith(REUSED)]
+            out += [f"        {r.input}: {n}" for n in r.notes if n.startswith("propagated")]
             if r.status == FAILED:
                 out.append(f"FAILED  {r.input}: {r.reason}")
             elif r.status == SKIPPED:

@@ -224,7 +224,7 @@ class PropagatePanel(QGroupBox):
         if n:
             self.dock.set_status(f"{report.summary()} {n} pixel(s) written (one undo step).")
         else:  # no undo step was recorded: Ctrl-Z would undo the commit before it
-            self.dock.set_status(f"{report.summary()} Nothing written: {_why(report)}.")
+            self.dock.set_status(f"{report.summary()} Nothing written: {report.stop_reasons()}.")
 
     def _finished(self) -> None:
         if self._pbar is not None:
@@ -238,15 +238,3 @@ class PropagatePanel(QGroupBox):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-
-
-def _why(report) -> str:
-    """Why each object stopped where it started: ``object 1: vanished at 21 / end``."""
-    parts = []
-    for lid, track in sorted(report.objects.items()):
-        ways = []
-        for way, reason in track.stopped.items():
-            at = track.stopped_at.get(way)
-            ways.append(f"{way} {reason}" + ("" if at is None else f" at {at}"))
-        parts.append(f"object {lid}: " + ", ".join(ways))
-    return "; ".join(parts) or "no object"
