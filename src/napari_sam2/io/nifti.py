@@ -167,6 +167,8 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         "sform_code": int(img.header["sform_code"]),
         "qform_code": int(img.header["qform_code"]),
         "qform_affine": np.asarray(img.header.get_qform()).tolist(),
+        "source_zooms": [float(z) for z in img.header.get_zooms()],
+        "xyzt_units": [str(space_unit), str(time_unit)],
     }
     info = {
         "transform": transform,
@@ -180,7 +182,7 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
 
 def _is_labels(data: np.ndarray, info: dict) -> bool:
-    if not np.issubdtype(data.dtype, np.integer) or data.ndim != 3:
+    if not np.issubdtype(data.dtype, np.integer) or data.ndim not in (3, 4):
         return False
     return info["provenance"] is not None or bool(_LABEL_NAME.search(info["name"]))
 
