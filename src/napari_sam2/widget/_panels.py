@@ -23,8 +23,8 @@ def panel_classes() -> tuple:
         WindowPanel,
         EverythingPanel,
         PropagatePanel,
+        SavePanel,
         FinetunePanel,
         PerformancePanel,
-        SavePanel,
         FollowImagePanel,
     )
