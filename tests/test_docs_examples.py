@@ -29,7 +29,8 @@ directive per comment, blank lines allowed in between:
 - ``<!-- docs-test: slow -->``: a heavy block (real SAM 2 architecture, many encodes): marked
   ``pytest.mark.slow`` so it runs only with ``-m ""``.
 - ``<!-- docs-test: run -->`` (bash blocks): each ``napari-sam2`` line is run through
-  ``napari_sam2.cli.main`` in the folder and must exit with 0.
+  ``napari_sam2.cli.main``, in order, in one folder, and must exit with 0; lines that start
+  a dask cluster (``--workers``, ``--scheduler``) are only parsed.
 
 Code is shown as in a terminal: ``.venv/bin/napari-sam2`` counts as ``napari-sam2``, ``\\``
 continues a line, ``# ...`` is a comment.
@@ -158,6 +159,8 @@ def _write_plate(path: Path, names=("well A1", "well B2", "Macro")) -> None:
 
 def _make_files(work: Path) -> None:
     """Small real files under the names the docs use."""
+    import tifffile
+
     copies = {
         "nuclei2d_dsb2018_uint16.tif": "nuclei2d_dsb2018_uint16.tif",
         "nuclei2d_dsb2018_uint16_labels.tif": "nuclei2d_dsb2018_uint16_labels.tif",
@@ -176,7 +179,7 @@ def _make_files(work: Path) -> None:
         "cell.ome.tif": "ovule_nuclei_membrane_zcyx_uint16.ome.tif",
         "data/a.tif": "nuclei2d_dsb2018_uint16.tif",
         "data/b.tif": "bacteria_phase_2d_uint8.tif",
-        "movies/bacteria.tif": "bacteria_phase_tyx_uint8.tif",
+        "data/deep/cell.ome.tif": "ovule_nuclei_membrane_zcyx_uint16.ome.tif",
         "CT_export/CT_small.dcm": "medical/CT_small.dcm",
     }
     for name, src in copies.items():
@@ -189,8 +192,14 @@ def _make_files(work: Path) -> None:
         'a.tif,,point,"337,166",\n'
         'a.tif,,box,"297,444,327,486",\n'
         'b.tif,,box,"10,10,60,80",\n'
-        'stack.tif,50,point,"40,40",3\n',
+        'stack.tif,50,point,"40,40",3\n'
+        'cell.ome.tif,2,point,"50,50",\n',
         encoding="utf-8",
+    )
+    movie = tifffile.imread(DATA / "nuclei3d_ovule_zyx_uint8.tif")[40:64].reshape(3, 8, 100, 100)
+    (work / "movies").mkdir()
+    tifffile.imwrite(
+        work / "movies" / "nuclei_tzyx.tif", movie, imagej=True, metadata={"axes": "TZYX"}
     )
     _write_pyramid(work / "slide.ome.tif")
     _write_plate(work / "plate.ome.tif", names=("well A1", "well B2"))
@@ -247,11 +256,12 @@ def _cli_lines(block: Block) -> list[tuple[int, list[str]]]:
             joined += line[:-1] + " "
             continue
         joined += line
-        cmd = joined.removeprefix("$ ").strip()
-        for prefix in (".venv/bin/", "xvfb-run -a "):
-            cmd = cmd.removeprefix(prefix)
-        if cmd.startswith("napari-sam2 "):
-            out.append((first, shlex.split(cmd, comments=True)[1:]))
+        for cmd in joined.removeprefix("$ ").split(" && "):
+            cmd = cmd.strip()
+            for prefix in ("xvfb-run -a ", ".venv/bin/"):
+                cmd = cmd.removeprefix(prefix)
+            if cmd.startswith("napari-sam2 "):
+                out.append((first, shlex.split(cmd, comments=True)[1:]))
         joined, first = "", None
     return out
 
@@ -281,21 +291,33 @@ def test_cli_example_parses(block: Block, argv: list[str], capsys):
     assert args.command, f"{block.where}: no command"
 
 
-RUN_LINES = [p for p in CLI_LINES if p.values[0].marks.get("run")]
+RUN_BLOCKS = [
+    pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.marks.get("slow") else [])
+    for b in ALL_BLOCKS
+    if b.lang in SHELL_LANGS and b.marks.get("run")
+]
 
 
 def test_some_cli_examples_run():
-    assert len(RUN_LINES) >= 3
+    assert len(RUN_BLOCKS) >= 3
 
 
-@pytest.mark.parametrize(("block", "argv"), RUN_LINES)
-def test_cli_example_runs(block: Block, argv: list[str], docs_dir, request, capsys):
+@pytest.mark.parametrize("block", RUN_BLOCKS)
+def test_cli_example_runs(block: Block, docs_dir, request, capsys):
+    """The block's commands, one after the other in one folder (cluster ones only parsed)."""
     from napari_sam2.cli import main
 
     _needs_checkpoint(block.code, docs_dir, request)
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 0, f"{block.where}: napari-sam2 {shlex.join(argv)} -> {rc}\n{err}"
+    for _, argv in _cli_lines(block):
+        if {"--workers", "--scheduler"} & set(argv):
+            continue
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 0, f"{block.where}: napari-sam2 {shlex.join(argv)} -> {rc}\n{err}"
+        for flag in ("-o", "--out"):  # what the command says it writes is there
+            if flag in argv:
+                out = docs_dir / argv[argv.index(flag) + 1]
+                assert out.is_file() or list(out.rglob("*_labels.*")), f"{block.where}: {out}"
 
 
 def _synopses() -> list[tuple[str, str, set[str]]]:
