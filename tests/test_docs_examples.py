@@ -233,6 +233,11 @@ def test_python_example(chain: list[Block], docs_dir, request, monkeypatch):
         _needs_checkpoint(b.code + b.marks.get("setup", ""), docs_dir, request)
         if b.marks.get("viewer") and "viewer" not in namespace:
             namespace["viewer"] = request.getfixturevalue("make_napari_viewer")()
+            # as the dock widget does on creation: importing triton (torchvision) after
+            # Mesa's LLVM OpenGL is loaded segfaults, here and in later tests of the process
+            from napari_sam2.widget._gui_env import avoid_llvm_clash
+
+            avoid_llvm_clash()
         for part, code in (
             ("setup", b.marks.get("setup")),
             ("", b.code),
