@@ -206,11 +206,18 @@ def _make_files(work: Path) -> None:
     _write_plate(work / "scan.ome.tif", names=("tissue", "label image", "Macro"))
 
 
+@pytest.fixture(scope="session")
+def docs_files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("docs_files")
+    _make_files(folder)
+    return folder
+
+
 @pytest.fixture
-def docs_dir(no_checkpoints, request) -> Path:
+def docs_dir(no_checkpoints, docs_files) -> Path:
     """The current directory of an example: the docs' files, no checkpoint anywhere."""
     work = Path.cwd()
-    _make_files(work)
+    shutil.copytree(docs_files, work, dirs_exist_ok=True)
     return work
 
 
