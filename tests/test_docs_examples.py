@@ -303,6 +303,33 @@ def test_cli_example_parses(block: Block, argv: list[str], capsys):
     assert args.command, f"{block.where}: no command"
 
 
+def _inline_commands() -> list:
+    """``napari-sam2 ... --flag`` in inline code of the pages' text (no placeholders)."""
+    out = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")  # blocks blanked, their lines kept
+        text = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+        for m in re.finditer(r"`(?:xvfb-run -a )?(?:\.venv/bin/)?napari-sam2 ([^`]+)`", text):
+            cmd = " ".join(m.group(1).split())
+            if " -" in cmd and not any(c in cmd for c in ("...", "…", "|")):
+                where = (
+                    f"{page.relative_to(ROOT).as_posix()}:{text[: m.start()].count(chr(10)) + 1}"
+                )
+                out.append(pytest.param(cmd, id=where))
+    return out
+
+
+@pytest.mark.parametrize("cmd", _inline_commands())
+def test_inline_cli_example_parses(cmd: str, capsys):
+    from napari_sam2.cli import build_parser
+
+    try:
+        args = build_parser().parse_args(shlex.split(cmd))
+    except SystemExit:
+        pytest.fail(f"napari-sam2 {cmd}\n{capsys.readouterr().err}")
+    assert args.command
+
+
 RUN_BLOCKS = [
     pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.marks.get("slow") else [])
     for b in ALL_BLOCKS
