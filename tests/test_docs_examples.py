@@ -3,7 +3,8 @@
 Every fenced ```python block is executed, and every ``napari-sam2 ...`` line of a ```bash /
 ```sh / ```console block is parsed with the real command-line parser (a documented flag that
 does not exist fails); blocks marked ``run`` are executed for real. The flags listed in the
-synopsis blocks of docs/cli.md must exist too.
+synopsis blocks of docs/cli.md must exist too, and every ``napari_sam2.x.y`` named in the
+text must import. docs/contributing.md says the same for writers of docs.
 
 How a block runs
 ----------------
@@ -396,3 +397,29 @@ def test_every_cli_option_is_documented():
     for command in ("", "demo", "segment", "evaluate", "precompute", "convert", "finetune"):
         undocumented = sorted(o for o in _options(command) - {"-h", "--help"} if o not in text)
         assert not undocumented, f"docs/cli.md does not mention {command} {undocumented}"
+
+
+def _dotted_names() -> list:
+    names = {}
+    for page in PAGES:
+        for m in re.finditer(r"\bnapari_sam2(?:\.\w+)+", page.read_text(encoding="utf-8")):
+            names.setdefault(m.group(0), page.relative_to(ROOT).as_posix())
+    return [pytest.param(name, id=f"{where}:{name}") for name, where in sorted(names.items())]
+
+
+@pytest.mark.parametrize("name", _dotted_names())
+def test_documented_dotted_name_exists(name: str):
+    """``napari_sam2.engine.tiling.predict_tiled`` and the like, named in the text, exist."""
+    import importlib
+
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for attr in parts[k:]:
+            assert hasattr(obj, attr), f"{name}: {obj!r} has no {attr!r}"
+            obj = getattr(obj, attr)
+        return
+    pytest.fail(f"{name} cannot be imported")
