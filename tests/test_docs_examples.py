@@ -423,3 +423,34 @@ def test_documented_dotted_name_exists(name: str):
             obj = getattr(obj, attr)
         return
     pytest.fail(f"{name} cannot be imported")
+
+
+def _synopsis_defaults() -> list:
+    """``[--clicks 5]``: a flag shown with a number in a cli.md synopsis, and that number."""
+    out = []
+    for where, command, _ in _synopses():
+        block = next(b for b in _blocks(ROOT / "docs" / "cli.md") if b.where == where)
+        for flag, value in re.findall(r"\[(--[\w-]+) (-?\d[\d.]*(?:e-?\d+)?)\]", block.code):
+            if flag == "--plane":  # an example index, not a default
+                continue
+            out.append(pytest.param(command, flag, value, id=f"{where}:{command}{flag}"))
+    return list({p.id: p for p in out}.values())
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), _synopsis_defaults())
+def test_cli_synopsis_default_is_the_parser_default(command, flag, value):
+    from napari_sam2.cli import build_parser
+
+    args = build_parser().parse_args([command, *_REQUIRED[command]])
+    default = getattr(args, flag.lstrip("-").replace("-", "_"))
+    assert default is not None and float(default) == float(value), (command, flag, default)
+
+
+_REQUIRED = {
+    "demo": [],
+    "segment": ["x.tif"],
+    "evaluate": ["x.tif", "--labels", "y.tif"],
+    "precompute": ["x.tif", "--disk-cache", "d"],
+    "convert": ["a", "b"],
+    "finetune": ["x.tif", "--labels", "y.tif", "--out", "m.pt"],
+}
