@@ -1,6 +1,7 @@
 """Make the docs' screenshots from a real viewer: run with `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
 
 Shows the widget's first use on the shipped 2-D nuclei sample (first_use.png), annotates it
+(widget.png), runs Segment everything (panels.png), annotates the 3-D sample (widget_3d.png)
 (the backend that `auto` finds: SAM 2 with a checkpoint, else the classical fallback) and
 saves PNGs under docs/images/.
 """
@@ -77,6 +78,22 @@ def main() -> int:
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
+
+    # the lower panels, after Segment everything on the same plane
+    from napari_sam2.widget._everything_panel import EverythingPanel
+
+    [everything] = [p for p in w.panels if isinstance(p, EverythingPanel)]
+    everything.run()
+    while everything.busy:
+        QApplication.instance().processEvents()
+    settle()
+    from qtpy.QtWidgets import QScrollArea
+
+    bar = w.findChild(QScrollArea).verticalScrollBar()
+    bar.setValue(bar.maximum())
+    settle()
+    viewer.screenshot(str(OUT / "panels.png"), canvas_only=False)
+    bar.setValue(0)
 
     viewer.layers.clear()
     data, kwargs, _ = nuclei_3d()[0]

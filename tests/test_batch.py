@@ -573,3 +573,20 @@ def test_csv_rows_for_a_file_that_is_no_input_are_reported(tmp_path, crops, clas
     assert s.results[2].input == "typo_a.tif"
     assert s.results[2].reason == "in the prompts but not an input"
     assert any("typo_a.tif" in line for line in s.lines())
+
+
+def test_cli_propagate_says_where_each_object_stopped(tmp_path, shared_data, capsys):
+    """Seen as a new user: ``--propagate`` on the bacteria time-lapse wrote frame 5 only and
+    the console said just 'done (1 object(s))'; now it says how far and why it stopped."""
+    out = tmp_path / "bac.tif"
+    args = ["segment", str(shared_data / "bacteria_phase_tyx_uint8.tif"), "--points",
+            "160,100", "--plane", "5", "--propagate", "--backend", "classical", "-o",
+            str(out), "--no-progress", "--summary", str(tmp_path / "s.json")]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    written = np.flatnonzero(tifffile.imread(out).any(axis=(1, 2)))
+    assert "propagated from plane [5] along axis 0: Propagated 1 object(s)" in text
+    assert f"{len(written) - 1} plane(s) written" in text
+    assert "(object 1: forward " in text and ", backward " in text
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert "object 1: forward" in summary["files"][0]["notes"][0]

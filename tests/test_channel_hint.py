@@ -24,6 +24,14 @@ def test_hint_for_few_unlabelled_planes(n):
     assert "Split Stack" in hint and "channel_axis=0" in hint and "Channels picker" in hint
 
 
+def test_hint_for_a_zcyx_hyperstack_without_labels():
+    """napari's builtin reader gives an ImageJ ZCYX file as an unlabelled (Z, C, Y, X)."""
+    hint = channels_as_planes_hint(_layer((5, 2, 170, 240)))
+    assert hint is not None
+    assert hint.startswith("'cells' has an axis 1 of 2 planes (5×2×170×240)")
+    assert "channel_axis=1" in hint and "('z', 'c', 'y', 'x')" in hint
+
+
 @pytest.mark.parametrize(
     "layer",
     [
@@ -35,10 +43,23 @@ def test_hint_for_few_unlabelled_planes(n):
         _layer((3, 256, 256), scale=(2.5, 0.2, 0.2)),  # its own Z spacing
         _layer((3, 40, 40)),  # tiny planes: as many planes as could be Z
         _layer((256, 256)),  # 2-D
-        _layer((2, 3, 256, 256)),  # 4-D: not judged
+        _layer((3, 40, 256, 256)),  # 4-D: 3 time points of a Z stack
+        _layer((5, 2, 256, 256), axis_labels=("z", "t", "y", "x")),
         napari.layers.Image(np.zeros((3, 256, 256, 3), np.uint8), rgb=True),
     ],
-    ids=["z40", "z5", "label-z", "label-t", "label-c", "z-scale", "tiny", "2d", "4d", "rgb"],
+    ids=[
+        "z40",
+        "z5",
+        "label-z",
+        "label-t",
+        "label-c",
+        "z-scale",
+        "tiny",
+        "2d",
+        "4d-tz",
+        "4d-labelled",
+        "rgb",
+    ],
 )
 def test_no_hint_for_stacks_and_channel_images(layer):
     assert channels_as_planes_hint(layer) is None

@@ -169,3 +169,30 @@ def test_get_reader_declines_non_nifti(shared_data, tmp_path):
     assert get_reader(str(tmp_path / "missing.nii")) is None
     assert get_reader([str(shared_data / ANAT)]) is None
     assert get_reader(str(shared_data / ANAT)) is not None
+
+
+def test_4d_labels_reopen_as_labels_with_the_time_step(shared_data, tmp_path):
+    """A new user's round trip on the oblique EPI series: labels drawn on (t, z, y, x)
+    saved with the napari writer came back as an *Image* with a time step of 1 instead of
+    the scan's 2000 (the header's time zoom and units were dropped)."""
+    ((data, kwargs, _),) = read_nifti(shared_data / OBLIQUE)
+    src = nib.load(shared_data / OBLIQUE)
+    labels = np.zeros(data.shape, np.uint16)
+    labels[1, 14, 40:50, 60:70] = 3
+    out = save_labels_nifti(
+        tmp_path / "epi_objects.nii.gz",
+        labels,
+        medical=kwargs["metadata"]["medical"],
+        provenance={"objects": {3: {"points": [[1, 14, 45, 65]]}}},
+    )
+    back_img = nib.load(out)
+    assert back_img.header.get_zooms() == src.header.get_zooms()
+    assert back_img.header.get_xyzt_units() == src.header.get_xyzt_units()
+    np.testing.assert_allclose(back_img.affine, src.affine)
+    ((back, back_kwargs, kind),) = read_nifti(out)
+    assert kind == "labels"
+    np.testing.assert_array_equal(back, labels)
+    assert back_kwargs["axis_labels"] == ("t", "z", "y", "x")
+    np.testing.assert_allclose(back_kwargs["scale"], kwargs["scale"])
+    assert back_kwargs["units"] == kwargs["units"]
+    assert back_kwargs["metadata"]["napari_sam2"]["objects"][3]["points"] == [[1, 14, 45, 65]]

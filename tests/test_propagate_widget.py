@@ -144,3 +144,33 @@ def test_time_lapse_propagate_then_tracks_table_ctc(
     assert csv_path.read_text().splitlines()[0].startswith("frame,label_id,area_px,area")
     out = panel.export_ctc(tmp_path / "01_RES")
     assert len(list(out.glob("mask*.tif"))) == 8 and (out / "res_track.txt").is_file()
+
+
+def test_a_run_that_writes_nothing_says_so_and_records_no_undo_step(
+    make_napari_viewer, qtbot, nuclei
+):
+    """Seen as a new user (SAM 2 video mode): '0 pixel(s) written (one undo step)' while no
+    undo step was recorded, so Ctrl-Z then removed the committed object instead."""
+    viewer = make_napari_viewer()
+    img, gt = nuclei
+    w, panel, labels, z, _ = _setup(viewer, nuclei)
+    labels.data[:] = 0
+    labels.data_setitem(_on(gt, 99), 5)
+    viewer.dims.set_current_step(0, 99)
+    panel.direction_combo.setCurrentText("forward")
+    panel.propagate()
+    qtbot.waitUntil(lambda: not panel.running, timeout=TIMEOUT)
+    assert panel.last_report.planes_written() == []
+    text = w.status.text()
+    assert "Nothing written: object 5: forward end" in text
+    assert "undo step" not in text
+    labels.undo()  # the one step there is: the object drawn on plane 99
+    assert not labels.data.any()
+
+
+def _on(gt, z):
+    """Fancy index of one ground-truth nucleus on plane ``z`` of the stack."""
+    lid = int(np.bincount(gt[z][gt[z] > 0]).argmax())
+    zz, rr, cc = np.nonzero(gt == lid)
+    keep = zz == z
+    return zz[keep], rr[keep], cc[keep]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import textwrap
 import time
 
 import napari
@@ -288,33 +290,69 @@ def test_importing_the_widget_leaves_triton_alone():
 
 
 def test_triton_blocked_only_with_mesa_llvm(tmp_path, monkeypatch):
-    from napari_sam2.widget import _gui_env
+    from napari_sam2.engine import llvm_guard as rt
 
     mesa = tmp_path / "maps_mesa"
     mesa.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1\n")
     nvidia = tmp_path / "maps_nvidia"
     nvidia.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libGLX_nvidia.so.0\n")
     monkeypatch.delitem(sys.modules, "triton", raising=False)
-    monkeypatch.delenv(_gui_env.OPT_OUT, raising=False)
-    assert _gui_env.avoid_llvm_clash(str(nvidia)) is False
+    monkeypatch.delenv(rt.OPT_OUT, raising=False)
+    assert rt.avoid_llvm_clash(str(nvidia)) is False
     assert "triton" not in sys.modules
-    assert _gui_env.avoid_llvm_clash(str(tmp_path / "no_such_file")) is False
-    monkeypatch.setenv(_gui_env.OPT_OUT, "1")
-    assert _gui_env.avoid_llvm_clash(str(mesa)) is False
+    assert rt.avoid_llvm_clash(str(tmp_path / "no_such_file")) is False
+    monkeypatch.setenv(rt.OPT_OUT, "1")
+    assert rt.avoid_llvm_clash(str(mesa)) is False
     assert "triton" not in sys.modules
-    monkeypatch.setenv(_gui_env.OPT_OUT, "0")
-    assert _gui_env.avoid_llvm_clash(str(mesa)) is True
+    monkeypatch.setenv(rt.OPT_OUT, "0")
+    assert rt.avoid_llvm_clash(str(mesa)) is True
     assert sys.modules["triton"] is None
-    assert _gui_env.avoid_llvm_clash(str(mesa)) is True  # once is enough
+    assert rt.avoid_llvm_clash(str(mesa)) is True  # once is enough
 
 
 def test_a_loaded_triton_is_left_alone(tmp_path, monkeypatch):
-    from napari_sam2.widget import _gui_env
+    from napari_sam2.engine import llvm_guard as rt
 
     mesa = tmp_path / "maps"
     mesa.write_text("x /usr/lib/libLLVM-15.so.1\n")
     fake = type(sys)("triton")
     monkeypatch.setitem(sys.modules, "triton", fake)
-    monkeypatch.delenv(_gui_env.OPT_OUT, raising=False)
-    assert _gui_env.avoid_llvm_clash(str(mesa)) is False
+    monkeypatch.delenv(rt.OPT_OUT, raising=False)
+    assert rt.avoid_llvm_clash(str(mesa)) is False
     assert sys.modules["triton"] is fake
+
+
+def test_model_loading_guards_against_the_llvm_clash(monkeypatch):
+    """Scripted use in napari's console builds a model without any dock widget: the
+    guard must run before sam2 (torchvision → triton) is imported, not only in the dock."""
+    from napari_sam2.engine import hf_models
+    from napari_sam2.engine import llvm_guard as rt
+    from napari_sam2.engine.models import get_spec, load_model_config
+
+    calls = []
+    monkeypatch.setattr(rt, "avoid_llvm_clash", lambda *a, **k: calls.append(1) or False)
+    cfg = load_model_config(get_spec("tiny"))
+    assert cfg.model.image_size == 1024 and len(calls) == 1
+    with contextlib.suppress(Exception):  # the guard runs before the import is tried
+        hf_models.import_transformers()
+    assert len(calls) == 2
+
+
+def test_console_use_loads_sam2_after_a_viewer_without_crashing():
+    """napari's console: a viewer exists (Mesa's LLVM GL under xvfb), no dock widget, and
+    the scripted API builds SAM 2. Without the guard in model loading this segfaulted."""
+    code = textwrap.dedent(
+        """
+        import napari, numpy as np
+        viewer = napari.Viewer(show=False)
+        from napari_sam2.engine import Segmenter
+        seg = Segmenter("tiny", backend="sam2", random_weights=True, image_size=256)
+        seg.set_image(np.random.default_rng(0).random((64, 64), dtype=np.float32))
+        labels = np.zeros((64, 64), np.int32)
+        seg.segment_into(labels, points=[(32, 32)])
+        print("encoded", seg.stats.encodes)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip().endswith("encoded 1")

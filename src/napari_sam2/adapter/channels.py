@@ -92,27 +92,37 @@ _STACK_LABELS = ("z", "t", "time", "depth", "plane", "planes", "slice", "slices"
 
 
 def channels_as_planes_hint(image_layer) -> str | None:
-    """A hint when an unlabelled 3-D image looks like channels stacked as planes.
+    """A hint when an unlabelled image looks like channels stacked as planes.
 
-    ``np.stack([dapi, gfp])``, or a CYX TIFF opened without ``channel_axis``, reaches napari
-    as a (2, H, W) layer that is segmented plane by plane as Z.  Said when the first axis
-    has 2 to 4 planes, far fewer than the plane's rows and columns, the layer is not RGB,
-    has no channel axis, no axis label saying Z/T and no own spacing along that axis.
-    Segmentation is not changed: this is only a hint.
+    ``np.stack([dapi, gfp])``, a CYX TIFF opened without ``channel_axis`` (2, H, W), or an
+    ImageJ ZCYX hyperstack opened by napari's builtin reader (Z, 2, H, W) reach napari
+    with the channels as one more plane axis, segmented plane by plane.  Said when the axis
+    right before the plane (rows, columns) has 2 to 4 entries, far fewer than the plane's
+    rows and columns, the layer is 3-D or 4-D, not RGB, has no channel axis, no axis label
+    saying Z/T there and no own spacing along it.  Segmentation is not changed: this is
+    only a hint.
     """
-    if image_layer is None or getattr(image_layer, "rgb", False) or image_layer.ndim != 3:
+    if image_layer is None or getattr(image_layer, "rgb", False):
         return None
-    if channel_axis_of(image_layer) is not None:
+    if image_layer.ndim not in (3, 4) or channel_axis_of(image_layer) is not None:
         return None
-    n, h, w = (int(v) for v in full_resolution(image_layer).shape[:3])
-    label = str(tuple(getattr(image_layer, "axis_labels", ("",)))[0]).strip().lower()
-    spacing = float(image_layer.scale[0])
+    k = image_layer.ndim - 3  # the axis right before (rows, columns)
+    shape = tuple(int(v) for v in full_resolution(image_layer).shape)
+    n, h, w = shape[k], shape[-2], shape[-1]
+    labels = tuple(getattr(image_layer, "axis_labels", ("",) * image_layer.ndim))
+    label = str(labels[k]).strip().lower()
+    spacing = float(image_layer.scale[k])
     if not 2 <= n <= 4 or min(h, w) < 16 * n or label in _STACK_LABELS or spacing != 1.0:
         return None
+    if k == 0:
+        where, how = f"{n} planes of {h}×{w}: they are segmented as Z planes", "('c', 'y', 'x')"
+    else:
+        where = f"an axis {k} of {n} planes ({'×'.join(map(str, shape))}): it is segmented as a Z/T axis"
+        how = "('z', 'c', 'y', 'x')"
     return (
-        f"'{image_layer.name}' has {n} planes of {h}×{w}: they are segmented as Z planes. "
+        f"'{image_layer.name}' has {where}. "
         "If they are channels, open them as channels: right-click the layer > Split Stack, "
-        "or viewer.add_image(data, channel_axis=0), or axis_labels=('c', 'y', 'x'); then "
+        f"or viewer.add_image(data, channel_axis={k}), or axis_labels={how}; then "
         "choose in the Channels picker."
     )
 

@@ -5,6 +5,14 @@ A prompt drawn on any layer is taken to world coordinates with *that* layer's tr
 coordinates with the image's inverse transform.  Layers of fewer dimensions than the
 world are aligned on the last (spatial) axes; their missing leading coordinates are the
 viewer's current position.
+
+napari shows a layer whose transform couples the leading axes (Z, T) with the displayed
+ones (an oblique NIfTI/DICOM affine, a light-sheet shear) *without* the out-of-plane part:
+the plane is chosen from the leading world coordinates alone, and that plane's pixels are
+drawn with the displayed axes' part of the transform (napari's "non-orthogonal slicing").
+:func:`world_to_shown_data` follows that rule, so a prompt lands on the voxel napari shows
+under the cursor and the plane is the one on screen; for every other layer it is
+``layer.world_to_data``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndar
     coords = np.asarray(coords, dtype=float).reshape(-1, layer.ndim)
     nd_img = image_ndim(image_layer)
     out = np.empty((len(coords), nd_img))
+    to_data = shown_data_mapper(image_layer)
     for i, c in enumerate(coords):
         world = np.asarray(layer.data_to_world(c), dtype=float)
         if len(world) < nd_img:
@@ -35,8 +44,63 @@ def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndar
                 )
             head = np.asarray(world_point, dtype=float)[-nd_img:][: nd_img - len(world)]
             world = np.concatenate([head, world])
-        out[i] = image_layer.world_to_data(world)
+        out[i] = to_data(world)
     return out
+
+
+def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, t)`` of the layer's data → world transform (``world = L @ data + t``)."""
+    n = int(layer.ndim)
+    t = np.asarray(layer.data_to_world(np.zeros(n)), dtype=float)
+    cols = [np.asarray(layer.data_to_world(np.eye(n)[i]), dtype=float) - t for i in range(n)]
+    return np.stack(cols, axis=1), t
+
+
+def _coupled(linear: np.ndarray, n_lead: int) -> bool:
+    """Does the transform mix the leading axes with the last two (non-orthogonal slicing)?"""
+    tol = 1e-9 * max(1.0, float(np.abs(linear).max()))
+    return bool(
+        np.abs(linear[:n_lead, n_lead:]).max(initial=0) > tol
+        or np.abs(linear[n_lead:, :n_lead]).max(initial=0) > tol
+    )
+
+
+def slices_obliquely(layer) -> bool:
+    """Does napari slice this layer non-orthogonally (see the module docstring)?"""
+    n = int(layer.ndim)
+    return n > 2 and _coupled(_linear(layer)[0], n - 2)
+
+
+def world_to_shown_data(layer, world, n_lead: int | None = None) -> np.ndarray:
+    """Data coordinates of ``layer`` at a world position, as napari *shows* them.
+
+    The leading ``n_lead`` coordinates (default: all but the last two) are those of the
+    plane napari slices at that world position (its ``_SliceInput.data_slice``: the
+    world → data transform restricted to those axes); the last two are the pixel drawn
+    there (the data → world transform restricted to them, as napari's canvas uses it).
+    Equal to ``layer.world_to_data(world)`` unless the transform couples the two groups.
+    """
+    return shown_data_mapper(layer, n_lead)(world)
+
+
+def shown_data_mapper(layer, n_lead: int | None = None):
+    """:func:`world_to_shown_data` for one layer as a function of the world position
+    (the transform is read once, for mapping many prompts)."""
+    n = int(layer.ndim)
+    n_lead = n - 2 if n_lead is None else int(n_lead)
+    linear, t = _linear(layer) if n_lead > 0 else (None, None)
+    if linear is None or not _coupled(linear, n_lead):
+        return lambda world: np.asarray(layer.world_to_data(np.asarray(world, float)), float)
+    inv = np.linalg.inv(linear)
+    inv_t = -inv @ t
+
+    def to_data(world):
+        world = np.asarray(world, dtype=float)
+        lead = inv[:n_lead, :n_lead] @ world[:n_lead] + inv_t[:n_lead]
+        shown = np.linalg.solve(linear[n_lead:, n_lead:], world[n_lead:] - t[n_lead:])
+        return np.concatenate([lead, shown])
+
+    return to_data
 
 
 def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> tuple[int, ...]:
@@ -44,12 +108,14 @@ def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> 
 
     napari's own rule (``_ScalarFieldSliceRequest._point_to_slices`` in napari 0.9:
     ``int(np.round(p))`` of the layer's data point): rounded half to *even*, so a .5 tie
-    (e.g. a Z scale of 2 next to a layer of scale 1) gives the plane napari shows.
+    (e.g. a Z scale of 2 next to a layer of scale 1) gives the plane napari shows; the
+    data point of a non-orthogonal layer is napari's (:func:`world_to_shown_data`).
     Clipped to the image.
     """
-    data = np.asarray(image_layer.world_to_data(np.asarray(world_point, dtype=float)), float)
-    shape = full_resolution(image_layer).shape[: image_ndim(image_layer)]
     n = image_ndim(image_layer) - 2 if n_leading is None else n_leading
+    point = np.asarray(world_point, dtype=float)[-image_ndim(image_layer) :]
+    data = world_to_shown_data(image_layer, point, n)
+    shape = full_resolution(image_layer).shape[: image_ndim(image_layer)]
     idx = napari_round(data[:n])
     return tuple(int(np.clip(i, 0, s - 1)) for i, s in zip(idx, shape[:n], strict=True))
 

@@ -135,6 +135,40 @@ def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.uint
     )
 
 
+_TRANSFORM_KEYS = ("scale", "translate", "rotate", "affine", "shear")
+
+
+def layer_geometry(image_layer) -> dict | None:
+    """The transform our prompt/labels layers of ``image_layer`` get (None: no such layers
+    can be made, e.g. a channel axis that is not first)."""
+    try:
+        geo = _matching_geometry(image_layer)
+    except ImageError:
+        return None
+    return {k: geo[k] for k in _TRANSFORM_KEYS if k in geo}
+
+
+def same_transform(layer, geo: dict | None) -> bool:
+    """Has ``layer`` the transform ``geo`` (from :func:`layer_geometry`)?"""
+    if geo is None or layer.ndim != len(geo["scale"]):
+        return False
+    pairs = (
+        (layer.scale, geo["scale"]),
+        (layer.translate, geo["translate"]),
+        (layer.rotate, geo["rotate"]),
+        (layer.affine.affine_matrix, geo["affine"]),
+    )
+    return all(np.allclose(np.asarray(a, float), np.asarray(b, float)) for a, b in pairs)
+
+
+def realign(layer, geo: dict) -> None:
+    """Give ``layer`` the transform ``geo`` (its data indices stay: for a Labels layer,
+    whose pixels are image pixels, that puts them back on the image)."""
+    for key in ("scale", "translate", "rotate", "shear", "affine"):
+        if key in geo:
+            setattr(layer, key, geo[key])
+
+
 def geometry_matches(layer, image_layer) -> bool:
     """Does ``layer`` line up with ``image_layer`` as our prompt/labels layers would?
 
@@ -146,15 +180,7 @@ def geometry_matches(layer, image_layer) -> bool:
         geo = _matching_geometry(image_layer)
     except ImageError:
         return False
-    if layer.ndim != len(geo["scale"]):
-        return False
-    pairs = (
-        (layer.scale, geo["scale"]),
-        (layer.translate, geo["translate"]),
-        (layer.rotate, geo["rotate"]),
-        (layer.affine.affine_matrix, geo["affine"]),
-    )
-    if not all(np.allclose(np.asarray(a, float), np.asarray(b, float)) for a, b in pairs):
+    if not same_transform(layer, geo):
         return False
     if hasattr(layer, "selected_label"):  # a Labels layer: one pixel per image pixel
         return tuple(full_resolution(layer).shape) == spatial_shape(image_layer)
@@ -217,19 +243,50 @@ def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
     for e in edits:
         if e.label_id > np.iinfo(dtype).max:
             raise LabelsError(f"Label {e.label_id} does not fit labels dtype {dtype}.")
+    from .coords import slices_obliquely
+
+    setitem = labels_layer.data_setitem
+    if slices_obliquely(labels_layer):
+        setitem = _oblique_setitem(labels_layer)
     done = []  # (indices, old values) of the edits started so far
     error = None
     with labels_layer.block_history():
         for e in edits:
             done.append((e.indices, np.asarray(labels_layer.data[e.indices]).copy()))
             try:
-                labels_layer.data_setitem(e.indices, np.asarray(e.values, dtype=dtype))
+                setitem(e.indices, np.asarray(e.values, dtype=dtype))
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the rollback
                 error = exc
                 break
         if error is not None:  # put back what was written: the undo step is then a no-op
             for indices, old in reversed(done):
-                labels_layer.data_setitem(indices, old)
+                setitem(indices, old)
     if error is not None:
         raise error
+    if setitem is not labels_layer.data_setitem:
+        labels_layer.refresh()
     return [e.label_id for e in edits]
+
+
+def _oblique_setitem(labels_layer):
+    """``data_setitem`` for a layer napari slices non-orthogonally: write the data and
+    record the same history atom, without napari's in-place update of the shown slice.
+
+    napari 0.9 finds the "visible" plane of such a layer with the full transform, but
+    shows another one (its slicing drops the out-of-plane part), and its in-place texture
+    update writes into that shown plane's pixels, which are a view of the data: a commit
+    on plane 14 was copied onto plane 18.  The caller refreshes the layer once at the end.
+    """
+
+    def setitem(indices, value):
+        data = labels_layer.data
+        old = np.asarray(data[indices])
+        value = np.broadcast_to(np.asarray(value, dtype=data.dtype), old.shape)
+        changed = old != value
+        if not changed.any():
+            return
+        idx = tuple(np.asarray(i)[changed] for i in indices)
+        labels_layer._save_history((idx, old[changed].copy(), value[changed].copy()))
+        data[idx] = value[changed]
+
+    return setitem

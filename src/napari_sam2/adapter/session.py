@@ -22,7 +22,7 @@ from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from ..engine.segmenter import Segmenter
 from .channels import VIEWED, ImageSource, image_source
-from .coords import current_plane, napari_round
+from .coords import current_plane, napari_round, world_to_shown_data
 from .layers import (
     channel_axis_of,
     check_channel_axis_first,
@@ -140,7 +140,7 @@ class SegmentationSession:
         if layer is None:
             raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
         pos = np.asarray(world_position, float)[-layer.ndim :]
-        idx = napari_round(layer.world_to_data(pos))
+        idx = napari_round(world_to_shown_data(layer, pos))
         if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
             return 0
         return int(layer.data[tuple(idx)])

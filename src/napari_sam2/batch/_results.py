@@ -142,6 +142,7 @@ class Summary:
             name = f"{r.input} -> {r.output}" if seen[r.input] > 1 and r.output else r.input
             out += [f"resumed {name}: {n}" for n in r.notes if n.endswith(REUSED)]
             out += [f"note    {name}: {n}" for n in r.notes if OTHER_SERIES in n]
+            out += [f"        {name}: {n}" for n in r.notes if n.startswith("propagated")]
             if r.status == FAILED:
                 out.append(f"FAILED  {name}: {r.reason}")
             elif r.status == SKIPPED:

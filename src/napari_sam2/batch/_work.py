@@ -262,8 +262,11 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
         if not src.index_shape:
             raise F.InputError("--propagate needs a stack (Z or T axis); this image is 2-D")
         for plane in prompted:
-            seg.propagate(labels, plane, axis=0)
-            notes.append(f"propagated from plane {list(plane)} along axis 0")
+            report = seg.propagate(labels, plane, axis=0)
+            notes.append(
+                f"propagated from plane {list(plane)} along axis 0: {report.summary()} "
+                f"({report.stop_reasons()})"
+            )
         planes = int(np.count_nonzero(labels.reshape(*src.index_shape, -1).any(axis=-1)))
     prov = provenance(job, seg.describe(), prompted, objects, img)
     notes += O.atomic_save(out, labels, prov, img, kept_axes(img))

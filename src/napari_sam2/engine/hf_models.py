@@ -30,6 +30,9 @@ MIN_VERSION = (5, 0)  # tested with 5.24; Sam2Model appeared in 4.56
 
 def import_transformers():
     """The ``transformers`` module, or :class:`MissingExtraError` saying how to get it."""
+    from .llvm_guard import avoid_llvm_clash
+
+    avoid_llvm_clash()  # before transformers imports torchvision (a napari viewer may exist)
     try:
         import transformers
         from transformers import Sam2Config, Sam2Model, Sam2Processor  # noqa: F401

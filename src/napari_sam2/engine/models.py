@@ -257,6 +257,10 @@ def load_model_config(spec: ModelSpec, image_size: int | None = None):
     """The model's OmegaConf config, read from the sam2 package (no hydra globals)."""
     from omegaconf import OmegaConf
 
+    from .llvm_guard import avoid_llvm_clash
+
+    avoid_llvm_clash()  # before sam2/torchvision are imported (a napari viewer may exist)
+
     text = resources.files("sam2").joinpath(spec.config).read_text()
     cfg = OmegaConf.create(text)
     # what sam2.build_sam applies for inference ("apply_postprocessing")

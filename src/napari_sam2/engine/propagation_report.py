@@ -90,6 +90,18 @@ class PropagationReport:
             f"{len(planes)} plane(s) written ({span})."
         )
 
+    def stop_reasons(self) -> str:
+        """Where and why each object stopped, e.g. ``object 1: forward vanished at 21,
+        backward end``."""
+        parts = []
+        for lid, track in sorted(self.objects.items()):
+            ways = []
+            for way, reason in track.stopped.items():
+                at = track.stopped_at.get(way)
+                ways.append(f"{way} {reason}" + ("" if at is None else f" at {at}"))
+            parts.append(f"object {lid}: " + ", ".join(ways))
+        return "; ".join(parts) or "no object"
+
     def to_dict(self) -> dict:
         return {
             "axis": self.axis,

@@ -159,10 +159,8 @@ def save_labels_nifti(
     header = image.header
     header.set_data_dtype(dtype)
     header.set_xyzt_units("mm")
-    time_step = (medical or {}).get("time_step")
-    if out.ndim == 4 and time_step:  # 4-D labels keep the source's TR and time unit
-        header.set_zooms((*header.get_zooms()[:3], float(time_step)))
-        header.set_xyzt_units("mm", (medical or {}).get("time_unit") or "unknown")
+    if medical is not None:
+        _keep_source_units(header, medical, out.ndim)
     header.set_intent("label")
     header["descrip"] = b"napari-sam2 labels"
     image.set_sform(affine, code=sform_code)
@@ -173,6 +171,21 @@ def save_labels_nifti(
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, str(path))
     return path
+
+
+def _keep_source_units(header, medical: Mapping[str, Any], ndim: int) -> None:
+    """The source NIfTI's space/time units and, for 4-D labels, its time step (TR): the
+    labels of a time series reopen with the same time scale as the scan."""
+    units = medical.get("xyzt_units")
+    if units:
+        space, time = (str(u) for u in units)
+        known = nib.nifti1.unit_codes.keys()
+        header.set_xyzt_units(
+            space if space in known else "mm", time if time in known else "unknown"
+        )
+    zooms = medical.get("source_zooms")
+    if ndim == 4 and zooms and len(zooms) > 3 and float(zooms[3]) > 0:
+        header.set_zooms((*header.get_zooms()[:3], float(zooms[3])))
 
 
 def _transform_matrix(state: Mapping[str, Any], ndim: int) -> np.ndarray:

@@ -194,9 +194,6 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         transform["scale"] = (step, *transform["scale"][1:])
         units = [_TIME_UNITS.get(str(time_unit), "pixel"), *units]
         labels = ["t", *labels]
-        time_step, time_unit_code = step, str(time_unit)
-    if not lead:
-        time_step, time_unit_code = None, None
     medical = {
         "format": "nifti",
         "file": path.name,
@@ -208,10 +205,9 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         "sform_code": int(img.header["sform_code"]),
         "qform_code": int(img.header["qform_code"]),
         "qform_affine": np.asarray(img.header.get_qform()).tolist(),
+        "source_zooms": [float(z) for z in img.header.get_zooms()],
+        "xyzt_units": [str(space_unit), str(time_unit)],
     }
-    if lead:  # the writer gives 4-D labels the source's TR and time unit back
-        medical["time_step"] = time_step
-        medical["time_unit"] = time_unit_code
     info = {
         "transform": transform,
         "axis_labels": tuple(labels),

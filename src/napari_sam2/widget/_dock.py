@@ -20,11 +20,11 @@ from ..adapter.layers import (
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
+from ..engine.llvm_guard import avoid_llvm_clash
 from ..engine.segmenter import Segmenter
 from ._bindings import Bindings
 from ._commit import Committer
 from ._first_use import HINT, ensure_layers
-from ._gui_env import avoid_llvm_clash
 from ._layers_panel import LayersPanel
 from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel, describe_model
@@ -51,7 +51,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         autoload: bool = True,
     ):
         super().__init__()
-        avoid_llvm_clash()  # napari has loaded its GL driver by now; see _gui_env
+        avoid_llvm_clash()  # napari has loaded its GL driver by now; see engine.llvm_guard
         self.viewer = viewer
         self.session = SegmentationSession(viewer, segmenter)
         self.preview = PreviewLayer(viewer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import napari
+import numpy as np
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
@@ -38,6 +39,8 @@ def ensure_layers(dock) -> list:
         fitting = matching_layers(dock.viewer, img, kind, exclude=exclude)
         if fitting:
             combo.set_value(fitting[-1])
+            if kind is napari.layers.Labels:
+                _warn_foreign_labels(fitting[-1])
             continue
         try:
             layer = make(dock.viewer, img)
@@ -54,6 +57,21 @@ def ensure_layers(dock) -> list:
         # brought us here): select the prompt layer again once that is done
         QTimer.singleShot(0, lambda: _select(dock.viewer, points))
     return made
+
+
+def _warn_foreign_labels(layer) -> None:
+    """Say so when the output is a Labels layer that already holds objects not made with
+    napari-sam2 (e.g. ground truth opened beside the image): commits go into it."""
+    data = layer.data
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    if not isinstance(data, np.ndarray) or "napari_sam2" in meta or not data.any():
+        return
+    n = len(np.unique(data[data != 0]))
+    show_warning(
+        f"Output labels: '{layer.name}' already holds {n} object(s) not made with SAM 2 "
+        "segmentation; new objects will be added to it. To keep it unchanged (e.g. ground "
+        "truth), press 'New' next to 'Labels out'."
+    )
 
 
 def _select(viewer, layer) -> None:

@@ -13,8 +13,18 @@ def panel_classes() -> tuple:
     """The panel classes, imported lazily so a failing optional panel cannot break the dock."""
     from ._everything_panel import EverythingPanel
     from ._finetune_panel import FinetunePanel
+    from ._follow_panel import FollowImagePanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
+    from ._save_panel import SavePanel
     from ._window_panel import WindowPanel
 
-    return (WindowPanel, EverythingPanel, PropagatePanel, FinetunePanel, PerformancePanel)
+    return (
+        WindowPanel,
+        EverythingPanel,
+        PropagatePanel,
+        SavePanel,
+        FinetunePanel,
+        PerformancePanel,
+        FollowImagePanel,
+    )

@@ -221,7 +221,10 @@ class PropagatePanel(QGroupBox):
             self.dock.set_status("The Labels layer was removed meanwhile: nothing was written.")
             return
         n = apply_propagation(job, report)
-        self.dock.set_status(f"{report.summary()} {n} pixel(s) written (one undo step).")
+        if n:
+            self.dock.set_status(f"{report.summary()} {n} pixel(s) written (one undo step).")
+        else:  # no undo step was recorded: Ctrl-Z would undo the commit before it
+            self.dock.set_status(f"{report.summary()} Nothing written: {report.stop_reasons()}.")
 
     def _finished(self) -> None:
         if self._pbar is not None:

@@ -1,4 +1,12 @@
-"""A precaution for GUI sessions on Mesa's LLVM-based OpenGL, applied by the dock widget."""
+"""No triton beside Mesa's LLVM: a precaution for processes that show a napari viewer.
+
+triton (imported by torchvision, which sam2 and transformers import) ships its own LLVM;
+importing it after Mesa's LLVM-based OpenGL was loaded (a napari viewer on llvmpipe/xvfb,
+some AMD/Intel drivers) crashes the process.  The dock widget calls
+:func:`avoid_llvm_clash` when it is created, and model loading calls it before importing
+sam2 or transformers, so scripted use in napari's console is covered too.  Standard
+library only.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +37,11 @@ def avoid_llvm_clash(maps: str = "/proc/self/maps") -> bool:
     triton (imported by torchvision, which sam2 imports) ships its own LLVM; importing it
     after Mesa's LLVM-based OpenGL (software rendering with llvmpipe, some AMD/Intel
     drivers) was loaded crashes the process with a segmentation fault.  napari loads the
-    GL driver when its viewer is created, so the dock widget calls this when it is created,
-    before any model is loaded.  Only then, and only when a Mesa LLVM library is mapped,
-    ``sys.modules["triton"]`` is set to None (torch then treats triton as not installed;
-    napari-sam2 never uses ``torch.compile``).  A triton already imported is left alone.
+    GL driver when its viewer is created; the dock widget calls this when it is created,
+    and model loading (sam2 and transformers backends) before importing them.  Only when a
+    Mesa LLVM library is mapped is ``sys.modules["triton"]`` set to None (torch then treats
+    triton as not installed; only the opt-in ``compile_encoder`` on a GPU would need it).
+    A triton already imported is left alone.
     Set ``NAPARI_SAM2_ALLOW_TRITON=1`` to opt out.  Returns True when triton is blocked.
     """
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
