@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _orient
 from .provenance import ProvenanceError, provenance_from_json
-from .windowing import robust_limits
+from .windowing import looks_like_hu, preset_limits, robust_limits
 
 __all__ = ["NiftiReadError", "get_reader", "open_nifti", "read_nifti"]
 
@@ -228,9 +228,11 @@ def _is_labels(data: np.ndarray, info: dict) -> bool:
 def read_nifti(path: str | os.PathLike) -> list[tuple]:
     """Read a NIfTI file into one napari LayerData tuple (image, or labels).
 
-    See :func:`open_nifti` for the geometry. Images get gray colormap and robust
-    (0.5, 99.5) percentile contrast limits; use the window panel or
-    :mod:`napari_sam2.io.windowing` for CT presets.
+    See :func:`open_nifti` for the geometry. Images get a gray colormap. A volume in
+    Hounsfield units (CT, :func:`~napari_sam2.io.windowing.looks_like_hu`) opens with the
+    soft tissue window (W 400 / L 40), and ``metadata["medical"]`` says ``units`` HU and
+    ``modality`` CT (``modality_inferred`` True), so the window panel lists the CT presets
+    first; any other image gets robust (0.5, 99.5) percentile contrast limits.
     """
     data, info = open_nifti(path)
     kwargs: dict[str, Any] = {
@@ -245,5 +247,9 @@ def read_nifti(path: str | os.PathLike) -> list[tuple]:
             kwargs["metadata"]["napari_sam2"] = info["provenance"]
         return [(data, kwargs, "labels")]
     kwargs["colormap"] = "gray"
-    kwargs["contrast_limits"] = robust_limits(data)
+    if looks_like_hu(data):
+        kwargs["metadata"]["medical"].update(units="HU", modality="CT", modality_inferred=True)
+        kwargs["contrast_limits"] = list(preset_limits("soft tissue"))
+    else:
+        kwargs["contrast_limits"] = robust_limits(data)
     return [(data, kwargs, "image")]

@@ -22,6 +22,7 @@ __all__ = [
     "FILE_WINDOW",
     "ROBUST",
     "file_windows",
+    "looks_like_hu",
     "preset_limits",
     "preset_names",
     "robust_limits",
@@ -100,6 +101,26 @@ def file_windows(metadata: Mapping[str, Any] | None) -> list[tuple[str, tuple[fl
         label = str(item.get("explanation") or "").strip()
         out.append((f"{FILE_WINDOW}: {label}" if label else FILE_WINDOW, (width, level)))
     return out
+
+
+def looks_like_hu(data: Any) -> bool:
+    """Whether a volume without a modality (NIfTI) holds CT in Hounsfield units.
+
+    Air around the body is about -1000 HU and fills far more than 1 % of a CT volume, soft
+    tissue and bone are positive: the 1st percentile is at or below -900 and the maximum
+    at least 100 (MR, PET and normalised images are never that negative). Subsampled above
+    4 M values.
+    """
+    values = np.asarray(data).ravel()
+    if values.size == 0 or values.dtype.kind not in "iuf":
+        return False
+    if values.size > _MAX_SAMPLES:
+        values = values[:: values.size // _MAX_SAMPLES + 1]
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return False
+    return float(np.percentile(values, 1)) <= -900.0 and float(values.max()) >= 100.0
 
 
 def _is_ct(metadata: Mapping[str, Any] | None) -> bool:
