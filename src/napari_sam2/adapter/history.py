@@ -53,20 +53,13 @@ def describe_step(layer, step: str) -> str:
         olds, news = zip(*(_values(a) for a in item), strict=True) if item else ((), ())
     except (TypeError, AttributeError, IndexError, ValueError):
         return f"{verb} the last labels edit."
-    if step == UNDO:  # the edit's new values go away, its old ones come back
-        gone, back = _ids(list(news)), _ids(list(olds))
-    else:  # the edit is replayed: its new values come back, its old ones go
-        gone, back = _ids(list(olds)), _ids(list(news))
-    written = back if step == REDO else gone
-    other = [i for i in (gone if step == REDO else back) if i not in written]
+    # undo and redo both concern the edit's *new* values (taken away / written again);
+    # the objects it had overwritten come back on undo and go again on redo
+    written = _ids(list(news))
+    other = [i for i in _ids(list(olds)) if i not in written]
     if not written and not other:
         return f"{verb} the last labels edit."
-    if step == UNDO:
-        text = f"Undid label(s) {format_ids(written)}." if written else "Undid an erase."
-        if other:
-            text += f" Label(s) {format_ids(other)} back."
-    else:
-        text = f"Redid label(s) {format_ids(written)}." if written else "Redid an erase."
-        if other:
-            text += f" Label(s) {format_ids(other)} removed again."
+    text = f"{verb} label(s) {format_ids(written)}." if written else f"{verb} an erase."
+    if other:
+        text += f" Label(s) {format_ids(other)} " + ("back." if step == UNDO else "removed again.")
     return text
