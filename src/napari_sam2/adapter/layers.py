@@ -135,7 +135,7 @@ def new_labels_layer(viewer, image_layer, name: str | None = None, dtype=np.uint
     )
 
 
-_TRANSFORM_KEYS = ("scale", "translate", "rotate", "affine", "shear")
+TRANSFORM_KEYS = ("scale", "translate", "rotate", "shear", "affine")  # the order set
 
 
 def layer_geometry(image_layer) -> dict | None:
@@ -145,7 +145,7 @@ def layer_geometry(image_layer) -> dict | None:
         geo = _matching_geometry(image_layer)
     except ImageError:
         return None
-    return {k: geo[k] for k in _TRANSFORM_KEYS if k in geo}
+    return {k: geo[k] for k in TRANSFORM_KEYS if k in geo}
 
 
 def same_transform(layer, geo: dict | None) -> bool:
@@ -164,7 +164,7 @@ def same_transform(layer, geo: dict | None) -> bool:
 def realign(layer, geo: dict) -> None:
     """Give ``layer`` the transform ``geo`` (its data indices stay: for a Labels layer,
     whose pixels are image pixels, that puts them back on the image)."""
-    for key in ("scale", "translate", "rotate", "shear", "affine"):
+    for key in TRANSFORM_KEYS:
         if key in geo:
             setattr(layer, key, geo[key])
 
@@ -176,11 +176,7 @@ def geometry_matches(layer, image_layer) -> bool:
     :func:`new_points_layer` & co. would give (the image's channel axis dropped); a
     Labels layer must also have the image's spatial shape.
     """
-    try:
-        geo = _matching_geometry(image_layer)
-    except ImageError:
-        return False
-    if not same_transform(layer, geo):
+    if not same_transform(layer, layer_geometry(image_layer)):
         return False
     if hasattr(layer, "selected_label"):  # a Labels layer: one pixel per image pixel
         return tuple(full_resolution(layer).shape) == spatial_shape(image_layer)

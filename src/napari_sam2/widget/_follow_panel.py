@@ -17,9 +17,8 @@ import contextlib
 
 from qtpy.QtWidgets import QWidget
 
+from ..adapter.layers import TRANSFORM_KEYS as _EVENTS  # one event per part
 from ..adapter.layers import layer_geometry, realign, same_transform
-
-_EVENTS = ("scale", "translate", "rotate", "shear", "affine")
 
 
 class FollowImagePanel(QWidget):
