@@ -272,15 +272,13 @@ def other_series_note(path: Path, listing: list[dict], chosen: int) -> str:
 def _read_dicom(path: Path, series: int, all_series: bool) -> Image:
     """One series of a DICOM input; only that one is decoded.  Notes: the series left out
     (or, for one series of ``--series all``, which one this is)."""
-    from ..io.dicom import list_series, open_dicom
+    from ..io.dicom import open_series
 
-    listing = list_series(path)
+    listing, found = open_series(path, series)  # headers read once
     n = len(listing)
-    if n == 0:
-        open_dicom(path)  # raises its "no DICOM image found" error
-    if not -n <= series < n:
+    if found is None:
         raise InputError(f"{path.name} holds {n} DICOM series: --series {series} does not exist")
-    [(data, info)] = open_dicom(path, series=series)
+    data, info = found
     img = _from_medical(data, info, "dicom")
     img.notes += [str(w) for w in info.get("warnings") or ()]  # missing slices, uneven spacing
     k = series % n

@@ -282,15 +282,37 @@ def _single_plane(data: np.ndarray, stack, info: dict) -> tuple[np.ndarray, dict
     return plane, info
 
 
-def list_series(path) -> list[dict]:
-    """The image series under ``path``, in :func:`open_dicom`'s order, from the headers
-    only (no pixel is decoded): ``name`` and ``images`` (frames) of each."""
+def _listing(groups) -> list[dict]:
     out = []
-    for items in _group(_collect(path)):
+    for items in groups:
         items = sorted(items, key=lambda item: str(item[0]))
         frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for _, ds in items)
         out.append({"name": _series_name(items[0][1]), "images": frames})
     return out
+
+
+def list_series(path) -> list[dict]:
+    """The image series under ``path``, in :func:`open_dicom`'s order, from the headers
+    only (no pixel is decoded): ``name`` and ``images`` (frames) of each."""
+    return _listing(_group(_collect(path)))
+
+
+def open_series(path, series: int, *, include_identifiers: bool = False):
+    """``(list_series(path), (data, info) of series ``series``)`` with every header read
+    once; ``(listing, None)`` when ``series`` is out of range (the caller says how).
+
+    Raises
+    ------
+    DicomReadError
+        If there is no DICOM image, or the pixel data cannot be decoded.
+    """
+    groups = _group(_collect(path))
+    if not groups:
+        raise DicomReadError(f"no DICOM image found in {Path(os.fspath(path)).name or path}")
+    listing = _listing(groups)
+    if not -len(groups) <= series < len(groups):
+        return listing, None
+    return listing, _series(groups[series], include_identifiers)
 
 
 def open_dicom(
@@ -316,17 +338,17 @@ def open_dicom(
         If there is no DICOM image, or pixel data cannot be decoded (the message names
         the package to install).
     """
-    files = _collect(path)
-    groups = _group(files)
-    if not groups:
-        raise DicomReadError(f"no DICOM image found in {Path(os.fspath(path)).name or path}")
     if series is not None:
-        if not -len(groups) <= series < len(groups):
+        listing, found = open_series(path, series, include_identifiers=include_identifiers)
+        if found is None:
             raise DicomReadError(
-                f"{Path(os.fspath(path)).name or path} holds {len(groups)} DICOM series: "
+                f"{Path(os.fspath(path)).name or path} holds {len(listing)} DICOM series: "
                 f"series {series} does not exist"
             )
-        groups = [groups[series]]
+        return [found]
+    groups = _group(_collect(path))
+    if not groups:
+        raise DicomReadError(f"no DICOM image found in {Path(os.fspath(path)).name or path}")
     return [_series(items, include_identifiers) for items in groups]
 
 
