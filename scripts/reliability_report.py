@@ -1,4 +1,4 @@
-"""Regenerate docs/reliability.md: what the reliability suites try, and what happened.
+"""Regenerate docs/dev/reliability.md: what the reliability suites try, and what happened.
 
 Runs pytest on the reliability test files (parity with sam2's predictor, fuzzed input,
 the defects of issue 9, injected faults, widget teardown/robustness/first use — whichever
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--output", default=str(ROOT / "docs" / "reliability.md"))
+    p.add_argument("--output", default=str(ROOT / "docs" / "dev" / "reliability.md"))
     p.add_argument("--files", nargs="*", default=list(FILES), help="test files to run")
     args = p.parse_args(argv)
     files = [f for f in args.files if (ROOT / f).is_file()]

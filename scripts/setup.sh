@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Full set-up of napari-sam2 on a fresh Debian machine (run as root, or with sudo available).
 # Idempotent: a second run only checks that everything is present.
-#   bash scripts/setup.sh            # system packages + .venv + package with test extras
+#   bash scripts/setup.sh            # system packages + .venv + package with test and docs extras
 # Environment:
 #   VENV=path      where the virtual environment goes (default: .venv in the repo)
 #   SKIP_APT=1     do not touch system packages
@@ -48,6 +48,6 @@ if ! "$VENV/bin/python" -c "import sam2" 2>/dev/null; then
   SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation "sam2>=1.0,<1.2"
 fi
 
-echo "[setup] installing napari-sam2 with test extras"
-SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation -e ".[testing,all]"
+echo "[setup] installing napari-sam2 with test and docs extras"
+SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation -e ".[testing,all,docs]"
 echo "[setup] done. Activate with: source $VENV/bin/activate"

@@ -32,6 +32,7 @@ def test_segment_everything_one_undo_step(make_napari_viewer, qtbot, nuclei):
     p.min_area.setValue(5.0)  # µm² with scale 0.5: 20 pixels
     p.run()
     assert p.busy and not p.run_btn.isEnabled()
+    assert "minutes per plane (1024 clicks each)" in w.status.text()  # said before it runs
     qtbot.waitUntil(lambda: not p.busy, timeout=TIMEOUT)
     expected = (
         Segmenter(backend="classical")

@@ -1,4 +1,4 @@
-"""The code examples of README.md and docs/*.md run as written.
+"""The code examples of README.md and docs/**/*.md run as written.
 
 Every fenced ```python block is executed, and every ``napari-sam2 ...`` line of a ```bash /
 ```sh / ```console block is parsed with the real command-line parser (a documented flag that
@@ -51,7 +51,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^```(\w*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(\w+)\s*(.*?)\s*$")

@@ -147,13 +147,15 @@ class EverythingPanel(QGroupBox):
             show_warning(str(e))
             return
         what = "every plane" if req.plane == "all" else f"plane {req.plane or '(2D)'}"
+        clicks = self.points_per_side.value() ** 2  # the cost, said before it starts
+        what += f"… With SAM 2 on a CPU this takes minutes per plane ({clicks} clicks each)"
         self.runner.start(
             lambda cancel, progress: compute_everything(session, req, progress),
             lambda edits: self._done(req, edits),
             failed="Segment everything failed",
             cancelled="Segment everything cancelled: the labels are unchanged.",
             cancel=req.cancel,
-            status=f"Segment everything: {what}…",
+            status=f"Segment everything: {what}; Cancel stops it.",
         )
 
     def cancel(self):
