@@ -9,6 +9,7 @@ mkdocs, mkdocs-material and mkdocstrings come with the ``docs`` extra, which
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,14 @@ def test_every_page_is_in_the_navigation():
     pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert pages - nav == set(), "pages missing from mkdocs.yml's nav"
     assert nav - pages == set(), "nav entries without a page"
+
+
+def test_readme_links_exist():
+    """README.md is not part of the site (mkdocs does not check it): its relative links must
+    name files of the repository."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not t.startswith(("http://", "https://", "mailto:"))]
+    assert len(local) > 20, local
+    missing = sorted({t for t in local if not (ROOT / t).exists()})
+    assert not missing, f"README.md links to missing files: {missing}"
