@@ -226,7 +226,14 @@ def _measure_spatial(lab, spacing, units, voxel_volume, axis_names) -> Measureme
         plane_columns: tuple[str, ...] = ()
     else:
         vol_name, per_vol = _volume_unit(unit)
-        columns = ("label", "voxels", f"volume_{vol_name}", "planes", f"max_area_{unit}2", *extents)
+        columns = (
+            "label",
+            "voxels",
+            f"volume_{vol_name}",
+            "planes",
+            f"max_area_{unit}2",
+            *extents,
+        )
         plane_columns = ("label", "plane", "pixels", area)
     rows, plane_rows = [], []
     as_int = lab if lab.dtype != bool else lab.astype(np.uint8)
