@@ -57,8 +57,10 @@ def main(argv) -> int:
         w.next_object()
     measure = w.sections.section("MeasurePanel")  # open by default for medical images
     measure.panel.measure()
-    viewer.reset_view()
     app = QApplication.instance()
+    while measure.panel.busy:
+        app.processEvents()
+    viewer.reset_view()
     for _ in range(20):  # lay the dock out, then bring the table into view
         app.processEvents()
     w.sections_area.ensureWidgetVisible(measure.panel.table, 0, 0)

@@ -93,7 +93,10 @@ def main() -> int:
         QApplication.instance().processEvents()
     sections.section("EverythingPanel").set_open(False)
     sections.section("MeasurePanel").set_open(True)
-    sections.section("MeasurePanel").panel.measure()
+    measure = sections.section("MeasurePanel").panel
+    measure.measure()
+    while measure.busy:
+        QApplication.instance().processEvents()
     settle()
     viewer.screenshot(str(OUT / "panels.png"), canvas_only=False)
     sections.section("MeasurePanel").set_open(False)

@@ -63,7 +63,7 @@ def test_time_axis_is_measured_per_time_point(make_napari_viewer):
     assert m.column("t") == [0, 1, 2] and m.column("area_um2") == [4.0, 4.0, 4.0]
 
 
-def test_panel_shows_a_row_per_id_and_saves_csv(make_napari_viewer, tmp_path):
+def test_panel_shows_a_row_per_id_and_saves_csv(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(
         np.zeros((10, 32, 32), np.uint16),
@@ -78,7 +78,10 @@ def test_panel_shows_a_row_per_id_and_saves_csv(make_napari_viewer, tmp_path):
     assert labels is not None and tuple(labels.scale) == (2.5, 0.8, 0.5)
     labels.data = _labels()
     assert not panel.save_btn.isEnabled()
-    panel.measure_btn.click()
+    assert panel.save_csv(str(tmp_path / "early.csv")) == []  # nothing measured yet
+    with qtbot.waitSignal(panel.measured, timeout=30_000):
+        panel.measure_btn.click()
+    assert panel.save_btn.isEnabled() and panel.measure_btn.isEnabled()
     table = panel.table
     assert table.rowCount() == 3
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
@@ -103,6 +106,17 @@ def test_panel_without_labels_says_so(make_napari_viewer):
     (panel,) = [p for p in w.panels if type(p).__name__ == "MeasurePanel"]
     w.labels_combo.set_value(None)
     assert w.session.labels_layer is None
-    assert panel.measure() is None
+    assert panel.measure() is False
     assert w.status.text() == "No Labels layer chosen: nothing to measure."
-    assert panel.table.rowCount() == 0
+    assert panel.table.rowCount() == 0 and not panel.busy
+
+
+def test_four_spatial_axes_are_refused_before_any_work(make_napari_viewer):
+    import napari
+
+    from napari_sam2.adapter.measure import measure_job
+    from napari_sam2.engine.errors import LabelsError
+
+    layer = napari.layers.Labels(np.zeros((2, 2, 4, 4, 4), np.uint8))
+    with pytest.raises(LabelsError, match="4 spatial axes"):
+        measure_job(layer)

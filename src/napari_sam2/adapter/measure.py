@@ -12,6 +12,9 @@ is measured in pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from ..engine.errors import LabelsError
@@ -68,19 +71,37 @@ def layer_voxel_size(layer) -> dict:
     }
 
 
+def measure_job(labels_layer) -> Callable[[], Measurements]:
+    """Read the layer's voxel size now (main thread); the returned function measures its
+    data (seconds for a large volume: run it in a worker).
+
+    Raises
+    ------
+    LabelsError
+        No layer, or one that is not 2-D or 3-D in space (plus an optional time axis).
+    """
+    if labels_layer is None:
+        raise LabelsError("No Labels layer chosen: nothing to measure.")
+    kwargs = layer_voxel_size(labels_layer)
+    spatial = labels_layer.ndim - (kwargs["time_axis"] is not None)
+    if spatial not in (2, 3):
+        raise LabelsError(
+            f"'{labels_layer.name}' has {spatial} spatial axes: only 2-D and 3-D labels "
+            "(with an optional time axis) can be measured"
+        )
+    data = labels_layer.data[0] if labels_layer.multiscale else labels_layer.data
+    return partial(measure_labels, data, **kwargs)
+
+
 def measure_layer(labels_layer) -> Measurements:
     """The measurement table of a Labels layer (see :func:`layer_voxel_size`).
 
     Raises
     ------
     LabelsError
-        When the layer is not 2-D or 3-D in space (plus an optional time axis).
+        As :func:`measure_job`.
     """
-    if labels_layer is None:
-        raise LabelsError("No Labels layer chosen: nothing to measure.")
-    kwargs = layer_voxel_size(labels_layer)
-    data = labels_layer.data[0] if labels_layer.multiscale else labels_layer.data
-    return measure_labels(np.asarray(data), **kwargs)
+    return measure_job(labels_layer)()
 
 
 def describe_units(m: Measurements) -> str:

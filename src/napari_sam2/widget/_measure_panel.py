@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -18,8 +19,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..adapter.measure import describe_units, measure_layer
+from ..adapter.measure import describe_units, measure_job
 from ..engine.errors import NapariSam2Error
+from ._runner import BackgroundRun
 
 
 def _is_medical(layer) -> bool:
@@ -33,10 +35,12 @@ def _cell(value) -> QTableWidgetItem:
 
 
 class MeasurePanel(QGroupBox):
-    """*Measure* fills a table (one row per object, per time point for time-lapses);
-    *Save CSV…* writes it, with the per-plane areas of 3-D labels next to it."""
+    """*Measure* fills a table (one row per object, per time point for time-lapses) from a
+    background worker; *Save CSV…* writes it, with the per-plane areas of 3-D labels next
+    to it.  :attr:`measured` carries each new table."""
 
     OPEN_BY_DEFAULT = staticmethod(_is_medical)  # lesion volumes: the radiologist's report
+    measured = Signal(object)  # the Measurements, once shown
 
     def __init__(self, dock):
         super().__init__("Measure", dock)
@@ -64,15 +68,32 @@ class MeasurePanel(QGroupBox):
         lay.addWidget(self.table)
         self.measure_btn.clicked.connect(lambda: self.measure())
         self.save_btn.clicked.connect(lambda: self.save_csv())
+        self.runner = BackgroundRun(self, dock.set_status, self.measure_btn)
 
-    def measure(self):
-        """Measure the dock's Labels layer and show the table; returns the Measurements."""
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
+    def measure(self) -> bool:
+        """Measure the dock's Labels layer in a worker; the table shows when it is done
+        (:attr:`measured`).  Returns False when there is nothing to measure."""
         try:
-            m = measure_layer(self.dock.session.labels_layer)
+            job = measure_job(self.dock.session.labels_layer)
         except NapariSam2Error as e:
             show_warning(str(e))
             self.dock.set_status(str(e))
-            return None
+            return False
+        self.runner.start(
+            lambda cancel, progress: job(),
+            self._show,
+            failed="Measurement failed",
+            cancellable=False,
+            reports_progress=False,
+            status="Measuring…",
+        )
+        return True
+
+    def _show(self, m) -> None:
         self.result = m
         self.table.clear()
         self.table.setColumnCount(len(m.columns))
@@ -85,12 +106,14 @@ class MeasurePanel(QGroupBox):
         self.units_label.setText(f"{len(m)} object(s); {describe_units(m)}.")
         self.save_btn.setEnabled(True)
         self.dock.set_status(f"Measured {len(m)} object(s) ({describe_units(m)}).")
-        return m
+        self.measured.emit(m)
 
     def save_csv(self, path: str | None = None) -> list[Path]:
-        """Write the table (and ``<name>_planes.csv`` for 3-D labels); returns the paths."""
-        m = self.result if self.result is not None else self.measure()
+        """Write the last table (and ``<name>_planes.csv`` for 3-D labels); returns the
+        paths.  The button is enabled once a table is shown."""
+        m = self.result
         if m is None:
+            show_warning("Measure first: there is no table to save.")
             return []
         if path is None:
             layer = self.dock.session.labels_layer
@@ -111,4 +134,5 @@ class MeasurePanel(QGroupBox):
         return written
 
     def close_panel(self) -> None:
-        """Nothing connected outside the panel."""
+        """A running measurement is dropped (nothing else is connected outside)."""
+        self.runner.close()
