@@ -52,7 +52,8 @@ class Section(QWidget):
         self.header = QToolButton()
         self.header.setCheckable(True)
         self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.header.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        # a long reason in the title must not widen the dock: the panels set its width
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.header.setAutoRaise(True)
         self.note = QLabel()
         self.note.setWordWrap(True)
@@ -86,6 +87,7 @@ class Section(QWidget):
         self.header.blockSignals(False)
         self.header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
         self.header.setText(f"{self.title} — {self.reason}" if self.reason else self.title)
+        self.header.setToolTip(self.reason)
         self.note.setVisible(on and bool(self.reason))
         self.panel.setVisible(on)
 
