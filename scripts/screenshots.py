@@ -1,14 +1,17 @@
 """Make the docs' screenshots from a real viewer: run with `xvfb-run -a .venv/bin/python scripts/screenshots.py`.
 
 Shows the widget's first use on the shipped 2-D nuclei sample (first_use.png), annotates it
-(widget.png), runs Segment everything (panels.png), annotates the 3-D sample (widget_3d.png)
-(the backend that `auto` finds: SAM 2 with a checkpoint, else the classical fallback) and
-saves PNGs under docs/images/.
+(widget.png), runs Segment everything and measures the objects (panels.png), annotates the
+3-D sample (widget_3d.png) (the backend that `auto` finds: SAM 2 with a checkpoint, else the
+classical fallback) and saves PNGs under docs/images/.  The dock's sections start in their
+default open/closed state (a fresh settings file, not the user's).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import napari
@@ -40,6 +43,7 @@ def settle(seconds: float = 1.0) -> None:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    os.environ["NAPARI_SAM2_SETTINGS"] = str(Path(tempfile.mkdtemp()) / "settings.ini")
     viewer = napari.Viewer(title="napari-sam2")
     viewer.window.resize(1400, 900)
     data, kwargs, _ = nuclei_2d()[0]
@@ -79,21 +83,24 @@ def main() -> int:
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
 
-    # the lower panels, after Segment everything on the same plane
-    from napari_sam2.widget._everything_panel import EverythingPanel
-
-    [everything] = [p for p in w.panels if isinstance(p, EverythingPanel)]
+    # the sections, after Segment everything on the same plane and Measure
+    sections = w.sections
+    sections.section("SavePanel").set_open(False)
+    sections.section("EverythingPanel").set_open(True)
+    everything = sections.section("EverythingPanel").panel
     everything.run()
     while everything.busy:
         QApplication.instance().processEvents()
-    settle()
-    from qtpy.QtWidgets import QScrollArea
-
-    bar = w.findChild(QScrollArea).verticalScrollBar()
-    bar.setValue(bar.maximum())
+    sections.section("EverythingPanel").set_open(False)
+    sections.section("MeasurePanel").set_open(True)
+    measure = sections.section("MeasurePanel").panel
+    measure.measure()
+    while measure.busy:
+        QApplication.instance().processEvents()
     settle()
     viewer.screenshot(str(OUT / "panels.png"), canvas_only=False)
-    bar.setValue(0)
+    sections.section("MeasurePanel").set_open(False)
+    sections.section("SavePanel").set_open(True)
 
     viewer.layers.clear()
     data, kwargs, _ = nuclei_3d()[0]

@@ -22,6 +22,15 @@ TEST_IMAGE_SIZE = 256
 SAM2_SEED = 1234
 
 
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory, monkeypatch) -> Path:
+    """Every test has its own settings file (the dock's open/closed sections …), never the
+    user's; tests that check persistence point two docks at the same file."""
+    path = tmp_path_factory.mktemp("settings") / "napari-sam2.ini"
+    monkeypatch.setenv("NAPARI_SAM2_SETTINGS", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder of the real test images (``tests/data``, see its README.md)."""

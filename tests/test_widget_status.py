@@ -26,8 +26,13 @@ def test_status_and_busy_bar_come_before_the_panels(make_napari_viewer):
     lay = w.segment_box.parentWidget().layout()
     order = [lay.itemAt(i).widget() for i in range(lay.count())]
     i_box, i_bar, i_status = (order.index(x) for x in (w.segment_box, w.busy_bar, w.status))
-    first_panel = min(order.index(p) for p in w.panels)
-    assert i_box < i_bar < i_status < first_panel
+    assert i_box < i_bar < i_status == len(order) - 1  # the status ends the daily controls
+    assert not any(p in order for p in w.panels)
+    # the panels come after, in their sections (which scroll; the daily controls do not)
+    outer = w.layout()
+    parts = [outer.itemAt(i).widget() for i in range(outer.count())]
+    assert parts == [w.segment_box.parentWidget(), w.sections_area]
+    assert all(w.sections_area.isAncestorOf(p) for p in w.panels)
 
 
 def test_a_failed_commit_replaces_the_success_text(make_napari_viewer, qtbot, monkeypatch):

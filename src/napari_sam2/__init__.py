@@ -46,7 +46,10 @@ _ENGINE_NAMES = {
     "PropagationReport",
 }
 
-__all__ = ["__version__", *sorted(_ENGINE_NAMES)]
+# names served from one engine module each (imported on first use; numpy/scipy only)
+_MODULE_NAMES = {"measure_labels": "measure", "Measurements": "measure"}
+
+__all__ = ["__version__", *sorted(_ENGINE_NAMES | set(_MODULE_NAMES))]
 
 
 def __getattr__(name):
@@ -54,4 +57,8 @@ def __getattr__(name):
         from . import engine
 
         return getattr(engine, name)
+    if name in _MODULE_NAMES:
+        from importlib import import_module
+
+        return getattr(import_module(f".engine.{_MODULE_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'napari_sam2' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel, describe_model
 from ._panels import panel_classes
 from ._qt_parts import BusyBar, PanelScrollArea
+from ._sections import SectionStack
 from ._segment_box import SegmentBox
 
 
@@ -75,12 +76,11 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     # ----------------------------------------------------------------- UI
     def _build(self):
-        content = QWidget()  # scrolls when the panels are taller than the screen
-        scroll = PanelScrollArea(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        lay = QVBoxLayout(content)
+        """The daily controls (layers, model, Segment buttons, status) on top, always in
+        sight; below them the other panels in collapsible sections that scroll."""
+        daily = QWidget()
+        lay = QVBoxLayout(daily)
+        lay.setContentsMargins(0, 0, 0, 0)
         self.layers_panel = panel = LayersPanel(self.viewer, self)
         for name in (
             "image_combo",
@@ -105,16 +105,19 @@ class SAM2Widget(DockLifecycle, QWidget):
         for name in SegmentBox.NAMES:
             setattr(self, name, getattr(box, name))
         lay.addWidget(box)
-        # right under the Segment buttons, in sight without scrolling past the panels
         self.busy_bar = BusyBar()
         lay.addWidget(self.busy_bar)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+
         self.panels = [cls(self) for cls in panel_classes()]
-        for panel in self.panels:
-            lay.addWidget(panel)
-        lay.addStretch(1)
+        self.sections = SectionStack(self.panels, self.image_combo)
+        self.sections_area = PanelScrollArea(self.sections)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 6, 4, 0)
+        outer.addWidget(daily)
+        outer.addWidget(self.sections_area, 1)
 
         self.new_points_btn.clicked.connect(self.new_points)
         self.new_shapes_btn.clicked.connect(self.new_shapes)

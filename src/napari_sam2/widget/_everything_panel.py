@@ -43,6 +43,8 @@ def _ispin(lo, hi, value, tip=""):
 class EverythingPanel(QGroupBox):
     """Settings, Run/Cancel and a progress bar; the result is one undo step."""
 
+    OPEN_BY_DEFAULT = False  # minutes per plane on a CPU: not a daily click
+
     def __init__(self, dock, parent=None):
         super().__init__("Segment everything", parent)
         self.dock = dock

@@ -33,6 +33,8 @@ def _miou(d: dict) -> str:
 class FinetunePanel(QGroupBox):
     """Epochs, output file, Fine-tune/Cancel, progress; then "Use fine-tuned model"."""
 
+    OPEN_BY_DEFAULT = False  # an occasional task: its section starts collapsed
+
     def __init__(self, dock, parent=None):
         super().__init__("Fine-tune on your labels", parent)
         self.dock = dock

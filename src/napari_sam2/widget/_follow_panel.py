@@ -24,6 +24,8 @@ from ..adapter.layers import layer_geometry, realign, same_transform
 class FollowImagePanel(QWidget):
     """Keeps the dock's labels (and empty prompt) layers on the image's transform."""
 
+    SECTION = False  # no controls: kept hidden, without a section
+
     def __init__(self, dock):
         super().__init__(dock)
         self.dock = dock

@@ -11,12 +11,18 @@ from ._qt_parts import LayerCombo
 
 
 class LayersPanel(QGroupBox):
-    """Pickers kept in sync with the viewer's layers, and the *New* buttons."""
+    """Pickers kept in sync with the viewer's layers, and the *New* buttons.
+
+    The Channels and Resolution rows are shown only for images that have a choice there
+    (several channels; a pyramid), so a plain image keeps the dock short.
+    """
+
+    CHANNELS_ROW, LEVELS_ROW = 1, 2
 
     def __init__(self, viewer, parent=None):
         super().__init__("Layers", parent)
         self.viewer = viewer
-        form = QFormLayout(self)
+        self.form = form = QFormLayout(self)
         # the dock connects the pickers to the viewer (and disconnects them when closed)
         self.image_combo = LayerCombo(viewer, napari.layers.Image, False, connect=False)
         self.points_combo = LayerCombo(viewer, napari.layers.Points, connect=False)
@@ -63,6 +69,7 @@ class LayersPanel(QGroupBox):
         combo.setCurrentIndex(max(combo.findData(cur), 0))
         combo.setEnabled(bool(opts))
         combo.blockSignals(False)
+        self.form.setRowVisible(self.CHANNELS_ROW, bool(opts))
         self.refresh_levels()
         return combo.currentData()
 
@@ -77,6 +84,7 @@ class LayersPanel(QGroupBox):
         combo.setCurrentIndex(max(combo.findData(cur), 0))
         combo.setEnabled(len(opts) > 1)
         combo.blockSignals(False)
+        self.form.setRowVisible(self.LEVELS_ROW, len(opts) > 1)
 
     def level(self) -> int:
         return int(self.level_combo.currentData() or 0)

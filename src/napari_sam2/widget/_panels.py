@@ -1,9 +1,21 @@
-"""The extra panels the dock shows below its Segment section, in this order.
+"""The extra panels the dock shows below its daily controls, in this order.
 
-A panel is a ``QWidget`` subclass built as ``Panel(dock)`` where ``dock`` is the
-:class:`~napari_sam2.widget.SAM2Widget`. It may use the dock's public attributes
-(``viewer``, ``session``, ``set_status(text)``) and must release whatever it connects or binds
-in ``close_panel()``, which the dock calls when it is closed.
+A panel is a ``QWidget`` subclass (usually a ``QGroupBox``: its title names its section)
+built as ``Panel(dock)`` where ``dock`` is the :class:`~napari_sam2.widget.SAM2Widget`. It
+may use the dock's public attributes (``viewer``, ``session``, ``image_combo``,
+``set_status(text)``) and must release whatever it connects or binds in ``close_panel()``,
+which the dock calls when it is closed.
+
+The dock puts each panel in a collapsible section (:mod:`._sections`); optional class
+attributes say how:
+
+- ``OPEN_BY_DEFAULT``: ``True``/``False``, or a function of the image layer, for a user who
+  never opened or closed the section (their choice is remembered between sessions);
+- ``not_applicable(image_layer) -> str``: why the panel cannot apply to this image (empty
+  when it does); the section is then collapsed and disabled and shows the reason;
+- ``SECTION = False``: no section, the panel is kept hidden (a helper without controls).
+
+Adding a panel is one entry in :func:`panel_classes`.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ def panel_classes() -> tuple:
     from ._everything_panel import EverythingPanel
     from ._finetune_panel import FinetunePanel
     from ._follow_panel import FollowImagePanel
+    from ._measure_panel import MeasurePanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
     from ._save_panel import SavePanel
@@ -24,6 +37,7 @@ def panel_classes() -> tuple:
         EverythingPanel,
         PropagatePanel,
         SavePanel,
+        MeasurePanel,
         FinetunePanel,
         PerformancePanel,
         FollowImagePanel,

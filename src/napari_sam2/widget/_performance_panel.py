@@ -28,6 +28,8 @@ from ._background import Background, prefetch_default
 class PerformancePanel(QGroupBox):
     """Prefetch toggle and disk-cache toggle + folder for the dock's segmenter."""
 
+    OPEN_BY_DEFAULT = False  # set once: its section starts collapsed
+
     def __init__(self, dock):
         super().__init__("Performance", dock)
         self.dock = dock

@@ -36,6 +36,14 @@ ASK = "choose…"
 class PropagatePanel(QGroupBox):
     """Axis, direction, range, objects, mode; Propagate / Cancel."""
 
+    @staticmethod
+    def not_applicable(image_layer) -> str:
+        try:
+            axes = plane_axes(image_layer)
+        except NapariSam2Error as e:
+            return str(e)
+        return "" if axes else "the image has no Z or T axis"
+
     def __init__(self, dock):
         super().__init__("Propagate through Z / T", dock)
         self.dock = dock

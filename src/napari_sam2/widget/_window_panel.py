@@ -27,8 +27,26 @@ def _sample(layer):
     return np.asarray(data[index])
 
 
+def _is_medical(layer) -> bool:
+    meta = getattr(layer, "metadata", None)
+    return isinstance(meta, dict) and bool(meta.get("medical"))
+
+
 class WindowPanel(QGroupBox):
-    """A preset menu for the dock's image layer, and its current width/level."""
+    """A preset menu for the dock's image layer, and its current width/level.
+
+    It applies to every grayscale image (RGB is used as it is) and opens by default for
+    medical images (CT/MR: a window is part of reading them); for microscopy it starts
+    collapsed, napari's own contrast slider sets the same limits.
+    """
+
+    OPEN_BY_DEFAULT = staticmethod(_is_medical)
+
+    @staticmethod
+    def not_applicable(image_layer) -> str:
+        if getattr(image_layer, "rgb", False):
+            return "RGB images are used as they are, without a window"
+        return ""
 
     def __init__(self, dock):
         super().__init__("Window / level", dock)
