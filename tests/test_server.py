@@ -25,11 +25,10 @@ from napari_sam2.engine.backends.remote import (  # noqa: E402
     ServerModelChangedError,
     ServerRequestError,
     connect,
+    wire,  # noqa: E402
 )
-from napari_sam2.engine.backends.remote import wire  # noqa: E402
 from napari_sam2.engine.errors import NapariSam2Error  # noqa: E402
 from napari_sam2.server import Limits, ServerSettings  # noqa: E402
-
 from server_helpers import TOKEN, running_server  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -164,6 +163,7 @@ def test_model_change_after_connect_is_a_typed_error(classical_server):
 def test_eight_clients_lose_no_reply_and_share_one_encode_per_plane():
     planes = [_blobs(s, (48, 56)) for s in range(4)]
     with running_server(ClassicalBackend()) as (url, built):
+
         def client(i):
             seg = Segmenter(server=url, token=TOKEN).set_image(np.stack(planes))
             out = []

@@ -4,6 +4,7 @@ client, and the command line refuses unsafe settings."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -70,10 +71,8 @@ def _start(tmp_path, port, mode):
                 return proc, marker
         except httpx.TransportError:
             pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(0.05)
-        except subprocess.TimeoutExpired:
-            pass
     proc.kill()
     raise RuntimeError("the server process did not start")
 
@@ -95,10 +94,8 @@ def test_server_killed_mid_request_gives_a_typed_error_and_a_restart_is_picked_u
             for _ in range(1200):  # until the server's encoder holds the request
                 if marker.exists() or fut.done():
                     break
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(0.05)
-                except subprocess.TimeoutExpired:
-                    pass
             assert marker.exists()
             proc.kill()
             proc.wait(30)

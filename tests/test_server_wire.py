@@ -131,7 +131,9 @@ def test_image_requests_are_checked():
     with pytest.raises(WireError, match="float32"):
         wire.image_from_arrays({"image": np.zeros((4, 4, 4), np.float32)}, max_pixels=100)
     with pytest.raises(WireError, match="exactly one array"):
-        wire.image_from_arrays({"gray": np.zeros((4, 4), np.float32), "x": np.zeros(1)}, max_pixels=100)
+        wire.image_from_arrays(
+            {"gray": np.zeros((4, 4), np.float32), "x": np.zeros(1)}, max_pixels=100
+        )
     assert issubclass(WireError, NapariSam2Error) and issubclass(WireError, ValueError)
 
 
@@ -140,17 +142,26 @@ def test_embeddings_travel_in_fp16_bf16_or_fp32():
     g = torch.Generator().manual_seed(0)
     emb = {
         "image_embed": torch.randn(1, 8, 4, 4, generator=g),
-        "high_res_feats": [torch.randn(1, 2, 16, 16, generator=g), torch.randn(1, 4, 8, 8, generator=g)],
+        "high_res_feats": [
+            torch.randn(1, 2, 16, 16, generator=g),
+            torch.randn(1, 4, 8, 8, generator=g),
+        ],
         "orig_hw": (64, 48),
         "encode_s": 0.5,
         "smooth": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4),
     }
-    for dtype, cast in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+    for dtype, cast in (
+        ("fp32", torch.float32),
+        ("fp16", torch.float16),
+        ("bf16", torch.bfloat16),
+    ):
         back, meta = wire.unpack_embedding(wire.pack_embedding(emb, dtype, {"sha256": "s"}))
         assert meta["sha256"] == "s" and meta["embedding_dtype"] == dtype
         assert back["orig_hw"] == (64, 48) and back["encode_s"] == 0.5
         assert back["image_embed"].dtype == torch.float32
-        torch.testing.assert_close(back["image_embed"], emb["image_embed"].to(cast).float(), rtol=0, atol=0)
+        torch.testing.assert_close(
+            back["image_embed"], emb["image_embed"].to(cast).float(), rtol=0, atol=0
+        )
         for a, b in zip(back["high_res_feats"], emb["high_res_feats"], strict=True):
             torch.testing.assert_close(a, b.to(cast).float(), rtol=0, atol=0)
         np.testing.assert_array_equal(back["smooth"], emb["smooth"])  # arrays stay exact

@@ -50,7 +50,9 @@ def add_parser(sub) -> None:
     c.add_argument("--rate", type=float, default=0.0,
                    help="encode requests per second per token (429 over; default 0 = no limit)")  # fmt: skip
     c.add_argument("--burst", type=int, default=32, help="requests above --rate at once")
-    c.add_argument("--batch-size", type=int, help="planes per encoder call (default 4 on CUDA, else 1)")
+    c.add_argument(
+        "--batch-size", type=int, help="planes per encoder call (default 4 on CUDA, else 1)"
+    )
     c.add_argument("--max-request-mb", type=float, default=64.0, help="request size cap")
     c.add_argument("--max-pixels", type=int, default=4096 * 4096, help="plane size cap")
 

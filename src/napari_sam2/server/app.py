@@ -110,8 +110,11 @@ def create_app(backend, scheduler: EncodeScheduler, *, tokens: TokenSet | None,
             "device": str(getattr(backend, "device", "cpu")),
             "embedding_dtypes": list(EMBEDDING_DTYPES),
             "queue": scheduler.queued,
-            "limits": {**asdict(scheduler.limits), "max_request_bytes": settings.max_request_bytes,
-                       "max_pixels": settings.max_pixels},  # fmt: skip
+            "limits": {
+                **asdict(scheduler.limits),
+                "max_request_bytes": settings.max_request_bytes,
+                "max_pixels": settings.max_pixels,
+            },  # fmt: skip
             "counters": scheduler.counters.as_dict(),
         }
 
@@ -155,7 +158,9 @@ def create_app(backend, scheduler: EncodeScheduler, *, tokens: TokenSet | None,
                 raise ApiError(503, "busy", str(e).splitlines()[0], retry_after=2) from None
             except Exception as e:  # noqa: BLE001 - a typed 500, the server keeps serving
                 log.exception("encode failed")
-                raise ApiError(500, "server_error", f"Encoding failed: {type(e).__name__}.") from None
+                raise ApiError(
+                    500, "server_error", f"Encoding failed: {type(e).__name__}."
+                ) from None
             finally:
                 scheduler.done(rid)
         reply = {"sha256": digest, "model_id": model["model_id"],
@@ -175,7 +180,9 @@ async def _read_body(request: Request, cap: int) -> bytes:
     async for chunk in request.stream():
         n += len(chunk)
         if n > cap:
-            raise ApiError(413, "too_large", f"Request body over the server's limit of {cap} bytes.")
+            raise ApiError(
+                413, "too_large", f"Request body over the server's limit of {cap} bytes."
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -80,7 +80,9 @@ class RemoteBackend:
         )  # fmt: skip
         if body is None:  # not on the server yet: send the image
             self.uploads += 1
-            body = self.client.request("POST", "/v1/encode", pack_image(image, meta), cancel=cancel)
+            body = self.client.request(
+                "POST", "/v1/encode", pack_image(image, meta), cancel=cancel
+            )
         else:
             self.server_hits += 1
         try:

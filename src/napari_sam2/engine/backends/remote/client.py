@@ -12,6 +12,7 @@ asked to drop the job, and the abandoned reply is discarded.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -126,10 +127,8 @@ class ServerClient:
                 return fut.result()
 
     def _cancel_remote(self, rid: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort: the server may be gone
             self._http.post(f"/v1/cancel/{rid}", timeout=2.0)
-        except Exception:  # noqa: BLE001 - best effort: the server may be gone
-            pass
 
     def _with_retries(self, method, path, content, rid, not_found_ok):
         httpx = _httpx()

@@ -180,9 +180,13 @@ def pack_image(image: np.ndarray, meta: dict) -> bytes:
     """A float32 (H, W, 3) image as a request; a gray image (three equal channels, what
     single-channel data gives) travels as one channel, a third of the bytes."""
     image = np.ascontiguousarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[-1] == 3 and (
-        np.array_equal(image[..., 0], image[..., 1])
-        and np.array_equal(image[..., 0], image[..., 2])
+    if (
+        image.ndim == 3
+        and image.shape[-1] == 3
+        and (
+            np.array_equal(image[..., 0], image[..., 1])
+            and np.array_equal(image[..., 0], image[..., 2])
+        )
     ):
         return pack({"gray": image[..., 0]}, meta)
     return pack({"image": image}, meta)
