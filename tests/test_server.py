@@ -20,6 +20,7 @@ httpx = pytest.importorskip("httpx")
 from napari_sam2.engine import Segmenter  # noqa: E402
 from napari_sam2.engine.backends.classical import ClassicalBackend  # noqa: E402
 from napari_sam2.engine.backends.remote import (  # noqa: E402
+    RemoteBackend,
     ServerAuthError,
     ServerBusyError,
     ServerModelChangedError,
@@ -53,8 +54,9 @@ def test_classical_masks_through_the_server_equal_local_masks(classical_server):
     img = np.stack([_blobs(1), _blobs(2)])
     remote = Segmenter(server=url, token=TOKEN).set_image(img)
     local = Segmenter(backend="classical").set_image(img)
-    assert remote.backend.name == "remote"
+    assert isinstance(remote.backend, RemoteBackend) and remote.backend.name == "classical"
     assert remote.describe()["server_backend"] == "classical"
+    assert remote.describe()["backend"] == "remote"
     for plane in [(0,), (1,)]:
         for prompts in (dict(points=[(20, 20)]), dict(boxes=[(38, 40, 60, 75)]),
                         dict(points=[(20, 20), (50, 60)], point_labels=[1, 0])):  # fmt: skip
@@ -74,9 +76,9 @@ def test_env_vars_select_the_server(classical_server, monkeypatch):
     url, _ = classical_server
     monkeypatch.setenv("NAPARI_SAM2_SERVER", url)
     monkeypatch.setenv("NAPARI_SAM2_TOKEN", TOKEN)
-    assert Segmenter().backend.name == "remote"
-    assert Segmenter(backend="classical").backend.name == "classical"  # explicit: local
-    assert Segmenter(server=False).backend.name != "remote"
+    assert isinstance(Segmenter().backend, RemoteBackend)
+    assert not isinstance(Segmenter(backend="classical").backend, RemoteBackend)  # explicit
+    assert not isinstance(Segmenter(server=False).backend, RemoteBackend)
 
 
 def test_missing_or_wrong_token_gives_401_and_a_typed_error(classical_server):
@@ -304,3 +306,38 @@ def test_sam2_decoder_weights_are_checked(sam2_server, monkeypatch):
     monkeypatch.setattr(client_mod.ServerClient, "request", tampered)
     with pytest.raises(ServerProtocolError, match="SHA-256"):
         connect(url, TOKEN)
+
+
+def test_everything_propagation_and_precompute_work_through_the_server(classical_server, tmp_path):
+    """Segment everything and projection propagation give the local results; precompute
+    through the server fills the client's disk cache, so a later session sends nothing."""
+    url, built = classical_server
+    stack = np.stack([_blobs(7), _blobs(11), _blobs(8)])
+    remote = Segmenter(server=url, token=TOKEN, disk_cache=tmp_path / "cache").set_image(stack)
+    local = Segmenter(backend="classical").set_image(stack)
+    np.testing.assert_array_equal(
+        remote.segment_everything(plane=(0,)), local.segment_everything(plane=(0,))
+    )
+    labels_r = np.zeros(stack.shape, np.int32)
+    labels_l = np.zeros(stack.shape, np.int32)
+    for seg, lab in ((remote, labels_r), (local, labels_l)):
+        seg.segment_into(lab, (0,), points=[(20, 20)])
+        seg.propagate(lab, (0,), axis=0)
+    np.testing.assert_array_equal(labels_r, labels_l)
+    assert labels_r[1, 20, 20] == 1
+
+    assert remote.precompute() == 3
+    later = Segmenter(server=url, token=TOKEN, disk_cache=tmp_path / "cache").set_image(stack)
+    uploads, hits = later.backend.uploads, later.backend.server_hits
+    later.precompute()
+    assert later.stats.encodes == 0 and later.stats.disk_hits == 3
+    assert (later.backend.uploads, later.backend.server_hits) == (uploads, hits) == (0, 0)
+
+
+def test_sam2_segment_everything_through_the_server(sam2_server, sam2_random_segmenter):
+    url, _ = sam2_server
+    img = _blobs(9, (80, 96))
+    local = sam2_random_segmenter.set_image(img)
+    remote = Segmenter(predictor=connect(url, TOKEN, embedding_dtype="fp32")).set_image(img)
+    kw = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    np.testing.assert_array_equal(remote.segment_everything(**kw), local.segment_everything(**kw))

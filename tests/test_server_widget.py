@@ -42,7 +42,7 @@ def test_server_field_loads_a_remote_model_and_the_status_says_where(panel, qtbo
         panel.load()
         qtbot.waitUntil(lambda: bool(got) and panel.worker is None, timeout=60_000)
         [seg] = got
-        assert seg.backend.name == "remote"
+        assert seg.describe()["backend"] == "remote" and seg.describe()["server"] == url
         assert "· server " in describe_model(seg)
 
 

@@ -6,7 +6,14 @@ The wire format (:mod:`.wire`) is shared with the server (``napari_sam2.server``
 ``napari-sam2[server]``) are imported only when they are used.
 """
 
-from .backend import SERVER_ENV, TOKEN_ENV, RemoteBackend, connect, wants_server
+from .backend import (
+    SERVER_ENV,
+    TOKEN_ENV,
+    RemoteBackend,
+    RemoteClassicalBackend,
+    connect,
+    wants_server,
+)
 from .errors import (
     ServerAuthError,
     ServerBusyError,
@@ -23,6 +30,7 @@ __all__ = [
     "SERVER_ENV",
     "TOKEN_ENV",
     "RemoteBackend",
+    "RemoteClassicalBackend",
     "ServerAuthError",
     "ServerBusyError",
     "ServerError",

@@ -16,6 +16,7 @@ import torch
 
 from ...errors import ModelError
 from ..sam2_backend import Sam2Backend
+from .encoder import RemoteBackend
 from .errors import ServerProtocolError
 
 PARTS = ("sam_prompt_encoder", "sam_mask_decoder")
@@ -88,8 +89,8 @@ def build_decoder(arrays: dict, spec: dict, device) -> torch.nn.Module:
 
 
 class RemoteSam2Decoder(Sam2Backend):
-    """The decoding half of :class:`Sam2Backend` (prompts → masks) around a decoder built
-    by :func:`build_decoder`; encoding is the remote backend's job."""
+    """The decoding half of :class:`Sam2Backend` (prompts → masks, automatic candidates)
+    around a decoder built by :func:`build_decoder`; it has no image encoder."""
 
     def __init__(self, net, image_size: int, device, *, mask_threshold: float = 0.0):
         from sam2.utils.transforms import SAM2Transforms
@@ -108,5 +109,12 @@ class RemoteSam2Decoder(Sam2Backend):
         )  # fmt: skip
         self._predictor = SimpleNamespace(model=net, _transforms=transforms)
 
-    def encode(self, image, cancel=None):  # pragma: no cover - the remote backend encodes
+    def encode(self, image, cancel=None):  # pragma: no cover - RemoteSam2Backend encodes
         raise ModelError("The remote decoder does not encode: the server does.")
+
+    def encode_batch(self, images, cancel=None):  # pragma: no cover - as encode
+        raise ModelError("The remote decoder does not encode: the server does.")
+
+
+class RemoteSam2Backend(RemoteBackend, RemoteSam2Decoder):
+    """SAM 2 on a server: its encodes come from there, masks are decoded here."""
