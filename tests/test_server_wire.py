@@ -172,3 +172,30 @@ def test_embeddings_travel_in_fp16_bf16_or_fp32():
     assert torch.equal(back["t"], huge["t"])
     with pytest.raises(WireError, match="cannot travel"):
         wire.pack_embedding({"x": object()})
+
+
+def test_engine_never_imports_the_server_stack():
+    """engine/ (the remote backend included) imports no fastapi/uvicorn/starlette at all,
+    and httpx/zstandard only when a server is used."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import napari_sam2.engine
+
+    engine_dir = Path(napari_sam2.engine.__file__).parent
+    for f in engine_dir.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
+            for n in names:
+                assert n.split(".")[0] not in ("fastapi", "uvicorn", "starlette"), (f, n)
+    code = (
+        "import sys, napari_sam2.engine; from napari_sam2.engine import Segmenter; "
+        "bad = [m for m in ('httpx', 'zstandard', 'fastapi', 'uvicorn') if m in sys.modules]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
