@@ -280,7 +280,6 @@ def test_sam2_masks_through_the_server_equal_local_masks(sam2_server, sam2_rando
     rounded = {k: (v.half().float() if torch.is_tensor(v) else
                    [t.half().float() for t in v] if isinstance(v, list) else v)
                for k, v in emb.items()}  # fmt: skip
-    objects = half.source and None
     for p in prompts:
         got = half.predict(**p)
         objects = [g.prompt for g in got]
@@ -341,3 +340,32 @@ def test_sam2_segment_everything_through_the_server(sam2_server, sam2_random_seg
     remote = Segmenter(predictor=connect(url, TOKEN, embedding_dtype="fp32")).set_image(img)
     kw = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     np.testing.assert_array_equal(remote.segment_everything(**kw), local.segment_everything(**kw))
+
+
+def test_malformed_reply_and_no_answer_are_typed_errors(classical_server, monkeypatch):
+    from napari_sam2.engine.backends.remote import ServerProtocolError, ServerTimeoutError
+    from napari_sam2.engine.backends.remote import client as client_mod
+
+    url, _ = classical_server
+    be = connect(url, TOKEN)
+    img = np.repeat(_blobs(12)[..., None], 3, -1)
+    real = client_mod.ServerClient.request
+    monkeypatch.setattr(client_mod.ServerClient, "request",
+                        lambda self, *a, **k: b"NS2W garbage")  # fmt: skip
+    with pytest.raises(ServerProtocolError, match="Malformed reply"):
+        be.encode(img)
+    monkeypatch.setattr(client_mod.ServerClient, "request", real)
+    gate = threading.Event()
+
+    class Stuck(ClassicalBackend):
+        def encode(self, image, cancel=None):
+            gate.wait(60)
+            return super().encode(image, cancel=cancel)
+
+    with running_server(Stuck()) as (slow_url, _):
+        stuck = connect(slow_url, TOKEN, timeout=1.0)
+        try:
+            with pytest.raises(ServerTimeoutError, match="did not answer in time"):
+                stuck.encode(img)
+        finally:
+            gate.set()

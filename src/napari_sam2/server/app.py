@@ -70,7 +70,9 @@ def create_app(backend, scheduler: EncodeScheduler, *, tokens: TokenSet | None,
                settings: ServerSettings | None = None) -> FastAPI:  # fmt: skip
     """The application around ``backend`` and its ``scheduler`` (started by the caller).
 
-    ``tokens`` None: no authentication (the caller binds loopback only).
+    ``tokens`` None: no authentication (the caller binds loopback only).  Longer than 80
+    lines on purpose: the routes are closures over one backend, scheduler and settings
+    (no module-level state), each a few lines.
     """
     settings = settings or ServerSettings()
     decoder = decoder_message(backend)

@@ -8,6 +8,8 @@ labels untouched.  The server sends each error as JSON ``{"error": {"code", "mes
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from ...errors import ModelError, NapariSam2Error
 
 
@@ -75,21 +77,27 @@ class ServerProtocolError(ServerError):
     status = 502
 
 
-_BY_CODE = {
-    cls.code: cls
-    for cls in (
-        ServerError,
-        ServerUnavailableError,
-        ServerTimeoutError,
-        ServerBusyError,
-        ServerAuthError,
-        ServerRequestError,
-        ServerModelChangedError,
-        ServerProtocolError,
-    )
-}
-_BY_CODE.update({"too_large": ServerRequestError, "queue_full": ServerBusyError,
-                 "rate_limited": ServerBusyError, "cancelled": ServerError})  # fmt: skip
+_BY_CODE = MappingProxyType(
+    {
+        **{
+            cls.code: cls
+            for cls in (
+                ServerError,
+                ServerUnavailableError,
+                ServerTimeoutError,
+                ServerBusyError,
+                ServerAuthError,
+                ServerRequestError,
+                ServerModelChangedError,
+                ServerProtocolError,
+            )
+        },
+        "too_large": ServerRequestError,
+        "queue_full": ServerBusyError,
+        "rate_limited": ServerBusyError,
+        "cancelled": ServerError,
+    }
+)
 
 
 def error_for(code: str, message: str, status: int) -> ServerError:
