@@ -369,3 +369,20 @@ def test_malformed_reply_and_no_answer_are_typed_errors(classical_server, monkey
                 stuck.encode(img)
         finally:
             gate.set()
+
+
+def test_replicas_and_restarts_share_the_cache_folder(tmp_path):
+    """Two servers on one --cache-dir: a plane encoded by one is not encoded by the other
+    (and is not even uploaded again) — as after a restart."""
+    img = np.repeat(_blobs(13)[..., None], 3, -1)
+    with running_server(ClassicalBackend(), cache_dir=tmp_path) as (url_a, a):
+        first = connect(url_a, TOKEN).encode(img)
+        with running_server(ClassicalBackend(), cache_dir=tmp_path) as (url_b, b):
+            be = connect(url_b, TOKEN)
+            again = be.encode(img)
+            assert (be.uploads, be.server_hits) == (0, 1)
+            assert (b.scheduler.counters.encodes, b.scheduler.counters.disk_hits) == (0, 1)
+    assert a.scheduler.counters.encodes == 1
+    np.testing.assert_array_equal(first["smooth"], again["smooth"])
+    assert first["threshold"] == again["threshold"]
+    assert len(list(tmp_path.glob("*.npz"))) == 1

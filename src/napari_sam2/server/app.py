@@ -142,7 +142,7 @@ def create_app(backend, scheduler: EncodeScheduler, *, tokens: TokenSet | None,
             raise ApiError(429, "rate_limited", str(e), retry_after=1) from None
         body = await _read_body(request, settings.max_request_bytes)
         meta, image, digest = await run_in_threadpool(_parse, body, model, settings)
-        emb = scheduler.cached(digest)
+        emb = await run_in_threadpool(scheduler.cached, digest)  # may read the disk
         if emb is None and image is None:
             raise ApiError(404, "not_cached", "Not encoded yet: send the image.")
         if emb is None:
