@@ -23,6 +23,7 @@ from . import speed as _speed
 from . import warmup as _warmup
 from .backend_choice import BACKENDS, CLASSICAL_NOTICE, cache_dtype_for, make_backend  # noqa: F401
 from .backends.base import Prediction, Predictor
+from .backends.remote import connect, wants_server
 from .cache import EmbeddingCache
 from .edits import plan_edits
 from .errors import Cancelled, ImageError, LabelsError, PromptError
@@ -71,6 +72,10 @@ class Segmenter:
         Persistent embedding cache (docs/performance.md): a folder, True for
         ``~/.cache/napari-sam2/embeddings``, False for off; None (default) reads
         ``$NAPARI_SAM2_DISK_CACHE`` (off when unset).
+    server, token : str, optional
+        Encode on a ``napari-sam2 serve`` machine and decode here (docs/server.md):
+        ``"http://host:8765"`` and its token (default ``$NAPARI_SAM2_SERVER`` when nothing
+        asks for a local model, and ``$NAPARI_SAM2_TOKEN``); ``server=False``: never.
     """
 
     def __init__(
@@ -89,8 +94,12 @@ class Segmenter:
         cache_dtype: str | None = "auto",
         predictor: Predictor | None = None,
         disk_cache=None,
+        server=None,
+        token: str | None = None,
     ):
         self.notice: str | None = None
+        if predictor is None and wants_server(server, backend, checkpoint, random_weights):
+            predictor = connect(server or None, token, device=device)  # docs/server.md
         if predictor is not None:
             if backend not in BACKENDS:
                 raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}.")

@@ -77,12 +77,19 @@ class ModelPanel(QGroupBox):
         row.addWidget(browse)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.server_edit = QLineEdit()  # encode on a napari-sam2 server: docs/server.md
+        self.server_edit.setPlaceholderText("local (or http://gpu-host:8765)")
+        self.token_edit = QLineEdit()  # kept in memory only, never saved
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("server token ($NAPARI_SAM2_TOKEN if empty)")
         self.load_btn = QPushButton("Load model")
         self.load_btn.clicked.connect(self.load)
         form.addRow("Backend", self.backend_combo)
         form.addRow("Size", self.size_combo)
         form.addRow("Checkpoint", row)
         form.addRow("Device", self.device_combo)
+        form.addRow("Server", self.server_edit)
+        form.addRow("Token", self.token_edit)
         form.addRow(self.load_btn)
         self.worker = None
 
@@ -104,7 +111,15 @@ class ModelPanel(QGroupBox):
             "checkpoint": self.ckpt_edit.text().strip() or None,
             "backend": self.backend_combo.currentText(),
             "device": self.device_combo.currentText(),
+            **self._server_options(),
         }
+
+    def _server_options(self) -> dict:
+        """``server``/``token`` when the Server field is filled (the model then runs there)."""
+        server = self.server_edit.text().strip()
+        if not server:
+            return {}
+        return {"server": server, "token": self.token_edit.text().strip() or None}
 
     def load(self):
         """Build the Segmenter in a worker thread (the dock shows a busy bar)."""
