@@ -218,9 +218,12 @@ def _find_source(path: Path, series_uid: str, search) -> tuple | None:
             if i >= _SEARCH_LIMIT:
                 break
             ds = _header(f, _HEADER_TAGS)
-            if ds is not None and str(ds.get("SeriesInstanceUID", "")) == series_uid:
-                if str(ds.get("Modality", "")).upper() not in LABEL_MODALITIES:
-                    candidates.append(f)
+            if (
+                ds is not None
+                and str(ds.get("SeriesInstanceUID", "")) == series_uid
+                and str(ds.get("Modality", "")).upper() not in LABEL_MODALITIES
+            ):
+                candidates.append(f)
         if candidates:
             return search(candidates)[0]
     return None
