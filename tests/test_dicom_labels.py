@@ -221,3 +221,33 @@ def test_object_without_its_series_says_what_to_open(series, tmp_path):
     shutil.copy(study / "s.dcm", lonely / "s.dcm")
     with pytest.raises(DicomReadError, match="open the image series and the segmentation"):
         read_dicom(lonely / "s.dcm")
+
+
+def test_save_panel_names_segments_and_a_seg_reopens_named(
+    make_napari_viewer, series, tmp_path
+):
+    from napari_sam2.widget._save_panel import SavePanel
+    from widget_helpers import make_widget
+
+    study, data, kwargs = series
+    viewer = make_napari_viewer()
+    viewer.open(study / "ct", plugin="napari-sam2")
+    w = make_widget(viewer)
+    [panel] = [p for p in w.panels if isinstance(p, SavePanel)]
+    w.session.labels_layer.data[3, 10:14, 20:25] = 5
+    dialog = panel.edit_names(show=False)
+    assert dialog.table.rowCount() == 1 and dialog.table.item(0, 0).text() == "5"
+    dialog.table.item(0, 1).setText("Tumour")
+    dialog.table.item(0, 3).setText("Bogus code")
+    dialog.accept()  # refused: the type is not a SNOMED CT concept; nothing stored
+    assert "segments" not in w.session.labels_layer.metadata
+    dialog.table.item(0, 3).setText("Neoplasm")
+    dialog.accept()
+    assert w.session.labels_layer.metadata["segments"][5]["type"] == "SCT:108369006:Neoplasm"
+    out = panel.save(str(tmp_path / "named.dcm"))
+    seg = hd.seg.segread(out)
+    assert seg.get_segment_description(1).segment_label == "Tumour"
+    shutil.copy(out, study / "named.dcm")
+    (labels,) = [layer for layer in viewer.open(study / "named.dcm", plugin="napari-sam2")]
+    np.testing.assert_array_equal(labels.data, w.session.labels_layer.data)
+    assert labels.metadata["segments"][5]["label"] == "Tumour"
