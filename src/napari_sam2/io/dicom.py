@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _orient
+from . import _orient, dicom_labels
 from ._dicom_decode import pixels
 from ._dicom_frames import (
     DicomReadError,
@@ -367,10 +367,25 @@ def read_dicom(path, *, include_identifiers: bool = False) -> list[tuple]:
 
     CT layers start with the file's own window (else soft tissue W400/L40); others with
     robust percentiles. Geometry doubts are issued as :class:`DicomSeriesWarning`.
+    DICOM SEG and RTSTRUCT objects among the files become Labels layers on the grid of
+    the series they annotate (:mod:`napari_sam2.io.dicom_labels`).
     """
+    objects = dicom_labels.label_objects(_collect(path))
+    try:
+        opened = open_dicom(path, include_identifiers=include_identifiers)
+    except DicomReadError:
+        if not objects:
+            raise
+        opened = []
+    layers = _image_layers(opened)
+    search = partial(open_dicom, include_identifiers=include_identifiers)
+    return layers + dicom_labels.label_layers(objects, opened, search)
+
+
+def _image_layers(opened) -> list[tuple]:
     layers = []
     seen: dict[str, int] = defaultdict(int)
-    for data, info in open_dicom(path, include_identifiers=include_identifiers):
+    for data, info in opened:
         for message in info["warnings"]:
             warnings.warn(message, DicomSeriesWarning, stacklevel=2)
         seen[info["name"]] += 1

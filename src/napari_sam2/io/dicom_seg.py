@@ -1,7 +1,10 @@
 """Write labels as a DICOM Segmentation (SEG) referencing the source series (highdicom).
 
 Optional: needs ``pip install "napari-sam2[medical-seg]"`` (highdicom). One segment per
-label ID (segment numbers 1..N in increasing ID order, labelled ``"label <ID>"``), BINARY
+label ID (segment numbers 1..N in increasing ID order), named and coded as the caller says
+(:mod:`napari_sam2.io.segment_codes`; unnamed IDs are labelled ``"label <ID>"`` and coded
+*Tissue*), the label ID kept in each segment's TrackingID so that
+:mod:`napari_sam2.io.dicom_labels` reads the same IDs back; BINARY
 segmentation, frames matched pixel for pixel to the source images: the display reordering
 of :mod:`napari_sam2.io._orient` is undone first. The SEG copies the patient and study of
 the source (that is what a SEG is for), so it carries the identifiers the source carries.
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _orient
+from .segment_codes import SegmentSpec, default_label, parse_segments, tracking_id
 from .writer import LabelsWriteError
 
 __all__ = ["HIGHDICOM_MISSING", "save_labels_dicom_seg", "write_labels_dicom_seg"]
@@ -88,6 +92,7 @@ def save_labels_dicom_seg(
     *,
     medical: Mapping[str, Any],
     provenance: Mapping[str, Any] | None = None,
+    segments: Mapping[Any, Any] | None = None,
 ) -> Path:
     """Save labels as a DICOM SEG file referencing the series they were drawn on.
 
@@ -102,6 +107,10 @@ def save_labels_dicom_seg(
         The image's ``layer.metadata["medical"]`` from :func:`napari_sam2.io.dicom.read_dicom`.
     provenance : mapping, optional
         Its backend/model go into the SEG's ContentDescription (64 characters at most).
+    segments : mapping, optional
+        ``{label ID: name or {"label", "category", "type"}}`` (see
+        :func:`napari_sam2.io.segment_codes.parse_segments`): segment labels and SNOMED CT
+        codes. IDs left out are labelled ``"label <ID>"`` and coded *Tissue*.
 
     Raises
     ------
@@ -109,7 +118,10 @@ def save_labels_dicom_seg(
         highdicom is not installed (the message says how to install it).
     LabelsWriteError
         No label, labels not of the series' shape, or the source is not a DICOM series.
+    SegmentSpecError
+        A segment code in ``segments`` is unknown (a ValueError; nothing is written).
     """
+    specs = parse_segments(segments)
     hd = _highdicom()
     import pydicom
 
@@ -149,14 +161,7 @@ def save_labels_dicom_seg(
         family=codes.cid7162.ArtificialIntelligence,
     )
     descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=n,
-            segment_label=f"label {label_id}",
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=algorithm,
-        )
+        _description(hd, n, label_id, specs.get(label_id), algorithm)
         for n, label_id in enumerate(ids, start=1)
     ]
     prov = dict(provenance or {})
@@ -171,6 +176,21 @@ def save_labels_dicom_seg(
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)
     return path
+
+
+def _description(hd, number: int, label_id: int, spec: SegmentSpec | None, algorithm):
+    spec = spec or SegmentSpec(default_label(label_id))
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=spec.label[:64],
+        segmented_property_category=hd.sr.CodedConcept(spec.category[1], spec.category[0],
+                                                       spec.category[2]),
+        segmented_property_type=hd.sr.CodedConcept(spec.type[1], spec.type[0], spec.type[2]),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_id=tracking_id(label_id),
+        tracking_uid=hd.UID(),
+    )
 
 
 def _segmentation(hd, sources, segment_map, descriptions, note: str):
@@ -211,6 +231,10 @@ def write_labels_dicom_seg(path: str, data: Any, attributes: dict) -> list[str]:
             "make the Labels layer for it (the widget's 'New labels')"
         )
     written = save_labels_dicom_seg(
-        path, data, medical=medical, provenance=metadata.get("napari_sam2")
+        path,
+        data,
+        medical=medical,
+        provenance=metadata.get("napari_sam2"),
+        segments=metadata.get("segments"),
     )
     return [str(written)]

@@ -14,6 +14,8 @@ from pathlib import Path
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
 
+from ._segment_names import SegmentNamesDialog
+
 TIFF_FILTER = "TIFF with voxel size and provenance (*.tif *.tiff)"
 OME_FILTER = "OME-TIFF (*.ome.tif *.ome.tiff)"
 NIFTI_FILTER = "NIfTI aligned with the source scan (*.nii.gz *.nii)"
@@ -56,6 +58,24 @@ class SavePanel(QGroupBox):
         )
         row.addWidget(self.save_btn)
         self.save_btn.clicked.connect(lambda: self.save())
+        self.names_btn = QPushButton("Segment names…")
+        self.names_btn.setToolTip(
+            "Name and code each label ID (SNOMED CT) for DICOM SEG; kept in the Labels "
+            "layer's metadata and read back from a SEG."
+        )
+        row.addWidget(self.names_btn)
+        self.names_btn.clicked.connect(lambda: self.edit_names())
+
+    def edit_names(self, *, show: bool = True):
+        """Open the segment names dialog of the Labels layer (returns it; None if no layer)."""
+        layer = self.dock.session.labels_layer
+        if layer is None:
+            show_warning("No Labels layer chosen: nothing to name.")
+            return None
+        dialog = SegmentNamesDialog(layer, self)
+        if show:
+            dialog.open()
+        return dialog
 
     def _filters(self) -> list[str]:
         session = self.dock.session
