@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -116,12 +117,21 @@ def code_of(value: Any) -> tuple[str, str, str]:
     return found
 
 
+# names the DICOM standard's context groups use (CID 7150 segmentation categories) for
+# concepts that pydicom's code dictionary holds under their SNOMED CT name
+_DICOM_NAMES = MappingProxyType(
+    {"morphologicallyalteredstructure": "Morphologically Abnormal Structure"}
+)
+
+
 def _sct_lookup(text: str) -> tuple[str, str, str] | None:
     from pydicom.sr.codedict import codes
 
     key = _normalised(text)
     if not key:
         return None
+    text = _DICOM_NAMES.get(key, text)  # DICOM's name for a concept pydicom names otherwise
+    key = _normalised(text)
     for keyword in codes.SCT.dir(text.split()[0][:4] if text.split() else text):
         code = getattr(codes.SCT, keyword)
         if _normalised(keyword) == key or _normalised(code.meaning) == key:
