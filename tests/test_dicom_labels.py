@@ -125,6 +125,9 @@ def test_unknown_code_is_a_typed_error_and_writes_nothing(series):
 def test_codes_and_segment_files(tmp_path):
     assert code_of("Anatomical Structure") == ("SCT", "91723000", "Anatomical Structure")
     assert code_of("SCT:108369006:Neoplasm") == ("SCT", "108369006", "Neoplasm")
+    # the DICOM CID 7150 name and the SNOMED CT name of the same category
+    assert code_of("Morphologically Altered Structure")[1] == "49755003"
+    assert code_of("morphologically abnormal structure")[1] == "49755003"
     (tmp_path / "s.json").write_text(json.dumps({"1": "Cell", "2": {"label": "Nuclei"}}))
     specs = read_segment_file(tmp_path / "s.json")
     assert specs[1].type == ("SCT", "4421005", "Cell") and specs[2].label == "Nuclei"
