@@ -32,40 +32,80 @@ EDGE = "#37474f"
 # name: (x0, y0, x1, y1, colour, title, body)
 ROOMS = {
     "cli": (
-        33, 61, 85, 69, TOP, "cli/",
+        33,
+        61,
+        85,
+        69,
+        TOP,
+        "cli/",
         "one module per command: segment · evaluate · precompute · convert\n"
         "finetune · app (demo, info) · serve",
     ),
     "widget": (
-        19, 43, 45, 55, GUI, "widget/   (Qt dock, flat)",
+        19,
+        43,
+        45,
+        55,
+        GUI,
+        "widget/   (Qt dock, flat)",
         "_dock · _commit · _notify\n_panels: one module per panel\n_runner · _background · _lifecycle",
     ),
     "batch": (
-        49, 43, 73, 55, FREE, "batch/",
+        49,
+        43,
+        73,
+        55,
+        FREE,
+        "batch/",
         "segment_files (_api)\n_files · _outputs · _work\n_chunks · _cluster (dask)",
     ),
     "server": (
-        77, 43, 99, 55, FREE, "server/   (FastAPI)",
+        77,
+        43,
+        99,
+        55,
+        FREE,
+        "server/   (FastAPI)",
         "napari-sam2 serve\napp · auth · scheduler\nrunner",
     ),
     "adapter": (
-        19, 25, 45, 38, GUI, "adapter/   (napari layers, flat)",
+        19,
+        25,
+        45,
+        38,
+        GUI,
+        "adapter/   (napari layers, flat)",
         "session · commit · coords · prompts\npreview · layers · tiles · channels\n"
         "everything · propagate · measure\nmedical_writers · history · finetune",
     ),
     "io": (
-        30, 12, 68, 21, FREE, "io/   (files, napari-free)",
+        30,
+        12,
+        68,
+        21,
+        FREE,
+        "io/   (files, napari-free)",
         "formats.py: the suffix registry · errors · dtypes\n"
-        "provenance · samples · tiff/ · medical/ · exports/",
+        "provenance · samples · dicomweb · tiff/ · medical/ · exports/",
     ),
     "engine": (
-        1, 0, 99, 8.5, FREE, "engine/   (numpy + torch + sam2)",
-        "core: segmenter · planes · prompts · labels · edits · errors · cancel · tiling\n"
+        1,
+        0,
+        99,
+        8.5,
+        FREE,
+        "engine/   (numpy + torch + sam2)",
+        "core: segmenter · planes · prompts · labels · edits · errors · cancel · tiling · measure\n"
         "model/ · runtime/ · backends/ (classical, sam2, transformers, remote/) · cache/ · "
         "automatic/ · propagation/ · training/",
     ),
     "napari": (
-        1, 25, 15, 55, EXTERNAL, "napari\n+ Qt",
+        1,
+        25,
+        15,
+        55,
+        EXTERNAL,
+        "napari\n+ Qt",
         "(external)\n\nonly adapter\nand widget\nimport them",
     ),
 }
@@ -90,24 +130,46 @@ def draw(ax) -> None:
     for x0, y0, x1, y1, colour, title, body in ROOMS.values():
         ax.add_patch(
             FancyBboxPatch(
-                (x0, y0), x1 - x0, y1 - y0,
+                (x0, y0),
+                x1 - x0,
+                y1 - y0,
                 boxstyle="round,pad=0.2,rounding_size=0.8",
-                facecolor=colour, edgecolor=EDGE, linewidth=1.2,
+                facecolor=colour,
+                edgecolor=EDGE,
+                linewidth=1.2,
             )
         )
         ax.text(
-            (x0 + x1) / 2, y1 - 1.0, title, ha="center", va="top",
-            fontsize=10.5, fontweight="bold", family="DejaVu Sans Mono",
+            (x0 + x1) / 2,
+            y1 - 1.0,
+            title,
+            ha="center",
+            va="top",
+            fontsize=10.5,
+            fontweight="bold",
+            family="DejaVu Sans Mono",
         )
         ax.text(
-            (x0 + x1) / 2, (y0 + y1) / 2 - (1.6 if y1 - y0 > 9 else 1.3), body,
-            ha="center", va="center", fontsize=8.2, linespacing=1.35,
+            (x0 + x1) / 2,
+            (y0 + y1) / 2 - (1.6 if y1 - y0 > 9 else 1.3),
+            body,
+            ha="center",
+            va="center",
+            fontsize=8.2,
+            linespacing=1.35,
         )
     for _src, _dst, start, end, rad in EDGES:
         ax.add_patch(
             FancyArrowPatch(
-                start, end, arrowstyle="-|>", mutation_scale=14, linewidth=1.4,
-                color=EDGE, connectionstyle=f"arc3,rad={rad}", shrinkA=0, shrinkB=0,
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=14,
+                linewidth=1.4,
+                color=EDGE,
+                connectionstyle=f"arc3,rad={rad}",
+                shrinkA=0,
+                shrinkB=0,
             )
         )
     ax.legend(
@@ -116,13 +178,21 @@ def draw(ax) -> None:
             Patch(facecolor=GUI, edgecolor=EDGE, label="napari layers (adapter), Qt (widget)"),
             Patch(facecolor=TOP, edgecolor=EDGE, label="console script (napari only for demo)"),
         ],
-        loc="upper left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(0.0, 1.0),
+        fontsize=8,
+        frameon=False,
     )
     ax.text(
-        50, -1.8,
+        50,
+        -1.8,
         "arrow = imports (the main edges);  a room may import any room below it, never one above:  "
         "engine < io < adapter < widget | batch < cli,   engine < server < cli",
-        ha="center", va="top", fontsize=8.5, style="italic", color="#455a64",
+        ha="center",
+        va="top",
+        fontsize=8.5,
+        style="italic",
+        color="#455a64",
     )
 
 
@@ -137,7 +207,9 @@ def main(argv=None) -> int:
     draw(ax)
     fig.tight_layout(pad=0.3)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.output, dpi=110, metadata={"Software": None} if args.output.suffix == ".png" else None)
+    fig.savefig(
+        args.output, dpi=110, metadata={"Software": None} if args.output.suffix == ".png" else None
+    )
     print(args.output)
     return 0
 
