@@ -22,7 +22,12 @@ import numpy as np
 from . import _orient
 from .writer import LabelsWriteError
 
-__all__ = ["HIGHDICOM_MISSING", "save_labels_dicom_seg", "write_labels_dicom_seg"]
+__all__ = [
+    "HIGHDICOM_MISSING",
+    "save_labels_dicom_seg",
+    "segmentation_dataset",
+    "write_labels_dicom_seg",
+]
 
 HIGHDICOM_MISSING = (
     "DICOM SEG export needs highdicom: pip install 'napari-sam2[medical-seg]' "
@@ -61,7 +66,9 @@ def _with_type2(ds):
     return ds
 
 
-def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
+def _frames_in_source_order(
+    labels: np.ndarray, medical: Mapping[str, Any], expected: int
+) -> np.ndarray:
     """Display-ordered labels → (frame, row, column) in the order of ``source_files``."""
     data = np.asarray(labels)
     if data.ndim == 2:
@@ -73,7 +80,6 @@ def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> n
         frames = np.ascontiguousarray(data)
     else:  # display → source (column, row, slice) → (slice, row, column)
         frames = np.ascontiguousarray(np.transpose(_orient.from_display(data, xform), (2, 1, 0)))
-    expected = len(medical.get("source_files") or ())
     if frames.shape[0] != expected:
         raise LabelsWriteError(
             f"labels have {frames.shape[0]} planes but the source series {expected}: use a "
@@ -110,6 +116,32 @@ def save_labels_dicom_seg(
     LabelsWriteError
         No label, labels not of the series' shape, or the source is not a DICOM series.
     """
+    if medical.get("dicomweb"):  # source_files are SOP Instance UIDs on a server
+        raise LabelsWriteError(
+            "this series was opened over DICOMweb: send its SEG with the PACS section, or "
+            "save it with napari_sam2.io.dicomweb.save_seg (reads the source headers there)"
+        )
+    seg = segmentation_dataset(labels, medical=medical, provenance=provenance)
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def segmentation_dataset(
+    labels: Any,
+    *,
+    medical: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+    read_source=None,
+    series_number: int = 9000,
+):
+    """The DICOM SEG of :func:`save_labels_dicom_seg` as a pydicom dataset (not saved).
+
+    ``read_source(key)`` returns the header of the source image ``key`` (an item of
+    ``medical["source_files"]``); by default the file is read with pydicom. Each call
+    makes a new SEG (new SOP Instance and Series UIDs) numbered ``series_number``.
+    """
     hd = _highdicom()
     import pydicom
 
@@ -117,18 +149,23 @@ def save_labels_dicom_seg(
         raise LabelsWriteError(
             "DICOM SEG needs labels drawn on a DICOM series opened by napari-sam2"
         )
-    frames = _frames_in_source_order(labels, medical)
+    if read_source is None:
+
+        def read_source(key):
+            return pydicom.dcmread(Path(key), stop_before_pixels=True)
+
+    files = list(medical["source_files"])
+    frames = _frames_in_source_order(labels, medical, len(files))
     ids = [int(i) for i in np.unique(frames) if i > 0]
     if not ids:
         raise LabelsWriteError("the labels are empty: no segment to write")
     lut = np.zeros(int(max(ids)) + 1, np.uint16)
     lut[ids] = np.arange(1, len(ids) + 1)
     segment_map = lut[frames.astype(np.int64)]
-    files = [Path(p) for p in medical["source_files"]]
     frame_numbers = medical.get("source_frames") or [None] * len(files)
     unique = list(dict.fromkeys(files))
     if len(unique) == 1 and frame_numbers[0] is not None:  # one multi-frame source image
-        sources = [_with_type2(pydicom.dcmread(unique[0], stop_before_pixels=True))]
+        sources = [_with_type2(read_source(unique[0]))]
         count = int(sources[0].get("NumberOfFrames", 1))
         full = np.zeros((count, *segment_map.shape[1:]), segment_map.dtype)
         full[np.asarray(frame_numbers, int)] = segment_map
@@ -138,7 +175,7 @@ def save_labels_dicom_seg(
             "DICOM SEG export of frames from several multi-frame files is not supported"
         )
     else:
-        sources = [_with_type2(pydicom.dcmread(f, stop_before_pixels=True)) for f in files]
+        sources = [_with_type2(read_source(f)) for f in files]
     from pydicom.sr.codedict import codes
 
     from .provenance import plugin_version
@@ -162,18 +199,14 @@ def save_labels_dicom_seg(
     prov = dict(provenance or {})
     note = f"napari-sam2 {prov.get('backend', '')} {prov.get('model', '')}".strip()
     try:
-        seg = _segmentation(hd, sources, segment_map, descriptions, note)
+        return _segmentation(hd, sources, segment_map, descriptions, note, series_number)
     except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source
         raise LabelsWriteError(
             f"cannot write a DICOM SEG for this series: {exc} (save the labels as NIfTI instead)"
         ) from exc
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path)
-    return path
 
 
-def _segmentation(hd, sources, segment_map, descriptions, note: str):
+def _segmentation(hd, sources, segment_map, descriptions, note: str, series_number: int):
     from .provenance import plugin_version
 
     return hd.seg.Segmentation(
@@ -182,7 +215,7 @@ def _segmentation(hd, sources, segment_map, descriptions, note: str):
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
-        series_number=9000,
+        series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="napari-sam2",
