@@ -131,9 +131,9 @@ class Orthanc:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"Orthanc exited: {self.log.read_text(errors='replace')}")
                 try:
-                    if session.get(f"{self.base}/system", timeout=2).status_code == 200:
-                        if session.get(f"{self.url}/studies", timeout=5).status_code == 200:
-                            return
+                    system = session.get(f"{self.base}/system", timeout=2).status_code
+                    if system == 200 and session.get(f"{self.url}/studies").status_code == 200:
+                        return
                 except requests.ConnectionError:
                     pass
                 time.sleep(0.1)  # polling interval of a readiness wait, not a test assert
