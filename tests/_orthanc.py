@@ -60,6 +60,7 @@ class Orthanc:
 
     folder: Path
     port: int
+    extra: dict = field(default_factory=dict)
     process: subprocess.Popen | None = None
     log: Path = field(init=False)
 
@@ -111,6 +112,7 @@ class Orthanc:
             "RegisteredUsers": {USER: PASSWORD},
             "Plugins": [DICOMWEB_PLUGIN],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            **self.extra,
         }
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(config, indent=1), encoding="utf-8")
@@ -151,7 +153,8 @@ class Orthanc:
             self.process.wait(timeout=30)
 
 
-def start_orthanc(folder: Path) -> Orthanc:
+def start_orthanc(folder: Path, extra: dict | None = None) -> Orthanc:
+    """A started private Orthanc in ``folder``; ``extra``: more configuration keys."""
     require_orthanc()
     folder.mkdir(parents=True, exist_ok=True)
-    return Orthanc(folder, _free_port()).start()
+    return Orthanc(folder, _free_port(), dict(extra or {})).start()

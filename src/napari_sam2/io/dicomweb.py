@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from ._dicomweb_session import (
     request_errors,
     translate,
 )
+from ._dicomweb_transfer import fetch_instances, store_checked
 
 __all__ = [
     "PASSWORD_ENV",
@@ -56,6 +56,7 @@ __all__ = [
     "DicomWebConnectionError",
     "DicomWebError",
     "DicomWebRefusedError",
+    "make_client",
     "open_series",
     "parse_address",
     "read_secret",
@@ -178,59 +179,18 @@ def _client(url, username, password, token, ca_bundle, verify):
     )
 
 
-def _cancelled(cancel) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event) or hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def _instance_uids(client, study: str, series: str) -> list[str]:
-    try:
-        metadata = client.retrieve_series_metadata(study, series)
+    try:  # QIDO, not the series metadata: that is as big as the headers themselves
+        found = client.search_for_instances(
+            study, series, fields=["SOPInstanceUID"], get_remaining=True
+        )
     except request_errors() as exc:
-        raise translate(exc, "series metadata") from None
-    uids = [str(_value(item, _SOP_INSTANCE_UID) or "") for item in metadata]
+        raise translate(exc, "instance search") from None
+    uids = [str(_value(item, _SOP_INSTANCE_UID) or "") for item in found]
     uids = [u for u in dict.fromkeys(uids) if u]
     if not uids:
         raise DicomWebError(f"series {series} has no instance on the server")
     return uids
-
-
-def _fetch(client, study, series, uids, *, workers, cancel, progress) -> list:
-    """Every instance of ``uids``, at most ``workers`` requests at a time, in order."""
-    results: list = [None] * len(uids)
-    total, done = len(uids), 0
-    queue = iter(enumerate(uids))
-    pending: dict = {}
-    media = (("application/dicom", "*"),)  # as stored: no transcoding on the server
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        try:
-            while True:
-                while len(pending) < workers and not _cancelled(cancel):
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    fut = pool.submit(client.retrieve_instance, study, series, nxt[1], media)
-                    pending[fut] = nxt[0]
-                if _cancelled(cancel):
-                    raise DicomWebCancelled(f"retrieval cancelled after {done} of {total}")
-                if not pending:
-                    return results
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    index = pending.pop(fut)
-                    try:
-                        results[index] = fut.result()
-                    except request_errors() as exc:
-                        raise translate(exc, f"instance {index + 1} of {total}") from None
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-        finally:
-            for fut in pending:
-                fut.cancel()
 
 
 def open_series(
@@ -280,7 +240,7 @@ def open_series(
     root = _address(url).url
     client = _client(root, username, password, token, ca_bundle, verify)
     uids = _instance_uids(client, study_uid, series_uid)
-    datasets = _fetch(
+    datasets = fetch_instances(
         client, study_uid, series_uid, uids, workers=workers, cancel=cancel, progress=progress
     )
     if save_to is not None:
@@ -387,28 +347,7 @@ def send_seg(
     client = _client(url, username, password, token, ca_bundle, verify)
     study = (medical.get("dicomweb") or {}).get("study")
     seg = _build_seg(client, labels, medical, provenance, _next_series_number(client, study))
-    try:
-        reply = client.store_instances([seg], study_instance_uid=study)
-    except request_errors() as exc:
-        error = translate(exc, "storing the DICOM SEG")
-        if isinstance(error, (DicomWebAuthError, DicomWebConnectionError)):
-            raise error from None
-        raise DicomWebRefusedError(
-            f"the server refused the DICOM SEG ({error}); the labels are kept and can be "
-            "saved as a local .dcm",
-            reason=str(error).split(": ", 1)[-1],
-            seg=seg,
-        ) from None
-    failed = reply.get("FailedSOPSequence") if reply is not None else None
-    if failed:
-        codes = [f"{int(i.FailureReason):#06x}" for i in failed if "FailureReason" in i]
-        reason = f"failure reason {', '.join(codes) or 'not given'}"
-        raise DicomWebRefusedError(
-            f"the server refused the DICOM SEG ({reason}); the labels are kept and can be "
-            "saved as a local .dcm",
-            reason=reason,
-            seg=seg,
-        )
+    store_checked(client, seg, study)
     return str(seg.SOPInstanceUID)
 
 
