@@ -16,6 +16,7 @@ from ._dicomweb_session import (
     DicomWebAuthError,
     DicomWebCancelled,
     DicomWebConnectionError,
+    DicomWebError,
     DicomWebRefusedError,
     request_errors,
     translate,
@@ -35,8 +36,14 @@ FAILURE_REASONS = {
     0xC000: "cannot understand",
     0xC122: "transfer syntax not supported",
 }
+SEG_SERIES_NUMBER = 9000  # the first SEG series number; each send takes the next free one
 _KEEP = "; the labels are kept and can be saved as a local .dcm"
 _WADO_MEDIA = (("application/dicom", "*"),)  # as stored: no transcoding on the server
+
+
+def _first_value(item: dict, tag: str):
+    values = (item.get(tag) or {}).get("Value") or [None]
+    return values[0]
 
 
 def is_cancelled(cancel) -> bool:
@@ -143,3 +150,55 @@ def store_checked(client, seg, study: str) -> None:
             "storage rules or filters)",
             seg,
         )
+
+
+def source_reader(client, study: str, series: str):
+    """``read_source(SOPInstanceUID)`` → the instance's header, from the series metadata."""
+    import pydicom
+
+    try:
+        metadata = client.retrieve_series_metadata(study, series)
+    except request_errors() as exc:
+        raise translate(exc, "source series metadata") from None
+    headers = {}
+    for item in metadata:
+        ds = pydicom.Dataset.from_json(item, bulk_data_uri_handler=lambda *args: None)
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        headers[str(ds.get("SOPInstanceUID", ""))] = ds
+
+    def read_source(uid):
+        try:
+            return headers[str(uid)]
+        except KeyError:
+            raise DicomWebError(
+                f"source instance {uid} is not on the server any more: reopen the series"
+            ) from None
+
+    return read_source
+
+
+def next_seg_series_number(client, study: str) -> int:
+    try:
+        found = client.search_for_series(
+            study, search_filters={"Modality": "SEG"}, fields=["SeriesNumber"]
+        )
+    except request_errors() as exc:
+        raise translate(exc, "SEG series search") from None
+    numbers = [int(n) for n in (_first_value(i, "00200011") for i in found) if n not in (None, "")]
+    return max([SEG_SERIES_NUMBER - 1, *numbers]) + 1
+
+
+def instance_uids(client, study: str, series: str) -> list[str]:
+    try:  # QIDO, not the series metadata: that is as big as the headers themselves
+        found = client.search_for_instances(
+            study, series, fields=["SOPInstanceUID"], get_remaining=True
+        )
+    except request_errors() as exc:
+        raise translate(exc, "instance search") from None
+    uids = [str(_first_value(item, "00080018") or "") for item in found]
+    uids = [u for u in dict.fromkeys(uids) if u]
+    if not uids:
+        raise DicomWebError(f"series {series} has no instance on the server")
+    return uids

@@ -45,7 +45,14 @@ from ._dicomweb_session import (
     request_errors,
     translate,
 )
-from ._dicomweb_transfer import fetch_instances, store_checked
+from ._dicomweb_transfer import (
+    SEG_SERIES_NUMBER,
+    fetch_instances,
+    instance_uids,
+    next_seg_series_number,
+    source_reader,
+    store_checked,
+)
 
 __all__ = [
     "PASSWORD_ENV",
@@ -60,13 +67,14 @@ __all__ = [
     "open_series",
     "parse_address",
     "read_secret",
+    "download_series",
     "save_seg",
     "search_series",
     "send_seg",
+    "send_seg_file",
 ]
 
 DEFAULT_WORKERS = 4
-SEG_SERIES_NUMBER = 9000  # the first SEG series number; each send takes the next free one
 _SUMMARY_TAGS = {
     "study_uid": "0020000D",
     "series_uid": "0020000E",
@@ -77,7 +85,6 @@ _SUMMARY_TAGS = {
     "study_date": "00080020",
     "study_description": "00081030",
 }
-_SOP_INSTANCE_UID = "00080018"
 
 
 def _value(item: dict, tag: str):
@@ -179,18 +186,39 @@ def _client(url, username, password, token, ca_bundle, verify):
     )
 
 
-def _instance_uids(client, study: str, series: str) -> list[str]:
-    try:  # QIDO, not the series metadata: that is as big as the headers themselves
-        found = client.search_for_instances(
-            study, series, fields=["SOPInstanceUID"], get_remaining=True
-        )
-    except request_errors() as exc:
-        raise translate(exc, "instance search") from None
-    uids = [str(_value(item, _SOP_INSTANCE_UID) or "") for item in found]
-    uids = [u for u in dict.fromkeys(uids) if u]
-    if not uids:
-        raise DicomWebError(f"series {series} has no instance on the server")
-    return uids
+def _save_all(folder, uids, datasets) -> list[Path]:
+    folder = Path(os.fspath(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{uid}.dcm" for uid in uids]
+    for path, ds in zip(paths, datasets, strict=True):
+        ds.save_as(path, enforce_file_format=True)
+    return paths
+
+
+def download_series(
+    url: str,
+    study_uid: str,
+    series_uid: str,
+    folder: str | os.PathLike,
+    *,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    username: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    ca_bundle: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> list[Path]:
+    """Retrieve a series into ``folder`` as ``<SOPInstanceUID>.dcm`` files (a local copy,
+    for the batch command); the files are written once every instance has arrived.
+    Raises as :func:`open_series`."""
+    client = _client(url, username, password, token, ca_bundle, verify)
+    uids = instance_uids(client, study_uid, series_uid)
+    datasets = fetch_instances(
+        client, study_uid, series_uid, uids, workers=workers, cancel=cancel, progress=progress
+    )
+    return _save_all(folder, uids, datasets)
 
 
 def open_series(
@@ -239,15 +267,12 @@ def open_series(
 
     root = _address(url).url
     client = _client(root, username, password, token, ca_bundle, verify)
-    uids = _instance_uids(client, study_uid, series_uid)
+    uids = instance_uids(client, study_uid, series_uid)
     datasets = fetch_instances(
         client, study_uid, series_uid, uids, workers=workers, cancel=cancel, progress=progress
     )
     if save_to is not None:
-        folder = Path(os.fspath(save_to))
-        folder.mkdir(parents=True, exist_ok=True)
-        for uid, ds in zip(uids, datasets, strict=True):
-            ds.save_as(folder / f"{uid}.dcm", enforce_file_format=True)
+        _save_all(save_to, uids, datasets)
     opened = open_datasets(datasets, include_identifiers=include_identifiers)
     del datasets
     layers = layer_tuples(opened)
@@ -260,44 +285,6 @@ def open_series(
     return layers
 
 
-def _source_reader(client, study: str, series: str):
-    """``read_source(SOPInstanceUID)`` → the instance's header, from the series metadata."""
-    import pydicom
-
-    try:
-        metadata = client.retrieve_series_metadata(study, series)
-    except request_errors() as exc:
-        raise translate(exc, "source series metadata") from None
-    headers = {}
-    for item in metadata:
-        ds = pydicom.Dataset.from_json(item, bulk_data_uri_handler=lambda *args: None)
-        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-            if keyword in ds:
-                delattr(ds, keyword)
-        headers[str(ds.get("SOPInstanceUID", ""))] = ds
-
-    def read_source(uid):
-        try:
-            return headers[str(uid)]
-        except KeyError:
-            raise DicomWebError(
-                f"source instance {uid} is not on the server any more: reopen the series"
-            ) from None
-
-    return read_source
-
-
-def _next_series_number(client, study: str) -> int:
-    try:
-        found = client.search_for_series(
-            study, search_filters={"Modality": "SEG"}, fields=["SeriesNumber"]
-        )
-    except request_errors() as exc:
-        raise translate(exc, "SEG series search") from None
-    numbers = [int(n) for n in (_value(i, "00200011") for i in found) if n not in (None, "")]
-    return max([SEG_SERIES_NUMBER - 1, *numbers]) + 1
-
-
 def _build_seg(client, labels, medical, provenance, series_number: int):
     from .dicom_seg import segmentation_dataset
 
@@ -306,7 +293,7 @@ def _build_seg(client, labels, medical, provenance, series_number: int):
         raise DicomWebError(
             "these labels were not drawn on a series opened over DICOMweb: save them locally"
         )
-    reader = _source_reader(client, source["study"], source["series"])
+    reader = source_reader(client, source["study"], source["series"])
     seg = segmentation_dataset(
         labels,
         medical=medical,
@@ -346,7 +333,36 @@ def send_seg(
     """
     client = _client(url, username, password, token, ca_bundle, verify)
     study = (medical.get("dicomweb") or {}).get("study")
-    seg = _build_seg(client, labels, medical, provenance, _next_series_number(client, study))
+    seg = _build_seg(client, labels, medical, provenance, next_seg_series_number(client, study))
+    store_checked(client, seg, study)
+    return str(seg.SOPInstanceUID)
+
+
+def send_seg_file(
+    url: str,
+    path: str | os.PathLike,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    ca_bundle: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> str:
+    """Store a DICOM SEG file (the batch command's ``--dicom-seg`` output) with STOW-RS
+    into the study it references, as a new series (new Series/SOP Instance UIDs, the
+    next free series number). Returns the SOP Instance UID. Raises as :func:`send_seg`."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    seg = pydicom.dcmread(os.fspath(path))
+    if str(seg.get("Modality", "")) != "SEG":
+        raise DicomWebError(f"{Path(path).name} is not a DICOM SEG")
+    client = _client(url, username, password, token, ca_bundle, verify)
+    study = str(seg.StudyInstanceUID)
+    seg.SeriesInstanceUID, seg.SOPInstanceUID = generate_uid(), generate_uid()
+    seg.file_meta.MediaStorageSOPInstanceUID = seg.SOPInstanceUID
+    seg.SeriesNumber = next_seg_series_number(client, study)
+    seg.SeriesDescription = f"napari-sam2 SEG {seg.SeriesNumber}"
     store_checked(client, seg, study)
     return str(seg.SOPInstanceUID)
 
