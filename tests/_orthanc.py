@@ -142,12 +142,14 @@ class Orthanc:
         self.stop()
         raise RuntimeError(f"Orthanc did not start in {START_TIMEOUT_S} s: see {self.log}")
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 30.0) -> None:
+        """Terminate; kill after ``grace`` seconds (open keep-alive connections can hold
+        Orthanc's HTTP server that long)."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)

@@ -194,7 +194,7 @@ def test_server_stopped_mid_retrieval_is_a_typed_error_and_nothing_opens(shared_
         def stop_at_five(done, total):
             seen.append(done)
             if done == 5:
-                server.stop()  # returns once the process has exited
+                server.stop(grace=2)  # returns once the process has exited
 
         with pytest.raises(dicomweb.DicomWebConnectionError, match="went away"):
             dicomweb.open_series(

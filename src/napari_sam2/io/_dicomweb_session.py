@@ -143,7 +143,12 @@ def make_client(
     elif username:
         session.auth = requests.auth.HTTPBasicAuth(username, password or "")
     session.verify = os.fspath(ca_bundle) if ca_bundle else verify
-    return DICOMwebClient(address.url, session=session, timeout=timeout)
+    client = DICOMwebClient(address.url, session=session, timeout=timeout)
+    # dicomweb-client retries failed requests (refused connections too) 5 times with
+    # waits of 2, 4, 8, 16 s: a server that went away would take 30 s per request to
+    # report. Three attempts, 1 and 2 s apart, still ride out a brief network glitch.
+    client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=500)
+    return client
 
 
 def translate(exc: BaseException, what: str) -> DicomWebError:
