@@ -14,6 +14,7 @@ def panel_classes() -> tuple:
     from ._everything_panel import EverythingPanel
     from ._finetune_panel import FinetunePanel
     from ._follow_panel import FollowImagePanel
+    from ._pacs_panel import PacsPanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
     from ._save_panel import SavePanel
@@ -27,4 +28,5 @@ def panel_classes() -> tuple:
         FinetunePanel,
         PerformancePanel,
         FollowImagePanel,
+        PacsPanel,
     )
