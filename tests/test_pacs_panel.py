@@ -114,8 +114,10 @@ def test_refused_send_keeps_labels_and_saves_locally(
 
 
 def test_cancel_leaves_no_layer_and_wrong_password_says_so(
-    make_napari_viewer, qtbot, shared_data, tmp_path
+    make_napari_viewer, qtbot, shared_data, tmp_path, monkeypatch
 ):
+    errors: list[str] = []
+    monkeypatch.setattr("napari_sam2.widget._runner.show_error", errors.append)
     server = start_orthanc(tmp_path / "orthanc")
     try:
         _series(shared_data, tmp_path / "series")
@@ -134,5 +136,13 @@ def test_cancel_leaves_no_layer_and_wrong_password_says_so(
         panel.search()
         qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
         assert "refused the credentials" in w.status.text() and "nope" not in w.status.text()
+        assert len(errors) == 1 and errors[0].startswith("Search failed: ")
+        assert "refused the credentials" in errors[0] and "nope" not in errors[0]
+        panel.user_edit.setText("")  # a bearer token instead, from a file that is not there
+        panel.token_edit.setText(str(tmp_path / "missing_token"))
+        rows = panel.table.rowCount()
+        panel.search()
+        assert not panel.runner.busy and panel.table.rowCount() == rows
+        assert "Token file not read" in w.status.text()
     finally:
         server.stop()

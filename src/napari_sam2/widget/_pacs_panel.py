@@ -58,6 +58,8 @@ def _line(placeholder: str = "", secret: bool = False) -> QLineEdit:
 class PacsPanel(QGroupBox):
     """Server, credentials, search fields, a results table, Open and Send."""
 
+    OPEN_BY_DEFAULT = False  # a sectioned dock keeps it collapsed until asked for
+
     def __init__(self, dock):
         super().__init__("PACS (DICOMweb)", dock)
         self.dock = dock
@@ -127,6 +129,14 @@ class PacsPanel(QGroupBox):
             auth["token"] = token
         return auth
 
+    def _auth(self) -> dict | None:
+        """:meth:`connection`, or ``None`` after a warning when the token file is unreadable."""
+        try:
+            return self.connection()
+        except OSError as e:
+            self._warn(f"Token file not read: {e}")
+            return None
+
     def _url(self) -> str | None:
         url = self.url_edit.text().strip()
         if not url:
@@ -157,12 +167,8 @@ class PacsPanel(QGroupBox):
         from ..io.dicomweb import search_series
 
         url = self._url()
-        if url is None or self._busy():
-            return
-        try:
-            auth = self.connection()
-        except OSError as e:
-            self._warn(f"Token file not read: {e}")
+        auth = None if url is None or self._busy() else self._auth()
+        if auth is None:
             return
         criteria = {k: e.text().strip() or None for k, e in self.search_edits.items()}
 
@@ -195,7 +201,9 @@ class PacsPanel(QGroupBox):
             self._warn("Search, then choose a series in the table.")
             return
         chosen = self.results[rows[0]]
-        auth = self.connection()
+        auth = self._auth()
+        if auth is None:
+            return
 
         def job(cancel, progress):
             with warnings.catch_warnings(record=True) as caught:
@@ -242,7 +250,9 @@ class PacsPanel(QGroupBox):
         if found is None:
             return
         labels, medical, provenance = found
-        auth = self.connection()
+        auth = self._auth()
+        if auth is None:
+            return
         self.refused_seg = None
 
         def job(cancel, progress):
@@ -288,7 +298,9 @@ class PacsPanel(QGroupBox):
         if found is None:
             return
         labels, medical, provenance = found
-        auth = self.connection()
+        auth = self._auth()
+        if auth is None:
+            return
 
         def job(cancel, progress):
             save_seg(path, url, labels, medical=medical, provenance=provenance, **auth)
