@@ -129,7 +129,7 @@ def test_seg_sent_with_stow_lands_on_the_same_voxels(orthanc, shared_data, tmp_p
     # every labelled voxel, through the SEG's own plane positions, sits at the world point
     # napari shows the label at
     scale, translate = np.asarray(kwargs["scale"]), np.asarray(kwargs["translate"])
-    seen = {}
+    seen, seg_lps = {}, {}
     for frame_no, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
         position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
         segment = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
@@ -140,10 +140,25 @@ def test_seg_sent_with_stow_lands_on_the_same_voxels(orthanc, shared_data, tmp_p
         world = lps[:, [2, 1, 0]]  # napari world (z, y, x) = LPS (S, P, L)
         voxels = np.rint((world - translate) / scale).astype(int)
         assert np.allclose(voxels * scale + translate, world, atol=1e-3)
-        for v in map(tuple, voxels):
+        for v, point in zip(map(tuple, voxels), lps, strict=True):
             seen[v] = {1: 3, 2: 7}[segment]
+            seg_lps[tuple(np.round(point, 2))] = seen[v]
     expected = {tuple(v): int(labels[tuple(v)]) for v in np.argwhere(labels)}
     assert seen == expected
+    # nibabel's world coordinates of the same labels written as NIfTI (the source affine)
+    # name the same patient points as the SEG's frames
+    import nibabel as nib
+
+    from napari_sam2.io.medical_writer import save_labels_nifti
+
+    nii = nib.load(save_labels_nifti(tmp_path / "labels.nii.gz", labels, medical=medical))
+    values = np.asanyarray(nii.dataobj)
+    ijk = np.argwhere(values)
+    ras = nib.affines.apply_affine(nii.affine, ijk)
+    nifti_lps = {
+        tuple(np.round(p * [-1, -1, 1], 2)): int(values[tuple(v)]) for p, v in zip(ras, ijk)
+    }
+    assert nifti_lps == seg_lps and len(seg_lps) == np.count_nonzero(labels)
     # highdicom's own reading by source instance gives the same masks
     uids = medical["source_files"]
     masks = seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False)
