@@ -155,9 +155,8 @@ def test_seg_sent_with_stow_lands_on_the_same_voxels(orthanc, shared_data, tmp_p
     values = np.asanyarray(nii.dataobj)
     ijk = np.argwhere(values)
     ras = nib.affines.apply_affine(nii.affine, ijk)
-    nifti_lps = {
-        tuple(np.round(p * [-1, -1, 1], 2)): int(values[tuple(v)]) for p, v in zip(ras, ijk)
-    }
+    lps_points = np.round(ras * [-1, -1, 1], 2)
+    nifti_lps = {tuple(p): int(values[tuple(v)]) for p, v in zip(lps_points, ijk, strict=True)}
     assert nifti_lps == seg_lps and len(seg_lps) == np.count_nonzero(labels)
     # highdicom's own reading by source instance gives the same masks
     uids = medical["source_files"]
