@@ -13,7 +13,7 @@ from napari_sam2.io import dicomweb
 from napari_sam2.io.dicom import read_dicom
 from napari_sam2.widget._pacs_panel import PacsPanel
 from test_medical_dicom import write_series
-from widget_helpers import TIMEOUT, make_widget
+from widget_helpers import TIMEOUT, click, make_widget, segment_and_wait
 
 AUTH = {"username": USER, "password": PASSWORD}
 
@@ -56,7 +56,9 @@ def test_open_draw_and_send_from_the_panel(make_napari_viewer, qtbot, shared_dat
         server.upload(sorted((tmp_path / "series").iterdir()))
         viewer = make_napari_viewer()
         w, panel = _panel(viewer, server)
+        panel.copy_edit.setText(str(tmp_path / "copy"))
         image = _open(qtbot, viewer, panel)
+        assert len(list((tmp_path / "copy").glob("*.dcm"))) == 25  # the local copy asked for
         ((ref, ref_kwargs, _),) = read_dicom(tmp_path / "series")
         np.testing.assert_array_equal(image.data, ref)
         np.testing.assert_allclose(image.scale, ref_kwargs["scale"])
@@ -70,12 +72,26 @@ def test_open_draw_and_send_from_the_panel(make_napari_viewer, qtbot, shared_dat
         assert w.session.image_layer is image  # the dock made its prompts and labels
         labels = w.session.labels_layer
         assert labels is not None and labels.data.shape == image.data.shape
-        labels.data[10, 5:15, 8:20] = 2
+        # segment on a plane with the dock (classical backend), as a user would
+        z = image.data.shape[0] // 2
+        viewer.dims.set_point(0, image.data_to_world((z, 0, 0))[0])
+        w.new_points()
+        bright = np.unravel_index(np.argmax(image.data[z]), image.data[z].shape)
+        click(w.session.points_layer, image.data_to_world((z, *bright)))
+        segment_and_wait(qtbot, w)
+        w.commit()
+        qtbot.waitUntil(lambda: np.any(labels.data[z]), timeout=TIMEOUT)
+        assert not np.any(np.delete(labels.data, z, axis=0))
         panel.send()
         qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
         assert "stored on the server" in w.status.text()
         (seg,) = dicomweb.search_series(server.url, study_uid=study, modality="SEG", **AUTH)
         assert seg["instances"] == 1 and seg["series_number"] == 9000
+        client = dicomweb.make_client(server.url, **AUTH)
+        (item,) = client.search_for_instances(study, seg["series_uid"])
+        sent = client.retrieve_instance(study, seg["series_uid"], item["00080018"]["Value"][0])
+        assert sent.NumberOfFrames == 1  # one object on one plane
+        assert np.count_nonzero(sent.pixel_array) == np.count_nonzero(labels.data)
     finally:
         server.stop()
 
@@ -127,10 +143,12 @@ def test_cancel_leaves_no_layer_and_wrong_password_says_so(
         panel.search()
         qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
         before = len(viewer.layers)
+        panel.copy_edit.setText(str(tmp_path / "copy"))
         panel.runner.progressed.connect(lambda done, total: panel.runner.cancel())
         panel.open_selected()
         qtbot.waitUntil(lambda: not panel.runner.busy, timeout=TIMEOUT)
         assert len(viewer.layers) == before
+        assert not (tmp_path / "copy").exists()  # no half local copy either
         assert "cancelled" in w.status.text().lower()
         panel.password_edit.setText("nope")
         panel.search()

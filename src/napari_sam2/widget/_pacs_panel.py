@@ -80,6 +80,8 @@ class PacsPanel(QGroupBox):
             ("CA bundle", self.ca_edit),
         ):
             form.addRow(label, edit)
+        self.copy_edit = _line("folder for a local copy (optional: none is written)")
+        form.addRow("Local copy", self.copy_edit)
         self.search_edits = {key: _line() for key, _ in SEARCH_FIELDS}
         for key, label in SEARCH_FIELDS:
             form.addRow(label, self.search_edits[key])
@@ -204,6 +206,7 @@ class PacsPanel(QGroupBox):
         auth = self._auth()
         if auth is None:
             return
+        save_to = self.copy_edit.text().strip() or None
 
         def job(cancel, progress):
             with warnings.catch_warnings(record=True) as caught:
@@ -211,7 +214,7 @@ class PacsPanel(QGroupBox):
                 try:
                     layers = open_series(
                         url, chosen["study_uid"], chosen["series_uid"],
-                        cancel=cancel, progress=progress, **auth,
+                        cancel=cancel, progress=progress, save_to=save_to, **auth,
                     )  # fmt: skip
                 except DicomWebCancelled as e:
                     raise Cancelled(str(e)) from None
