@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Coordinates are data pixels (row,col) of the plane. One object per box "
         "(points inside a box join it); points without boxes make one object.",
     )
-    s.add_argument("image", nargs="+", metavar="IMAGE", help="input image(s), folders or globs")
+    s.add_argument("image", nargs="*", metavar="IMAGE", help="input image(s), folders or globs")
     s.add_argument("--points", help='positive clicks "r,c;r,c"')
     s.add_argument("--negative", help='negative clicks "r,c;r,c"')
     s.add_argument("--boxes", help='boxes "r0,c0,r1,c1;..."')
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch._cli import add_arguments
 
     add_arguments(s)  # several files, --auto, --propagate, dask: docs/batch.md
+    from .batch._dicomweb_cli import add_arguments as add_pacs_arguments
+
+    add_pacs_arguments(s)  # dicomweb:// series from a PACS, --stow: docs/medical.md
     _evaluate_cli.add_parser(sub)  # simulated-click evaluation: docs/evaluation.md
     _precompute_cli.add_parser(sub)  # disk embedding cache: docs/performance.md
     _convert_cli.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
@@ -110,10 +113,16 @@ def cmd_segment(args) -> int:
     import numpy as np
 
     from .batch._cli import run, wants_batch
+    from .batch._dicomweb_cli import run as run_dicomweb
+    from .batch._dicomweb_cli import wants_dicomweb
     from .engine.edits import plan_edits
     from .engine.labels import apply_edit
     from .engine.prompts import make_objects
 
+    if wants_dicomweb(args):
+        return run_dicomweb(args, run)
+    if not args.image:
+        raise UsageError("give an IMAGE (or --dicomweb URL --study UID)")
     medical = len(args.image) == 1 and _medical_input(args.image[0])
     if medical and args.output and not args.output.lower().endswith(MEDICAL_OUT):
         raise UsageError(

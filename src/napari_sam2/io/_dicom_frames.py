@@ -128,6 +128,11 @@ def read_header(path: Path):
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception:
         return None
+    return image_header(ds)
+
+
+def image_header(ds):
+    """``ds`` when it is an image of a series (has Rows, not a SEG/SR/…), else None."""
     if "Rows" not in ds or str(ds.get("Modality", "")).upper() in _NON_IMAGE_MODALITIES:
         return None
     return ds

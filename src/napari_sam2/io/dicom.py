@@ -36,13 +36,22 @@ from ._dicom_frames import (
     find_files,
     folder_has_dicom,
     frames_of,
+    image_header,
     is_dicom_file,
     read_header,
     sort_frames,
 )
 from .windowing import file_windows, preset_limits, robust_limits
 
-__all__ = ["DicomReadError", "DicomSeriesWarning", "get_reader", "open_dicom", "read_dicom"]
+__all__ = [
+    "DicomReadError",
+    "DicomSeriesWarning",
+    "get_reader",
+    "layer_tuples",
+    "open_datasets",
+    "open_dicom",
+    "read_dicom",
+]
 
 TWO_D_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "ES", "XC", "OP", "GM", "SM"}
 CINE_MODALITIES = {"US", "XA", "RF", "ES"}
@@ -112,9 +121,13 @@ def _orientation_key(ds) -> tuple:
 
 
 def _group(files: list[Path]) -> list[list[tuple[Path, Any]]]:
+    return _group_headers((f, read_header(f)) for f in files)
+
+
+def _group_headers(pairs) -> list[list[tuple[Path, Any]]]:
+    """``(path, header or None)`` pairs grouped into series (None: not an image)."""
     groups: dict[tuple, list] = defaultdict(list)
-    for f in files:
-        ds = read_header(f)
+    for f, ds in pairs:
         if ds is None:
             continue
         key = (
@@ -155,11 +168,13 @@ def _frame_pixels(items: list[tuple[Path, Any]], frames: list[Frame]) -> np.ndar
     """Decoded frames in the given order (each multi-frame file decoded once)."""
     import pydicom
 
+    in_memory = {path: ds for path, ds in items if "PixelData" in ds}  # see open_datasets
     cache: dict[Path, np.ndarray] = {}
     planes = []
     for f in frames:
         if f.path not in cache:
-            cache[f.path] = pixels(pydicom.dcmread(f.path, force=True))
+            ds = in_memory.get(f.path)
+            cache[f.path] = pixels(ds if ds is not None else pydicom.dcmread(f.path, force=True))
         arr = cache[f.path]
         planes.append(arr[f.index] if f.index is not None else arr)
     return np.stack(planes)
@@ -352,6 +367,27 @@ def open_dicom(
     return [_series(items, include_identifiers) for items in groups]
 
 
+def open_datasets(datasets, *, include_identifiers: bool = False) -> list[tuple[np.ndarray, dict]]:
+    """:func:`open_dicom` of in-memory pydicom datasets with their pixel data (instances
+    retrieved over DICOMweb, say): the same grouping, slice order, spacing, rescale,
+    windows and warnings as for their files. Each dataset's SOPInstanceUID stands for its
+    file name, so ``medical["source_files"]`` lists SOP Instance UIDs, in slice order.
+
+    Raises
+    ------
+    DicomReadError
+        If no dataset is an image, or pixel data cannot be decoded.
+    """
+    pairs = [
+        (Path(str(ds.get("SOPInstanceUID", "") or f"instance-{i}")), image_header(ds))
+        for i, ds in enumerate(datasets)
+    ]
+    groups = _group_headers(pairs)
+    if not groups:
+        raise DicomReadError("no DICOM image among the retrieved instances")
+    return [_series(items, include_identifiers) for items in groups]
+
+
 def _contrast_limits(data: np.ndarray, metadata: dict) -> list[float]:
     medical = metadata["medical"]
     windows = file_windows(metadata)
@@ -377,12 +413,14 @@ def read_dicom(path, *, include_identifiers: bool = False) -> list[tuple]:
         if not objects:
             raise
         opened = []
-    layers = _image_layers(opened)
+    layers = layer_tuples(opened)
     search = partial(open_dicom, include_identifiers=include_identifiers)
     return layers + dicom_labels.label_layers(objects, opened, search)
 
 
-def _image_layers(opened) -> list[tuple]:
+def layer_tuples(opened) -> list[tuple]:
+    """napari LayerData tuples of :func:`open_dicom`'s (or :func:`open_datasets`') series,
+    with their warnings issued: what :func:`read_dicom` returns for the images."""
     layers = []
     seen: dict[str, int] = defaultdict(int)
     for data, info in opened:

@@ -26,7 +26,12 @@ from . import _orient
 from .segment_codes import SegmentSpec, default_label, parse_segments, tracking_id
 from .writer import LabelsWriteError
 
-__all__ = ["HIGHDICOM_MISSING", "save_labels_dicom_seg", "write_labels_dicom_seg"]
+__all__ = [
+    "HIGHDICOM_MISSING",
+    "save_labels_dicom_seg",
+    "segmentation_dataset",
+    "write_labels_dicom_seg",
+]
 
 HIGHDICOM_MISSING = (
     "DICOM SEG export needs highdicom: pip install 'napari-sam2[medical-seg]' "
@@ -65,7 +70,9 @@ def _with_type2(ds):
     return ds
 
 
-def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
+def _frames_in_source_order(
+    labels: np.ndarray, medical: Mapping[str, Any], expected: int
+) -> np.ndarray:
     """Display-ordered labels → (frame, row, column) in the order of ``source_files``."""
     data = np.asarray(labels)
     if data.ndim == 2:
@@ -77,7 +84,6 @@ def _frames_in_source_order(labels: np.ndarray, medical: Mapping[str, Any]) -> n
         frames = np.ascontiguousarray(data)
     else:  # display → source (column, row, slice) → (slice, row, column)
         frames = np.ascontiguousarray(np.transpose(_orient.from_display(data, xform), (2, 1, 0)))
-    expected = len(medical.get("source_files") or ())
     if frames.shape[0] != expected:
         raise LabelsWriteError(
             f"labels have {frames.shape[0]} planes but the source series {expected}: use a "
@@ -121,6 +127,35 @@ def save_labels_dicom_seg(
     SegmentSpecError
         A segment code in ``segments`` is unknown (a ValueError; nothing is written).
     """
+    specs = parse_segments(segments)  # before any work: a bad code writes nothing
+    if medical.get("dicomweb"):  # source_files are SOP Instance UIDs on a server
+        raise LabelsWriteError(
+            "this series was opened over DICOMweb: send its SEG with the PACS section, or "
+            "save it with napari_sam2.io.dicomweb.save_seg (reads the source headers there)"
+        )
+    seg = segmentation_dataset(labels, medical=medical, provenance=provenance, segments=specs)
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def segmentation_dataset(
+    labels: Any,
+    *,
+    medical: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+    segments: Mapping[Any, Any] | None = None,
+    read_source=None,
+    series_number: int = 9000,
+):
+    """The DICOM SEG of :func:`save_labels_dicom_seg` as a pydicom dataset (not saved).
+
+    ``segments`` as in :func:`save_labels_dicom_seg`. ``read_source(key)`` returns the
+    header of the source image ``key`` (an item of ``medical["source_files"]``); by default
+    the file is read with pydicom. Each call makes a new SEG (new SOP Instance and Series
+    UIDs) numbered ``series_number``.
+    """
     specs = parse_segments(segments)
     hd = _highdicom()
     import pydicom
@@ -129,18 +164,23 @@ def save_labels_dicom_seg(
         raise LabelsWriteError(
             "DICOM SEG needs labels drawn on a DICOM series opened by napari-sam2"
         )
-    frames = _frames_in_source_order(labels, medical)
+    if read_source is None:
+
+        def read_source(key):
+            return pydicom.dcmread(Path(key), stop_before_pixels=True)
+
+    files = list(medical["source_files"])
+    frames = _frames_in_source_order(labels, medical, len(files))
     ids = [int(i) for i in np.unique(frames) if i > 0]
     if not ids:
         raise LabelsWriteError("the labels are empty: no segment to write")
     lut = np.zeros(int(max(ids)) + 1, np.uint16)
     lut[ids] = np.arange(1, len(ids) + 1)
     segment_map = lut[frames.astype(np.int64)]
-    files = [Path(p) for p in medical["source_files"]]
     frame_numbers = medical.get("source_frames") or [None] * len(files)
     unique = list(dict.fromkeys(files))
     if len(unique) == 1 and frame_numbers[0] is not None:  # one multi-frame source image
-        sources = [_with_type2(pydicom.dcmread(unique[0], stop_before_pixels=True))]
+        sources = [_with_type2(read_source(unique[0]))]
         count = int(sources[0].get("NumberOfFrames", 1))
         full = np.zeros((count, *segment_map.shape[1:]), segment_map.dtype)
         full[np.asarray(frame_numbers, int)] = segment_map
@@ -150,7 +190,7 @@ def save_labels_dicom_seg(
             "DICOM SEG export of frames from several multi-frame files is not supported"
         )
     else:
-        sources = [_with_type2(pydicom.dcmread(f, stop_before_pixels=True)) for f in files]
+        sources = [_with_type2(read_source(f)) for f in files]
     from pydicom.sr.codedict import codes
 
     from .provenance import plugin_version
@@ -167,15 +207,11 @@ def save_labels_dicom_seg(
     prov = dict(provenance or {})
     note = f"napari-sam2 {prov.get('backend', '')} {prov.get('model', '')}".strip()
     try:
-        seg = _segmentation(hd, sources, segment_map, descriptions, note)
+        return _segmentation(hd, sources, segment_map, descriptions, note, series_number)
     except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source
         raise LabelsWriteError(
             f"cannot write a DICOM SEG for this series: {exc} (save the labels as NIfTI instead)"
         ) from exc
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path)
-    return path
 
 
 def _description(hd, number: int, label_id: int, spec: SegmentSpec | None, algorithm):
@@ -193,7 +229,7 @@ def _description(hd, number: int, label_id: int, spec: SegmentSpec | None, algor
     )
 
 
-def _segmentation(hd, sources, segment_map, descriptions, note: str):
+def _segmentation(hd, sources, segment_map, descriptions, note: str, series_number: int):
     from .provenance import plugin_version
 
     return hd.seg.Segmentation(
@@ -202,7 +238,7 @@ def _segmentation(hd, sources, segment_map, descriptions, note: str):
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
-        series_number=9000,
+        series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer="napari-sam2",
