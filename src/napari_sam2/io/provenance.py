@@ -2,7 +2,7 @@
 
 A provenance record is a JSON-serialisable ``dict`` that travels with a Labels
 layer as ``layer.metadata["napari_sam2"]`` and is stored inside the labels TIFF
-written by :mod:`napari_sam2.io.writer`. The widget and the engine fill it; this
+written by :mod:`napari_sam2.io.tiff.writer`. The widget and the engine fill it; this
 module only builds, normalises, serialises and validates it.
 
 Recommended keys (all optional except the ones :func:`make_provenance` adds):

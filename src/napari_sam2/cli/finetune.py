@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli_common import (
+from ._common import (
     UsageError,
     add_labelled_images,
     add_model_args,
@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .engine.finetune import card_path_for, finetune
+    from ..engine.finetune import card_path_for, finetune
 
     pairs = labelled_pairs(args)
     out = Path(args.out)

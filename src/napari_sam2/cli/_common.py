@@ -1,8 +1,8 @@
 """What the ``napari-sam2`` subcommands share: their option groups and the code that turns
 those options into an opened image, image/labels pairs and a :class:`Segmenter`.
 
-Each command module (``cli.py`` for ``segment``, ``_evaluate_cli``, ``_finetune_cli``,
-``_precompute_cli``, ``_app_cli`` for ``demo``, ``batch/_cli``) adds only its own options and
+Each command module of :mod:`napari_sam2.cli` (``segment``, ``evaluate``, ``finetune``,
+``precompute``, ``convert``, ``app`` for ``demo``/``info``) adds only its own options and
 calls these helpers for the rest, so a shared flag has one spelling, default and help text.
 Nothing here imports torch or the engine at import time (``--help`` stays fast).
 """
@@ -138,24 +138,21 @@ def parse_channel(text: str) -> int | str:
 
 # ----------------------------------------------------------------------- inputs
 def read_image(path: Path, series: int = 0):
-    """(array, axes, scale, units) of one series of a TIFF (full resolution)."""
+    """(array, axes, scale, units) of one image, whatever its format: a TIFF series (full
+    resolution), a NIfTI volume or one DICOM series (:func:`napari_sam2.io.formats.read_image`,
+    the reader every command shares)."""
+    from ..io.errors import ImageReadError
+    from ..io.formats import read_image as read_any
+
     if series == "all":
         raise UsageError("--series all is for several outputs: napari-sam2 segment --out DIR")
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no such image file: {path}")
     try:
-        from .io.reader import open_tiff
-    except ImportError:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            data, axes = tif.series[0].asarray(), tif.series[0].axes
-        return data, axes, None, None
-    try:
-        data, info = open_tiff(path, series=series)
-    except ValueError as e:  # TiffReadError: corrupt file, no such series
+        img = read_any(path, series=series)
+    except ImageReadError as e:  # corrupt file, no such series, not an image we read
         raise UsageError(str(e)) from e
-    return data, info.axes, info.scale, info.units
+    return img.data, img.axes, img.scale, img.units
 
 
 def image_kwargs(data, axes: str | None) -> dict:
@@ -192,7 +189,7 @@ def model_options(args) -> dict:
 
 def segmenter_from_args(args, **extra):
     """The :class:`Segmenter` the model options of a subcommand ask for (``extra``: more kwargs)."""
-    from .engine.segmenter import Segmenter
+    from ..engine.segmenter import Segmenter
 
     opts = model_options(args)
     return Segmenter(opts.pop("model"), opts.pop("checkpoint"), **opts, **extra)

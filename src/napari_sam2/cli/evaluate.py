@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli_common import (
+from ._common import (
     UsageError,
     add_labelled_images,
     add_model_args,
@@ -46,8 +46,8 @@ def add_parser(sub) -> None:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .engine.evaluate import evaluate as run_eval
-    from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
+    from ..engine.evaluate import evaluate as run_eval
+    from ..engine.evaluate import overall_mean, plot_curves, write_csv, write_json
 
     pairs = labelled_pairs(args)
     if args.clicks < 1:
