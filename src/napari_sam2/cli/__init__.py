@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="SAM 2 segmentation for napari: open the demo, check the set-up, or "
-        "segment a TIFF from the command line.",
+        "segment TIFF, NIfTI and DICOM images from the command line.",
     )
     p.add_argument(
         "--version", action="version", version=f"%(prog)s {app.dist_version('napari-sam2')}"

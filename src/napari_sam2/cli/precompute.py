@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
         "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision, "
         "--channel and contrast limits as the later session, or its embeddings will not match.",
     )
-    p.add_argument("image", metavar="IMAGE", help="input TIFF")
+    p.add_argument(
+        "image", metavar="IMAGE", help="input image (TIFF, NIfTI, DICOM file or folder)"
+    )
     p.add_argument(
         "--disk-cache",
         required=True,

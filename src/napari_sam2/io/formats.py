@@ -47,6 +47,7 @@ __all__ = [
     "labels_output_suffix",
     "labels_suffix",
     "read_image",
+    "read_labels",
     "stem",
     "suffix",
 ]
@@ -244,3 +245,41 @@ def read_image(path: str | Path, series: int = 0, lazy: bool | None = None) -> I
 
     data, info = open_tiff(path, series=series, lazy=lazy)
     return Image(data, info.axes or "", list(info.scale), list(info.units), {"reader": "tiff"})
+
+
+def read_labels(path: str | Path, image: Image) -> np.ndarray:
+    """Labels (ground truth, an earlier result) for ``image``, on its grid: a labels TIFF,
+    a NIfTI (shown in the same display orientation as a NIfTI image), or a DICOM SEG
+    referencing the DICOM series ``image`` was read from.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ImageReadError
+        Unreadable, or its shape is not the image's (the message gives both).
+    """
+    path = Path(path)
+    if image_kind(path) == "dicom" and path.is_file():
+        from .medical.seg_reader import is_dicom_seg, load_labels_dicom_seg
+
+        if is_dicom_seg(path):
+            labels = load_labels_dicom_seg(path, image.extra.get("medical") or {})
+            return _on_grid(labels, path, image)
+    labels = np.asarray(read_image(path).data)
+    return _on_grid(labels, path, image)
+
+
+def _on_grid(labels: np.ndarray, path: Path, image: Image) -> np.ndarray:
+    shape = tuple(np.shape(image.data))
+    if len(image.axes) != len(shape):
+        return labels  # axes unknown: the caller checks the shape
+    shape = tuple(n for n, a in zip(shape, image.axes, strict=True) if a not in "CS")  # no colour
+    if labels.shape != shape and labels.squeeze().shape == tuple(s for s in shape if s != 1):
+        labels = labels.reshape(shape)  # a one-slice volume vs a 2-D image
+    if labels.shape != shape:
+        raise ImageReadError(
+            f"{path.name} has shape {labels.shape} but the image has {shape}: give the "
+            "labels drawn on this image"
+        )
+    return labels
