@@ -158,3 +158,52 @@ def test_no_import_cycle_through_io_batch_or_cli():
 def test_cycle_finder_finds_a_cycle():
     """Control for the test above."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _private_imports(room: str) -> list[str]:
+    """``from X import _name`` (or ``import X._mod``) in the modules of ``room`` where the
+    private thing belongs to another module: a private module may be imported only from
+    inside the package that holds it, a private name only by its own module."""
+    found = []
+    for f in sorted((SRC / room).rglob("*.py")):
+        parts = list(f.relative_to(SRC.parent).with_suffix("").parts)
+        me = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = parts[:-1]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                paths = [[*target, a.name] for a in node.names]
+            elif isinstance(node, ast.Import):
+                paths = [a.name.split(".") for a in node.names]
+            else:
+                continue
+            for full in paths:
+                if full[0] != "napari_sam2":
+                    continue
+                for i, part in enumerate(full):
+                    if not part.startswith("_") or part.startswith("__"):
+                        continue
+                    owner = ".".join(full[:i])
+                    owner_is_package = (SRC.parent / Path(*full[:i]) / "__init__.py").exists()
+                    if not (owner_is_package and f"{me}.".startswith(f"{owner}.")):
+                        found.append(f"{me}: {'.'.join(full)}")
+                    break
+    return found
+
+
+def test_no_private_imports_across_modules_in_io_batch_cli():
+    found = [p for room in ("io", "batch", "cli") for p in _private_imports(room)]
+    assert not found, found
+
+
+def test_private_import_finder_finds_one(tmp_path, monkeypatch):
+    """Control for the test above: a private name of another module is reported, a
+    private module of the own package is not."""
+    pkg = tmp_path / "napari_sam2" / "io"
+    pkg.mkdir(parents=True)
+    (tmp_path / "napari_sam2" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import _helper\nfrom . import _leaf\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "napari_sam2")
+    assert _private_imports("io") == ["napari_sam2.io.a: napari_sam2.io.b._helper"]

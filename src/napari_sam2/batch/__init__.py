@@ -11,7 +11,7 @@
 
 from ._api import segment_files
 from ._files import InputError, read_image
-from ._napari import segment_layers
+from ._napari import layer_files, segment_layers
 from ._planes import is_single, parse_plane_spec
 from ._prompts import PlanePrompts, PromptFileError, PromptTable
 from ._prompts import from_lists as prompts_from_lists
@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "Summary",
     "is_single",
+    "layer_files",
     "parse_plane_spec",
     "prompts_from_lists",
     "read_image",
