@@ -218,7 +218,7 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int, commit: str = "new")
     import napari
 
     from napari_sam2.engine.segmenter import Segmenter
-    from napari_sam2.io.reader import read_tiff
+    from napari_sam2.io.tiff.reader import read_tiff
     from napari_sam2.widget import SAM2Widget
 
     kw = {"random_weights": True, "device": "cpu"} if backend == "sam2" else {}

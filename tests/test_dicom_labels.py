@@ -13,9 +13,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from napari_sam2.io.dicom import DicomReadError, read_dicom
-from napari_sam2.io.dicom_labels import labels_on_source
-from napari_sam2.io.segment_codes import (
+from napari_sam2.io.medical.dicom import DicomReadError, read_dicom
+from napari_sam2.io.medical.dicom_labels import labels_on_source
+from napari_sam2.io.medical.segment_codes import (
     SegmentSpecError,
     code_of,
     parse_segments,
@@ -25,7 +25,8 @@ from test_medical_dicom import write_series
 
 hd = pytest.importorskip("highdicom")
 
-from napari_sam2.io.dicom_seg import save_labels_dicom_seg, write_labels_dicom_seg  # noqa: E402
+from napari_sam2.adapter.medical_writers import write_labels_dicom_seg  # noqa: E402
+from napari_sam2.io.medical.dicom_seg import save_labels_dicom_seg  # noqa: E402
 
 
 def _labels(shape) -> np.ndarray:

@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from _orthanc import PASSWORD, USER, start_orthanc
 from napari_sam2.io import dicomweb
-from napari_sam2.io.dicom import DicomSeriesWarning, read_dicom
+from napari_sam2.io.medical.dicom import DicomSeriesWarning, read_dicom
 from test_medical_dicom import COL_DIR, NORMAL, PIXEL, ROW_DIR, SPACING, _lps, write_series
 
 AUTH = {"username": USER, "password": PASSWORD}
@@ -149,7 +149,7 @@ def test_seg_sent_with_stow_lands_on_the_same_voxels(orthanc, shared_data, tmp_p
     # name the same patient points as the SEG's frames
     import nibabel as nib
 
-    from napari_sam2.io.medical_writer import save_labels_nifti
+    from napari_sam2.io.medical.writer import save_labels_nifti
 
     nii = nib.load(save_labels_nifti(tmp_path / "labels.nii.gz", labels, medical=medical))
     values = np.asanyarray(nii.dataobj)

@@ -400,7 +400,7 @@ def test_verified_download_is_returned(tmp_path, monkeypatch):
 def test_export_prefix_cannot_leave_the_folder(tmp_path, prefix):
     """An export file-name prefix with a separator or '..': ValueError, nothing written
     outside (or inside) the chosen folder."""
-    from napari_sam2.io.exports import export_object_masks
+    from napari_sam2.io.exports.objects import export_object_masks
 
     out = tmp_path / "out"
     labels = np.zeros((8, 8), np.int32)
@@ -413,7 +413,7 @@ def test_export_prefix_cannot_leave_the_folder(tmp_path, prefix):
 def test_export_does_not_write_through_a_symlink(tmp_path):
     """A symbolic link planted in the export folder under an output name is refused: the
     file it points to (outside the folder) is untouched."""
-    from napari_sam2.io.exports import export_object_masks
+    from napari_sam2.io.exports.objects import export_object_masks
 
     out = tmp_path / "out"
     out.mkdir()

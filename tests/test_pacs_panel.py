@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from _orthanc import PASSWORD, USER, start_orthanc
 from napari_sam2.io import dicomweb
-from napari_sam2.io.dicom import read_dicom
+from napari_sam2.io.medical.dicom import read_dicom
 from napari_sam2.widget._pacs_panel import PacsPanel
 from test_medical_dicom import write_series
 from widget_helpers import TIMEOUT, click, make_widget, segment_and_wait

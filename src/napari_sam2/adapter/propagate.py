@@ -193,7 +193,7 @@ def apply_propagation(job: PropagationJob, report: PropagationReport | None = No
 # ------------------------------------------------------------------- time-lapse
 def object_rows(labels_layer, time_axis: int) -> list[dict]:
     """Per-object table (frame, ID, area in physical units, centroids) of a Labels layer."""
-    from ..io.tracks import object_table
+    from ..io.exports.tracks import object_table
 
     data = np.asarray(labels_layer.data)
     return object_table(
@@ -210,7 +210,7 @@ def add_tracks_layer(viewer, labels_layer, time_axis: int = 0, rows=None):
     The Tracks layer gets the Labels layer's scale and translate, so it lies on the
     objects in world coordinates.  Its ``metadata["table"]`` holds the per-object rows.
     """
-    from ..io.tracks import tracks_array
+    from ..io.exports.tracks import tracks_array
 
     if time_axis != 0:
         raise ImageError("Tracks need time as the first axis (napari's Tracks layout).")

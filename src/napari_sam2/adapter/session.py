@@ -290,7 +290,7 @@ class SegmentationSession:
 
     def export(self, out_dir) -> list:
         """Mask PNG per object + RGBA cut-out from the image, for the viewed plane."""
-        from ..io.exports import export_object_masks, safe_child, save_cutout
+        from ..io.exports.objects import export_object_masks, safe_child, save_cutout
 
         img = self._image()
         msg = labels_matching(self.labels_layer, img)

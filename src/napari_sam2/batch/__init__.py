@@ -11,8 +11,10 @@
 
 from ._api import segment_files
 from ._files import InputError, read_image
-from ._napari import segment_layers
+from ._napari import layer_files, segment_layers
+from ._planes import is_single, parse_plane_spec
 from ._prompts import PlanePrompts, PromptFileError, PromptTable
+from ._prompts import from_lists as prompts_from_lists
 from ._results import FileResult, Summary
 from ._work import Job, ModelOptions, Settings, run_job
 
@@ -26,6 +28,10 @@ __all__ = [
     "PromptTable",
     "Settings",
     "Summary",
+    "is_single",
+    "layer_files",
+    "parse_plane_spec",
+    "prompts_from_lists",
     "read_image",
     "run_job",
     "segment_files",

@@ -135,16 +135,17 @@ def run_job(job: Job, segmenter, *, on_plane=None, reraise_unexpected: bool = Fa
             return skipped
         result = _segment(job, segmenter, on_plane)
     except (NapariSam2Error, *EXPECTED) as e:
-        result = FileResult(job.input, job.output, FAILED, _one_line(e))
+        result = FileResult(job.input, job.output, FAILED, one_line(e))
     except Exception as e:  # noqa: BLE001 - one bad file never stops the others
         if reraise_unexpected:
             raise
-        result = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {_one_line(e)}")
+        result = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {one_line(e)}")
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An error's first line (its type name when it has no message): a result's reason."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 

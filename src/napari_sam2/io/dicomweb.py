@@ -7,12 +7,12 @@ WADO-RS to retrieve them, STOW-RS to store the SEG. Nothing here imports napari 
   never pixel data.
 * :func:`open_series` retrieves a series' instances into memory (concurrently, a bounded
   number at a time, with progress and cancel) and reads them through the same code as a
-  DICOM folder (:func:`napari_sam2.io.dicom.open_datasets`): same slice order, spacing,
+  DICOM folder (:func:`napari_sam2.io.medical.dicom.open_datasets`): same slice order, spacing,
   Hounsfield units, windows and warnings. Nothing is written to disk unless ``save_to``
   names a folder. The layer metadata gets ``medical["dicomweb"]`` (the service root and
   the study/series UIDs: the series' address, as a path is a file's), never credentials.
 * :func:`send_seg` writes the labels with the DICOM SEG writer of
-  :mod:`napari_sam2.io.dicom_seg` (source headers read from the server) and stores it with
+  :mod:`napari_sam2.io.medical.dicom_seg` (source headers read from the server) and stores it with
   STOW-RS: every send is a new SEG instance in a new series with the next free series
   number, in the source's study and Frame of Reference. A refusal raises
   :class:`DicomWebRefusedError` with the server's reason and the SEG, which
@@ -239,7 +239,7 @@ def open_series(
 ) -> list[tuple]:
     """Retrieve a series (WADO-RS) and read it as napari LayerData tuples.
 
-    The tuples are those :func:`napari_sam2.io.dicom.read_dicom` gives for the series'
+    The tuples are those :func:`napari_sam2.io.medical.dicom.read_dicom` gives for the series'
     folder (data, kwargs with ``scale``/``translate``/``affine``, ``metadata["medical"]``,
     ``"image"``), plus ``medical["dicomweb"]`` = ``{"url", "study", "series"}``.
 
@@ -263,7 +263,7 @@ def open_series(
     DicomReadError
         The instances are not an image series napari-sam2 can show.
     """
-    from .dicom import layer_tuples, open_datasets
+    from .medical.dicom import layer_tuples, open_datasets
 
     root = _address(url).url
     client = _client(root, username, password, token, ca_bundle, verify)
@@ -286,7 +286,7 @@ def open_series(
 
 
 def _build_seg(client, labels, medical, provenance, series_number: int, segments=None):
-    from .dicom_seg import segmentation_dataset
+    from .medical.dicom_seg import segmentation_dataset
 
     source = medical.get("dicomweb") or {}
     if not source.get("study") or not source.get("series"):
@@ -325,7 +325,7 @@ def send_seg(
     ``labels`` are in that layer's display orientation. Returns the SEG's SOP Instance
     UID. Each call makes a new SEG series (next free series number from 9000 on).
     ``segments`` names and codes the segments as in
-    :func:`napari_sam2.io.dicom_seg.save_labels_dicom_seg`.
+    :func:`napari_sam2.io.medical.dicom_seg.save_labels_dicom_seg`.
 
     Raises
     ------

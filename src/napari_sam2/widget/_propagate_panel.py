@@ -184,7 +184,7 @@ class PropagatePanel(QGroupBox):
         return tracks
 
     def save_table(self, path=None):
-        from ..io.tracks import save_table_csv
+        from ..io.exports.tracks import save_table_csv
 
         layer, axis = self._time_labels()
         if layer is None:
@@ -198,7 +198,7 @@ class PropagatePanel(QGroupBox):
         return out
 
     def export_ctc(self, out_dir=None):
-        from ..io.tracks import export_ctc
+        from ..io.exports.tracks import export_ctc
 
         layer, axis = self._time_labels()
         if layer is None:

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..io.segment_codes import SegmentSpecError, default_label, parse_segments
+from ..io.medical.segment_codes import SegmentSpecError, default_label, parse_segments
 
 COLUMNS = ("ID", "Name", "Category", "Type")
 HINT = (

@@ -13,7 +13,7 @@ import numpy as np
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
-from ..io.windowing import preset_limits, preset_names
+from ..io.medical.windowing import preset_limits, preset_names
 
 PLACEHOLDER = "Choose a window…"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli_common import (
+from ._common import (
     UsageError,
     add_labelled_images,
     add_model_args,
@@ -33,7 +33,9 @@ def add_parser(sub) -> None:
         "then corrective clicks at the centre of the largest error region; the IoU after "
         "each click is written to results.csv/results.json and plotted in curve.png.",
     )
-    add_labelled_images(e, "ground-truth labels TIFF(s), one per image, same order")
+    add_labelled_images(
+        e, "ground-truth labels (TIFF, NIfTI or DICOM SEG), one per image, same order"
+    )
     e.add_argument("--clicks", type=int, default=5, help="prompts per object (default 5)")
     e.add_argument("--first", choices=("point", "box"), default="point", help="first prompt")
     e.add_argument("--plane", help="plane index on the non-spatial axes, e.g. 12 or 3,12")
@@ -46,8 +48,8 @@ def add_parser(sub) -> None:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .engine.evaluate import evaluate as run_eval
-    from .engine.evaluate import overall_mean, plot_curves, write_csv, write_json
+    from ..engine.evaluate import evaluate as run_eval
+    from ..engine.evaluate import overall_mean, plot_curves, write_csv, write_json
 
     pairs = labelled_pairs(args)
     if args.clicks < 1:

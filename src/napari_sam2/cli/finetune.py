@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli_common import (
+from ._common import (
     UsageError,
     add_labelled_images,
     add_model_args,
@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
         "each plane encoded once) on prompts simulated from your labels; write a checkpoint "
         "in the official layout plus a JSON card (docs/finetuning.md).",
     )
-    add_labelled_images(f, "instance labels TIFF(s), one per image, same order and shape")
+    add_labelled_images(
+        f, "instance labels (TIFF, NIfTI or DICOM SEG), one per image, same order and shape"
+    )
     f.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     add_model_args(f, extra=("device", "image_size"))
     f.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .engine.finetune import card_path_for, finetune
+    from ..engine.finetune import card_path_for, finetune
 
     pairs = labelled_pairs(args)
     out = Path(args.out)

@@ -1,7 +1,7 @@
 """Write labels as NIfTI that line up with the source scan in ITK-SNAP, 3D Slicer, nibabel.
 
 The labels are put back into the **source file's voxel order** (the display reordering
-of :mod:`napari_sam2.io._orient` is undone) and written with the **source file's exact
+of :mod:`napari_sam2.io.medical._orient` is undone) and written with the **source file's exact
 affine** (sform and qform, with the source's codes), an unsigned integer dtype, intent
 ``label``, and the provenance record as a NIfTI ``comment`` extension (code 6, JSON)
 that our reader restores into ``layer.metadata["napari_sam2"]``.
@@ -10,7 +10,9 @@ Where the source is known:
 
 * ``layer.metadata["medical"]`` of a Labels layer opened by our NIfTI reader;
 * otherwise, in napari, the image layer opened by our NIfTI/DICOM reader whose shape and
-  transform the labels share (the widget's *New labels* copies both);
+  transform the labels share (the widget's *New labels* copies both): napari's *Save*
+  goes through :mod:`napari_sam2.adapter.medical_writers`, which finds it and passes it
+  here (this module does not import napari);
 * scripts pass ``medical=image_layer.metadata["medical"]`` to :func:`save_labels_nifti`.
 
 Without a source the labels are written in display voxel order with the affine of the
@@ -28,30 +30,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ..dtypes import labels_dtype
+from ..errors import LabelsWriteError
+from ..provenance import provenance_to_json
 from . import _orient
 from .nifti import PROVENANCE_EXTENSION_CODE
-from .provenance import make_provenance, provenance_to_json
-from .writer import LabelsWriteError
 
-__all__ = ["save_labels_nifti", "write_labels_nifti"]
-
-_UINT_TYPES = (np.uint8, np.uint16, np.uint32)
-
-
-def _labels_dtype(data: np.ndarray) -> np.dtype:
-    if data.dtype == np.bool_:
-        return np.dtype(np.uint8)
-    if not np.issubdtype(data.dtype, np.integer):
-        raise LabelsWriteError(f"labels must be an integer array, not {data.dtype}")
-    if data.size == 0:
-        return np.dtype(np.uint8)
-    low, high = int(data.min()), int(data.max())
-    if low < 0:
-        raise LabelsWriteError(f"labels contain negative IDs (minimum {low})")
-    for dtype in _UINT_TYPES:
-        if high <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise LabelsWriteError(f"label ID {high} does not fit in uint32")
+__all__ = ["load_labels_nifti", "save_labels_nifti"]
 
 
 def _to_source(data: np.ndarray, medical: Mapping[str, Any]) -> np.ndarray:
@@ -113,7 +98,7 @@ def save_labels_nifti(
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise ValueError(f"{path.name}: a NIfTI file name ends in .nii or .nii.gz")
     data = np.asarray(labels)
-    dtype = _labels_dtype(data)
+    dtype = labels_dtype(data)
     if medical is not None and medical.get("source_affine") is not None:
         affine = np.asarray(medical["source_affine"], dtype=float)
         out = _to_source(data, medical)
@@ -188,75 +173,25 @@ def _keep_source_units(header, medical: Mapping[str, Any], ndim: int) -> None:
         header.set_zooms((*header.get_zooms()[:3], float(zooms[3])))
 
 
-def _transform_matrix(state: Mapping[str, Any], ndim: int) -> np.ndarray:
-    """napari data → world matrix from a layer state (scale, translate, rotate, shear, affine)."""
-    from napari.utils.transforms import Affine
+def load_labels_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """(labels, provenance) of a labels NIfTI written by :func:`save_labels_nifti`, in
+    the display orientation of the image they were drawn on (the reverse of the write:
+    the source's voxel order is put back into display order with the recorded
+    ``display_ornt``; a file written without a source is returned as stored)."""
+    from nibabel.orientations import apply_orientation
 
-    linear = Affine(
-        scale=state.get("scale"),
-        translate=state.get("translate"),
-        rotate=state.get("rotate"),
-        shear=state.get("shear"),
-        ndim=ndim,
-    )
-    extra = state.get("affine")
-    extra = (
-        np.eye(ndim + 1) if extra is None else np.asarray(getattr(extra, "affine_matrix", extra))
-    )
-    return extra @ linear.affine_matrix
+    from .nifti import provenance_of
 
-
-def _source_from_viewer(shape: tuple, matrix: np.ndarray) -> Mapping | None:
-    """The medical record of the open image whose shape and transform the labels share."""
-    try:
-        import napari
-
-        viewer = napari.current_viewer()
-    except ImportError:  # pragma: no cover - napari is a dependency
-        return None
-    if viewer is None:
-        return None
-    found = []
-    for layer in viewer.layers:
-        medical = layer.metadata.get("medical") if isinstance(layer.metadata, dict) else None
-        if not medical or layer.data is None:
-            continue
-        if not (medical.get("source_affine") or medical.get("source_files")):
-            continue
-        if tuple(np.shape(layer.data)[: layer.ndim]) != shape:
-            continue
-        state = layer._get_state()
-        other = _transform_matrix(state, layer.ndim)
-        if other.shape == matrix.shape and np.allclose(other, matrix, atol=1e-6):
-            found.append(medical)
-    if not found:
-        return None
-    first = found[0]
-    same = all(
-        np.array_equal(m.get("source_affine"), first.get("source_affine"))
-        and m.get("source_files") == first.get("source_files")
-        and m.get("display_ornt") == first.get("display_ornt")
-        for m in found
-    )
-    return first if same else None
-
-
-def write_labels_nifti(path: str, data: Any, attributes: dict) -> list[str]:
-    """npe2 writer contribution: a Labels layer → NIfTI aligned with its source scan."""
-    if isinstance(data, list):
-        data = data[0]
-    data = np.asarray(data)
-    metadata = attributes.get("metadata") or {}
-    matrix = _transform_matrix(attributes, data.ndim)
-    medical = metadata.get("medical") or _source_from_viewer(data.shape, matrix)
-    provenance = metadata.get("napari_sam2")
-    if provenance is None:
-        provenance = make_provenance(source="napari Labels layer without napari-sam2 provenance")
-    written = save_labels_nifti(
-        path,
-        data,
-        medical=medical,
-        world_affine=None if medical and medical.get("source_affine") is not None else matrix,
-        provenance=provenance,
-    )
-    return [str(written)]
+    img = nib.load(os.fspath(path))
+    raw = np.asanyarray(img.dataobj)
+    prov = provenance_of(img) or {}
+    med = (prov.get("input") or {}).get("medical") or {}
+    if med.get("source_affine") is not None and med.get("display_ornt") is not None:
+        data = apply_orientation(raw, np.asarray(med["display_ornt"], float))
+        if data.ndim == 4:
+            data = np.moveaxis(data, 3, 0)
+        if str(med.get("world", "")).startswith("acquisition plane"):
+            data = data[0]  # one DICOM slice, shown as 2-D
+    else:  # written in display order (no patient geometry)
+        data = raw[0] if med.get("frames") == 1 and raw.ndim == 3 and raw.shape[0] == 1 else raw
+    return np.asarray(data), prov

@@ -1,6 +1,6 @@
 """Private helpers shared by the reader and the writer: axes, units, our TIFF record.
 
-The *labels record* is a small JSON object that :mod:`napari_sam2.io.writer`
+The *labels record* is a small JSON object that :mod:`napari_sam2.io.tiff.writer`
 stores in every labels TIFF it writes::
 
     {"napari_sam2_labels": 1, "axes": "ZYX", "scale": [...], "units": [...],

@@ -6,19 +6,35 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
+from ._common import UsageError, add_model_args
 
-def _version(dist: str) -> str:
+SAMPLES = ("nuclei_2d", "nuclei_3d", "bacteria_timelapse")
+
+
+def dist_version(dist: str) -> str:
+    """The installed version of a distribution, or ``not installed``."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
 
 
+def add_parsers(sub) -> None:
+    """Register ``demo`` and ``info`` on the main parser's ``sub`` (cli.build_parser)."""
+    d = sub.add_parser("demo", help="open napari with a sample image and the SAM 2 widget")
+    d.add_argument("--sample", choices=SAMPLES, default="nuclei_2d")
+    add_model_args(d, extra=())
+    d.add_argument("--screenshot", metavar="PNG", help="save a window screenshot and exit")
+    d.add_argument("--wait", type=float, default=2.0, help="seconds before the screenshot")
+
+    sub.add_parser("info", help="versions, device, precision and the checkpoints found")
+
+
 def cmd_info(args) -> int:
     import platform
 
-    from .engine.backends.sam2_backend import has_compiled_extension
-    from .engine.models import (
+    from ..engine.backends.sam2_backend import has_compiled_extension
+    from ..engine.models import (
         CHECKPOINT_DIR_ENV,
         SIZES,
         cpu_has_native_bf16,
@@ -28,11 +44,11 @@ def cmd_info(args) -> int:
         resolve_device,
         resolve_precision,
     )
-    from .engine.segmenter import CLASSICAL_NOTICE
+    from ..engine.segmenter import CLASSICAL_NOTICE
 
-    print(f"napari-sam2 {_version('napari-sam2')}  (Python {platform.python_version()})")
+    print(f"napari-sam2 {dist_version('napari-sam2')}  (Python {platform.python_version()})")
     for dist in ("napari", "torch", "sam2", "numpy", "scikit-image", "tifffile", "PyQt6"):
-        print(f"  {dist:13s} {_version(dist)}")
+        print(f"  {dist:13s} {dist_version(dist)}")
     import torch
 
     dev = resolve_device("auto")
@@ -41,7 +57,7 @@ def cmd_info(args) -> int:
     bf16 = "native bf16 (AVX-512 BF16/AMX)" if cpu_has_native_bf16() else "no native bf16"
     print(f"precision:   {resolve_precision(dev, 'auto')} by default (CPU: {bf16})")
     if dev.type == "cpu" and cpu_has_native_bf16():
-        from .engine.precision import calibration_dir
+        from ..engine.precision import calibration_dir
 
         found = sorted(calibration_dir().glob("*.json"))
         print(
@@ -76,17 +92,15 @@ def cmd_demo(args) -> int:
 
     import napari
 
-    from ._cli_common import UsageError
-
     try:
-        from .widget import SAM2Widget
+        from ..widget import SAM2Widget
     except ImportError as e:
         raise UsageError(f"the SAM 2 widget is not available: {e}") from e
     params = inspect.signature(SAM2Widget).parameters
     kwargs = {}
     if args.checkpoint or args.model != "tiny":
         if "segmenter" in params:  # load now: a bad checkpoint fails before the window opens
-            from .engine.segmenter import Segmenter
+            from ..engine.segmenter import Segmenter
 
             kwargs["segmenter"] = Segmenter(args.model, args.checkpoint)
         else:
@@ -97,7 +111,7 @@ def cmd_demo(args) -> int:
         viewer.open_sample("napari-sam2", args.sample)
     except Exception as e:  # noqa: BLE001 - plugin not registered (e.g. source tree)
         logging.getLogger(__name__).info("open_sample failed (%s); loading directly", e)
-        from .io import samples
+        from ..io import samples
 
         for data, kw, layer_type in getattr(samples, args.sample)():
             getattr(viewer, f"add_{layer_type}")(data, **kw)

@@ -6,11 +6,11 @@ label ID (segment numbers 1..N in increasing ID order), named and coded as the c
 *Tissue*), the label ID kept in each segment's TrackingID so that
 :mod:`napari_sam2.io.dicom_labels` reads the same IDs back; BINARY
 segmentation, frames matched pixel for pixel to the source images: the display reordering
-of :mod:`napari_sam2.io._orient` is undone first. The SEG copies the patient and study of
+of :mod:`napari_sam2.io.medical._orient` is undone first. The SEG copies the patient and study of
 the source (that is what a SEG is for), so it carries the identifiers the source carries.
 
 The source series is found through ``layer.metadata["medical"]`` of a layer opened by
-:mod:`napari_sam2.io.dicom` (``source_files``/``source_frames``).
+:mod:`napari_sam2.io.medical.dicom` (``source_files``/``source_frames``).
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LabelsWriteError
 from . import _orient
 from .segment_codes import SegmentSpec, default_label, parse_segments, tracking_id
-from .writer import LabelsWriteError
 
-__all__ = [
-    "HIGHDICOM_MISSING",
-    "save_labels_dicom_seg",
-    "segmentation_dataset",
-    "write_labels_dicom_seg",
-]
+__all__ = ["HIGHDICOM_MISSING", "save_labels_dicom_seg", "segmentation_dataset"]
 
 HIGHDICOM_MISSING = (
     "DICOM SEG export needs highdicom: pip install 'napari-sam2[medical-seg]' "
@@ -110,7 +105,7 @@ def save_labels_dicom_seg(
         Labels in the display orientation of the DICOM image layer (``(z, y, x)``, or
         ``(y, x)`` for a single slice).
     medical : mapping
-        The image's ``layer.metadata["medical"]`` from :func:`napari_sam2.io.dicom.read_dicom`.
+        The image's ``layer.metadata["medical"]`` from :func:`napari_sam2.io.medical.dicom.read_dicom`.
     provenance : mapping, optional
         Its backend/model go into the SEG's ContentDescription (64 characters at most).
     segments : mapping, optional
@@ -193,7 +188,7 @@ def segmentation_dataset(
         sources = [_with_type2(read_source(f)) for f in files]
     from pydicom.sr.codedict import codes
 
-    from .provenance import plugin_version
+    from ..provenance import plugin_version
 
     algorithm = hd.AlgorithmIdentificationSequence(
         name="napari-sam2",
@@ -230,7 +225,7 @@ def _description(hd, number: int, label_id: int, spec: SegmentSpec | None, algor
 
 
 def _segmentation(hd, sources, segment_map, descriptions, note: str, series_number: int):
-    from .provenance import plugin_version
+    from ..provenance import plugin_version
 
     return hd.seg.Segmentation(
         source_images=sources,
@@ -248,29 +243,3 @@ def _segmentation(hd, sources, segment_map, descriptions, note: str, series_numb
         content_description=note[:64],
         content_label="SAM2",
     )
-
-
-def write_labels_dicom_seg(path: str, data: Any, attributes: dict) -> list[str]:
-    """npe2 writer contribution: a Labels layer drawn on a DICOM series → DICOM SEG."""
-    from .medical_writer import _source_from_viewer, _transform_matrix
-
-    if isinstance(data, list):
-        data = data[0]
-    data = np.asarray(data)
-    metadata = attributes.get("metadata") or {}
-    medical = metadata.get("medical") or _source_from_viewer(
-        data.shape, _transform_matrix(attributes, data.ndim)
-    )
-    if not medical:
-        raise LabelsWriteError(
-            "no DICOM series found for these labels: open the series with napari-sam2 and "
-            "make the Labels layer for it (the widget's 'New labels')"
-        )
-    written = save_labels_dicom_seg(
-        path,
-        data,
-        medical=medical,
-        provenance=metadata.get("napari_sam2"),
-        segments=metadata.get("segments"),
-    )
-    return [str(written)]

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .._cli_common import UsageError
+from ._common import UsageError
 
 _SCHEMES = ("dicomweb://", "dicomweb+http://", "dicomweb+https://")
 _NON_IMAGE = {"SEG", "SR", "RTSTRUCT", "RTPLAN", "PR", "KO", "DOC", "REG"}

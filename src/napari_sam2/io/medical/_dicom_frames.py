@@ -13,16 +13,14 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from ..errors import DicomReadError
+
 _DICM = b"DICM"
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 # SOP classes / modalities that hold no image to show (directories, reports, plans, SEG)
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "SEG", "PR", "KO", "DOC", "REG"}
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _POSITION_TOL = 1e-3  # mm: positions closer than this are one position
-
-
-class DicomReadError(ValueError):
-    """The DICOM data cannot be shown (no decoder, no image, inconsistent series)."""
 
 
 def has_dicom_magic(path: Path) -> bool:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .reader import TiffInfo
+    from ._series import TiffInfo
 
 # Colormaps by channel name fragments (checked in order, case-insensitive).
 _NAME_COLORMAPS = (

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..errors import TiffReadError
+from ..provenance import ProvenanceError, normalise_provenance
+from ..suffixes import stem
 from . import _tiffmeta as meta
-from .provenance import ProvenanceError, normalise_provenance
 
 _LABELS_SUFFIXES = ("_labels", "_label")
 
@@ -27,10 +29,6 @@ _LABELS_SUFFIXES = ("_labels", "_label")
 _SIDE_IMAGE_NAME = re.compile(
     r"^\s*(thumbnail|macro|label|slide ?label|overview|map)( ?image)?\s*$", re.IGNORECASE
 )
-
-
-class TiffReadError(ValueError):
-    """A file that looks like a TIFF could not be read (corrupt, truncated, unsupported)."""
 
 
 @dataclass(frozen=True)
@@ -109,15 +107,6 @@ class TiffInfo:
     def is_pyramid(self) -> bool:
         """True when the series stores more than one resolution level."""
         return len(self.level_shapes) > 1
-
-
-def stem(path: Path) -> str:
-    """File name without ``.ome.tif``/``.tif``-style suffixes."""
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def _yx_pixels(series: tifffile.TiffPageSeries) -> int:

@@ -1,8 +1,8 @@
 """What the ``napari-sam2`` subcommands share: their option groups and the code that turns
 those options into an opened image, image/labels pairs and a :class:`Segmenter`.
 
-Each command module (``cli.py`` for ``segment``, ``_evaluate_cli``, ``_finetune_cli``,
-``_precompute_cli``, ``_app_cli`` for ``demo``, ``batch/_cli``) adds only its own options and
+Each command module of :mod:`napari_sam2.cli` (``segment``, ``evaluate``, ``finetune``,
+``precompute``, ``convert``, ``app`` for ``demo``/``info``) adds only its own options and
 calls these helpers for the rest, so a shared flag has one spelling, default and help text.
 Nothing here imports torch or the engine at import time (``--help`` stays fast).
 """
@@ -86,7 +86,10 @@ def series_arg(text: str) -> int | str:
 
 def add_labelled_images(parser, labels_help: str) -> None:
     """``IMAGE...`` and ``--labels LABELS...`` (one labels file per image)."""
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="input image TIFF(s)")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="input image(s) (TIFF, NIfTI, DICOM file or folder)",
+    )  # fmt: skip
     parser.add_argument("--labels", nargs="+", required=True, metavar="LABELS", help=labels_help)
 
 
@@ -137,25 +140,41 @@ def parse_channel(text: str) -> int | str:
 
 
 # ----------------------------------------------------------------------- inputs
-def read_image(path: Path, series: int = 0):
-    """(array, axes, scale, units) of one series of a TIFF (full resolution)."""
+def read_input(path: Path, series: int = 0):
+    """One image, whatever its format: a TIFF series (full resolution), a NIfTI volume or
+    one DICOM series, as an :class:`napari_sam2.io.formats.Image` (the reader every
+    command shares: :func:`napari_sam2.io.formats.read_image`)."""
+    from ..io.errors import ImageReadError
+    from ..io.formats import read_image as read_any
+
     if series == "all":
         raise UsageError("--series all is for several outputs: napari-sam2 segment --out DIR")
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"no such image file: {path}")
     try:
-        from .io.reader import open_tiff
-    except ImportError:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            data, axes = tif.series[0].asarray(), tif.series[0].axes
-        return data, axes, None, None
-    try:
-        data, info = open_tiff(path, series=series)
-    except ValueError as e:  # TiffReadError: corrupt file, no such series
+        return read_any(path, series=series)
+    except ImageReadError as e:  # corrupt file, no such series, not an image we read
         raise UsageError(str(e)) from e
-    return data, info.axes, info.scale, info.units
+
+
+def read_image(path: Path, series: int = 0):
+    """(array, axes, scale, units) of :func:`read_input`."""
+    img = read_input(path, series)
+    return img.data, img.axes, img.scale, img.units
+
+
+def read_labels(path: Path, image):
+    """The labels file ``path`` (TIFF, NIfTI or DICOM SEG) on the grid of ``image`` (an
+    :class:`~napari_sam2.io.formats.Image` of :func:`read_input`)."""
+    from ..io.errors import ImageReadError
+    from ..io.formats import read_labels as read_any_labels
+
+    if not path.exists():
+        raise UsageError(f"no such labels file: {path}")
+    try:
+        return read_any_labels(path, image)
+    except ImageReadError as e:
+        raise UsageError(str(e)) from e
 
 
 def image_kwargs(data, axes: str | None) -> dict:
@@ -178,9 +197,9 @@ def labelled_pairs(args):
 
     def pairs():
         for img_path, lab_path in zip(args.images, args.labels, strict=True):
-            data, axes, _, _ = read_image(Path(img_path))
-            gt, _, _, _ = read_image(Path(lab_path))
-            yield img_path, data, gt, image_kwargs(data, axes)
+            img = read_input(Path(img_path))
+            gt = read_labels(Path(lab_path), img)
+            yield img_path, img.data, gt, image_kwargs(img.data, img.axes)
 
     return pairs()
 
@@ -192,7 +211,7 @@ def model_options(args) -> dict:
 
 def segmenter_from_args(args, **extra):
     """The :class:`Segmenter` the model options of a subcommand ask for (``extra``: more kwargs)."""
-    from .engine.segmenter import Segmenter
+    from ..engine.segmenter import Segmenter
 
     opts = model_options(args)
     return Segmenter(opts.pop("model"), opts.pop("checkpoint"), **opts, **extra)

@@ -1,6 +1,6 @@
 """Read NIfTI volumes (``.nii``, ``.nii.gz``) with nibabel, in their real geometry.
 
-The volume is shown in the display orientation of :mod:`napari_sam2.io._orient`: voxel
+The volume is shown in the display orientation of :mod:`napari_sam2.io.medical._orient`: voxel
 axes reordered/flipped (never resampled) to the closest ``(S, P, L)`` order, world
 coordinates = LPS scanner coordinates in mm, axial planes in radiological convention.
 Spacing becomes ``scale``, the first voxel's position ``translate``; an oblique affine's
@@ -26,32 +26,29 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ..errors import NiftiReadError
+from ..provenance import ProvenanceError, provenance_from_json
+from ..suffixes import NIFTI_SUFFIXES, stem
 from . import _orient
-from .provenance import ProvenanceError, provenance_from_json
 from .windowing import looks_like_hu, preset_limits, robust_limits
 
-__all__ = ["NiftiReadError", "get_reader", "open_nifti", "read_nifti"]
+__all__ = [
+    "PROVENANCE_EXTENSION_CODE",
+    "NiftiReadError",
+    "get_reader",
+    "is_nifti_name",
+    "open_nifti",
+    "provenance_of",
+    "read_nifti",
+]
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PROVENANCE_EXTENSION_CODE = 6  # NIfTI "comment" extension
 _LABEL_NAME = re.compile(r"([_\-.](labels?|seg|segmentation|mask|masks|annotation))$", re.I)
 _TIME_UNITS = {"sec": "s", "msec": "ms", "usec": "us", "hz": "Hz", "ppm": "ppm"}
 
 
-class NiftiReadError(ValueError):
-    """The file is not a NIfTI volume nibabel can read."""
-
-
 def is_nifti_name(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(NIFTI_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def get_reader(path: str | list[str]):
@@ -80,7 +77,8 @@ def _load(path: Path):
     return img
 
 
-def _provenance(img) -> dict | None:
+def provenance_of(img) -> dict | None:
+    """Our provenance record in a loaded NIfTI image's comment extension, or None."""
     for ext in img.header.extensions:
         if ext.get_code() != PROVENANCE_EXTENSION_CODE:
             continue
@@ -213,8 +211,8 @@ def open_nifti(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         "axis_labels": tuple(labels),
         "units": tuple(units),
         "medical": medical,
-        "provenance": _provenance(img),
-        "name": _stem(path),
+        "provenance": provenance_of(img),
+        "name": stem(path),
     }
     return disp, info
 
@@ -229,7 +227,7 @@ def read_nifti(path: str | os.PathLike) -> list[tuple]:
     """Read a NIfTI file into one napari LayerData tuple (image, or labels).
 
     See :func:`open_nifti` for the geometry. Images get a gray colormap. A volume in
-    Hounsfield units (CT, :func:`~napari_sam2.io.windowing.looks_like_hu`) opens with the
+    Hounsfield units (CT, :func:`~napari_sam2.io.medical.windowing.looks_like_hu`) opens with the
     soft tissue window (W 400 / L 40), and ``metadata["medical"]`` says ``units`` HU and
     ``modality`` CT (``modality_inferred`` True), so the window panel lists the CT presets
     first; any other image gets robust (0.5, 99.5) percentile contrast limits.

@@ -13,7 +13,7 @@ napari reads every image series of a file (slide thumbnail/macro/label images
 excepted); the scripted :func:`open_tiff`/:func:`read_tiff` read ``series=0`` unless
 told otherwise, and :func:`open_tiff` returns one level (``level=0`` by default).
 
-Labels TIFFs written by :mod:`napari_sam2.io.writer` come back as a Labels layer
+Labels TIFFs written by :mod:`napari_sam2.io.tiff.writer` come back as a Labels layer
 with their provenance in ``layer.metadata["napari_sam2"]``. Integer TIFFs whose
 name ends in ``_labels`` (a common convention for ground truth) are also opened
 as Labels.
@@ -33,11 +33,11 @@ from typing import Any, Literal
 import numpy as np
 import tifffile
 
+from ..errors import TiffReadError
 from ._layers import image_layers, labels_layer
 from ._pyramid import MULTISCALE_MIN_SIZE, lazy_array, wants_multiscale
 from ._series import (
     TiffInfo,
-    TiffReadError,
     check_complete,
     image_series,
     read_info,

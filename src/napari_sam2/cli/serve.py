@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._cli_common import UsageError, add_model_args, segmenter_from_args
+from ._common import UsageError, add_model_args, segmenter_from_args
 
 DEFAULT_TOKEN_FILE = "~/.config/napari-sam2/server-token"
 
@@ -59,12 +59,12 @@ def add_parser(sub) -> None:
 
 def cmd_serve(args) -> int:
     try:
-        from .server import Limits, ServerSettings, build, check_bind, load_tokens, serve
+        from ..server import Limits, ServerSettings, build, check_bind, load_tokens, serve
     except ImportError as e:
         raise UsageError(
             f"the server needs its extra ({e.name} is missing): pip install 'napari-sam2[server]'"
         ) from None
-    from .engine.speed import default_batch_size
+    from ..engine.speed import default_batch_size
 
     auth = not args.no_auth
     check_bind(args.host, auth)  # before loading a model

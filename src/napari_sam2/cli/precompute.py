@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._cli_common import (
+from ._common import (
     add_image_args,
     add_model_args,
     image_kwargs,
@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
         "(docs/performance.md). Use the same --model/--checkpoint/--image-size/--precision, "
         "--channel and contrast limits as the later session, or its embeddings will not match.",
     )
-    p.add_argument("image", metavar="IMAGE", help="input TIFF")
+    p.add_argument(
+        "image", metavar="IMAGE", help="input image (TIFF, NIfTI, DICOM file or folder)"
+    )
     p.add_argument(
         "--disk-cache",
         required=True,
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_precompute(args) -> int:
-    from .engine.disk_cache import DiskCache, default_dir
+    from ..engine.disk_cache import DiskCache, default_dir
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
     cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))

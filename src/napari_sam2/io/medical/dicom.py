@@ -9,7 +9,7 @@
 * RescaleSlope/RescaleIntercept are applied per slice: CT comes out in Hounsfield units.
 * Multi-frame and enhanced multi-frame files (per-frame and shared functional groups)
   are split into frames and sorted the same way.
-* Volumes use the display orientation of :mod:`napari_sam2.io._orient` (world = LPS mm,
+* Volumes use the display orientation of :mod:`napari_sam2.io.medical._orient` (world = LPS mm,
   axial planes radiological); 2-D modalities (radiographs, ultrasound, …) without
   patient geometry open as 2-D layers (cine loops as ``t, y, x``), in mm when the file
   has PixelSpacing/ImagerPixelSpacing.
@@ -36,6 +36,7 @@ from ._dicom_frames import (
     find_files,
     folder_has_dicom,
     frames_of,
+    has_dicom_magic,
     image_header,
     is_dicom_file,
     read_header,
@@ -46,10 +47,14 @@ from .windowing import file_windows, preset_limits, robust_limits
 __all__ = [
     "DicomReadError",
     "DicomSeriesWarning",
+    "folder_has_dicom",
     "get_reader",
+    "has_dicom_magic",
     "layer_tuples",
+    "list_series",
     "open_datasets",
     "open_dicom",
+    "open_series",
     "read_dicom",
 ]
 

@@ -2,7 +2,7 @@
 
 Plain arrays in, plain files out (no napari)::
 
-    from napari_sam2.io.tracks import object_table, tracks_array, save_table_csv, export_ctc
+    from napari_sam2.io.exports.tracks import object_table, tracks_array, save_table_csv, export_ctc
     rows = object_table(labels, time_axis=0, scale=(1, 0.1, 0.1))
     save_table_csv(rows, "objects.csv")
     export_ctc(labels, "01_RES")          # mask000.tif ... + res_track.txt

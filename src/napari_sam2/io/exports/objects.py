@@ -3,7 +3,7 @@
 These functions take plain arrays, so they work from scripts, the napari
 console, and the widget alike::
 
-    from napari_sam2.io.exports import export_object_masks, save_cutout
+    from napari_sam2.io.exports.objects import export_object_masks, save_cutout
     paths = export_object_masks(labels_layer.data, "masks/", plane=(12,))
     save_cutout("cell_7.png", image[12], labels[12] == 7, contrast_limits=(100, 2000))
 """

@@ -7,7 +7,7 @@
 
 Every file carries a small JSON *labels record* (axes, exact scale, units,
 translate, layer name, provenance) in the ImageJ ``Info`` property, an OME
-``CommentAnnotation`` or tifffile's JSON description; :mod:`napari_sam2.io.reader`
+``CommentAnnotation`` or tifffile's JSON description; :mod:`napari_sam2.io.tiff.reader`
 uses it to restore the Labels layer and ``layer.metadata["napari_sam2"]``.
 """
 
@@ -22,39 +22,22 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ..dtypes import labels_dtype
+from ..errors import LabelsWriteError
+from ..provenance import make_provenance, normalise_provenance
 from . import _tiffmeta as meta
-from .provenance import make_provenance, normalise_provenance
 
-__all__ = ["LabelsWriteError", "load_labels", "save_labels", "write_labels"]
-
-_UINT16_MAX = int(np.iinfo(np.uint16).max)
-_UINT32_MAX = int(np.iinfo(np.uint32).max)
-
-
-class LabelsWriteError(ValueError):
-    """Labels cannot be written without losing information."""
+__all__ = [
+    "LabelsWriteError",
+    "load_labels",
+    "save_labels",
+    "write_labels",
+    "write_labels_tiff",
+]
 
 
 def _is_ome(path: Path) -> bool:
     return path.name.lower().endswith((".ome.tif", ".ome.tiff"))
-
-
-def _labels_dtype(labels: np.ndarray) -> np.dtype:
-    """Smallest lossless unsigned dtype for the label IDs (uint16 or uint32)."""
-    if labels.dtype == np.bool_:
-        return np.dtype(np.uint16)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise LabelsWriteError(f"labels must be an integer array, not {labels.dtype}")
-    if labels.size == 0:
-        return np.dtype(np.uint16)
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0:
-        raise LabelsWriteError(f"labels contain negative IDs (minimum {low})")
-    if high <= _UINT16_MAX:
-        return np.dtype(np.uint16)
-    if high <= _UINT32_MAX:
-        return np.dtype(np.uint32)
-    raise LabelsWriteError(f"label ID {high} does not fit in uint32")
 
 
 def _per_axis(value: Any, ndim: int, default: Any, what: str) -> list:
@@ -153,7 +136,7 @@ def save_labels(
     data = np.asarray(labels)
     if data.ndim < 2:
         raise ValueError(f"labels must be at least 2D, got shape {data.shape}")
-    dtype = _labels_dtype(data)
+    dtype = labels_dtype(data, smallest=np.uint16)  # TIFF label readers expect >= 16 bit
     ndim = data.ndim
     if isinstance(axes, str):
         letters = axes.upper()
@@ -214,7 +197,7 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
     Raises
     ------
-    napari_sam2.io.reader.TiffReadError
+    napari_sam2.io.tiff.reader.TiffReadError
         If the file is not a readable TIFF.
     """
     from .reader import open_tiff
@@ -229,6 +212,27 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         "name": record.get("name"),
         "provenance": record.get("provenance"),
     }
+
+
+def write_labels_tiff(
+    path: str | os.PathLike,
+    labels: Any,
+    provenance: Mapping[str, Any],
+    *,
+    axes: str | None,
+    scale: Sequence[float] | None,
+    units: Sequence[str] | None,
+) -> Path:
+    """The labels TIFF of a command (``napari-sam2 segment``, batch): :func:`save_labels`
+    with ``provenance`` = the fields of a :func:`~napari_sam2.io.provenance.make_provenance`
+    record.  ``axes`` (with ``scale``/``units``) are kept when they are distinct letters
+    of ``TZYX``; otherwise the writer picks its TZYX defaults and a scale of 1."""
+    if not (axes and len(set(axes)) == len(axes) and set(axes) <= set("TZYX")):
+        axes = scale = units = None
+    return save_labels(
+        path, labels, scale=scale, units=units, axes=axes,
+        provenance=make_provenance(**provenance),
+    )  # fmt: skip
 
 
 def write_labels(path: str, data: Any, attributes: dict) -> list[str]:

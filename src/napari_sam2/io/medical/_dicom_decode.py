@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dicom_frames import DicomReadError
+from ..errors import DicomReadError
 
 __all__ = ["decoder_problem", "pixels"]
 
