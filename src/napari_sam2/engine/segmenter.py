@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import auto_tile as _auto_tile
 from . import automatic as _automatic
 from . import disk_cache as _disk_cache
 from . import labels as _labels
@@ -208,6 +209,7 @@ class Segmenter:
         objects: Sequence[ObjectPrompt] | None = None,
         multimask: bool | None = None,
         cancel=None,
+        tile: bool | int | None = None,
     ) -> list[Prediction]:
         """Segment objects on one plane; prompts are data pixel (row, col).
 
@@ -217,6 +219,14 @@ class Segmenter:
         and ``masks`` (M, H, W).  ``multimask`` None: three candidates for a lone click,
         one otherwise.  ``cancel``: see :meth:`embedding`.  Returns one
         :class:`Prediction` per object.
+
+        ``tile``: on a plane larger than the model input (SAM 2: 1024 px; classical: 2048)
+        only the window around the prompts is read, normalised and encoded (a lazy dask or
+        zarr plane is never read whole) and the masks come back **bbox-local**: their
+        top-left pixel in the plane is ``Prediction.offset``, and
+        ``Prediction.plane_mask(shape)`` places one on the plane.  ``tile=False``: the
+        whole plane (downscaled to the model input), full-plane masks; ``True``: always
+        tiled; an int: tiles of that size.  See docs/scripting.md.
         """
         src = self._require_source()
         index = src.check_index(plane)
@@ -225,6 +235,11 @@ class Segmenter:
         if not objects:
             raise PromptError("No prompt given: add a point, a box or a mask.")
         objects = [o.validated(src.plane_shape) for o in objects]
+        size = _auto_tile.tile_size_for(self, src.plane_shape, tile)
+        if size is not None:
+            return _auto_tile.predict(
+                self, index, objects, multimask=multimask, cancel=cancel, size=size
+            )
         emb = self.embedding(index, cancel=cancel)
         _check(cancel)
         return self.backend.predict(emb, objects, multimask=multimask)
@@ -244,7 +259,8 @@ class Segmenter:
         ``labels`` has the image's non-channel shape.  New objects get ``max + 1``,
         ``max + 2``...; ``label_id`` (one object only) writes that ID, and with
         ``replace=True`` the object's old pixels on this plane are replaced (refinement).
-        Returns the IDs written.
+        Returns the IDs written.  On a tiled plane (see :meth:`predict`'s ``tile``, also
+        accepted here) only each object's bounding box of ``labels`` is read and written.
         """
         src = self._require_source()
         index = src.check_index(plane)
@@ -254,6 +270,10 @@ class Segmenter:
                 f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
             )
         preds = self.predict(index, **prompts)
+        if any(p.offset != (0, 0) or p.mask.shape != src.plane_shape for p in preds):
+            return _auto_tile.segment_into(
+                labels, preds, index, label_id=label_id, policy=policy, replace=replace
+            )
         if label_id is not None and len(preds) > 1:
             raise LabelsError("label_id can only be given for a single object.")
         edits = plan_edits(labels, preds, index, label_id=label_id, policy=policy, replace=replace)
@@ -289,6 +309,7 @@ class Segmenter:
         min_area: int = _propagate.DEFAULT_MIN_AREA,
         prompt: str = "auto",
         apply: bool = True,
+        axis_kind: str = "z",
     ) -> _propagate.PropagationReport:
         """Carry the objects of ``plane`` through the stack along ``axis`` (Z or T).
 
@@ -305,6 +326,12 @@ class Segmenter:
         ``mask+box``, ``mask``, ``box``, ``mask+point``...).  ``progress(done, total)`` is called per
         plane; ``cancel`` (``threading.Event``) is honoured between planes and inside
         encodes.  ``apply=False`` only plans (the edits are in the report).
+        ``axis_kind``: ``"z"`` (default: the IoU rule above) or ``"t"`` for a time axis,
+        where objects move: each object's mask is moved by its estimated motion before it
+        prompts the next frame, and the new mask is the same object when the model is
+        confident (predicted IoU, SAM 2.1 object score), its centroid lies within half a
+        diameter of the moved object and its area did not jump; it stops with
+        ``left_field``, ``divided``, ``lost`` or ``low_score`` (:mod:`.motion`).
         See docs/propagation.md.
         """
         return _propagate.propagate(
@@ -324,6 +351,7 @@ class Segmenter:
             min_area=min_area,
             prompt=prompt,
             apply=apply,
+            axis_kind=axis_kind,
         )
 
     def segment_everything(
