@@ -32,6 +32,7 @@ DIVIDED = "divided"  # the mask split into two or more parts of similar size
 LOST = "lost"  # the new mask is not where the moved object is / moved too far
 LOW_SCORE = "low_score"  # the model's predicted IoU / object score says "not the object"
 AXIS_KINDS = ("z", "t")
+TIME_NAMES = ("t", "time", "frame", "frames", "timepoint", "timepoints")
 
 DEFAULT_MAX_DISPLACEMENT = 1.0  # per frame, in object diameters
 DEFAULT_MAX_OFFSET = 0.5  # new centroid vs moved object, in object diameters
@@ -44,6 +45,12 @@ def check_axis_kind(kind: str) -> str:
     if k not in AXIS_KINDS:
         raise ValueError(f"axis_kind must be one of {AXIS_KINDS}, not {kind!r}.")
     return k
+
+
+def kind_of_axis(label) -> str:
+    """``"t"`` for an axis named like time (``T``, ``time``, ``frame``...), else ``"z"``."""
+    a = str(label or "").strip().lower()
+    return "t" if a in TIME_NAMES else "z"
 
 
 def diameter(mask: np.ndarray) -> float:
@@ -187,6 +194,7 @@ __all__ = [
     "centroid",
     "diameter",
     "estimate_displacement",
+    "kind_of_axis",
     "shift_mask",
     "time_rule",
     "window_around",

@@ -116,10 +116,15 @@ def predict_grouped(backend, embedding, objects: Sequence[ObjectPrompt], multima
     with backend._lock, autocast(backend.device, backend.precision):
         try:
             for (_, mm), idx in groups.items():
-                masks, scores, low = backend._decode(embedding, [objects[i] for i in idx], mm)
+                decoded = backend._decode(embedding, [objects[i] for i in idx], mm)
+                masks, scores, low = decoded[:3]
+                obj = decoded[3] if len(decoded) > 3 else None  # object score logits
                 for j, i in enumerate(idx):
                     c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+                    info = {"multimask": mm}
+                    if obj is not None:
+                        info["object_score"] = float(obj[j])
+                    out[i] = Prediction(c, s, lr, objects[i], info)
         except torch.OutOfMemoryError:
             oom = True
     if oom:
