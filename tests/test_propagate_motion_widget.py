@@ -4,10 +4,10 @@ says what it will cost before it starts; SAM 2.1's object score reaches the rule
 from __future__ import annotations
 
 import numpy as np
-from timelapse_helpers import moving_cells
 
 from napari_sam2.adapter.propagate import prepare_propagation, time_estimate
 from napari_sam2.engine import motion
+from timelapse_helpers import moving_cells
 from widget_helpers import TIMEOUT, ready_widget
 
 
