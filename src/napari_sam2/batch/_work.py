@@ -267,8 +267,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
         for plane in prompted:
             report = seg.propagate(labels, plane, axis=0, axis_kind=kind)
             notes.append(
-                f"propagated from plane {list(plane)} along axis 0 ({kind.upper()}): "
-                f"{report.summary()} "
+                f"propagated from plane {list(plane)} along axis 0: {report.summary()} "
                 f"({report.stop_reasons()})"
             )
         planes = int(np.count_nonzero(labels.reshape(*src.index_shape, -1).any(axis=-1)))
