@@ -105,7 +105,9 @@ def _to_tile(o: ObjectPrompt, tile) -> ObjectPrompt:
 
 
 def segment_into(labels, preds, index, *, label_id, policy, replace) -> list[int]:
-    """Write bbox-local predictions into ``labels`` (only each object's box is touched)."""
+    """Write bbox-local predictions into ``labels``: only each object's box is read and
+    written (with ``replace``, the window it was predicted in: the object's old pixels
+    there are replaced)."""
     if label_id is not None and len(preds) > 1:
         raise LabelsError("label_id can only be given for a single object.")
     next_id = _labels.next_label_id(labels) if label_id is None else int(label_id)
@@ -116,6 +118,12 @@ def segment_into(labels, preds, index, *, label_id, policy, replace) -> list[int
         if not mask.any():
             continue
         r0, c0 = p.offset
+        tile = p.info.get("tile")
+        if replace and tile is not None:  # the old pixels in the window go too
+            inner = np.zeros(tile.shape, bool)
+            dr, dc = r0 - tile.r0, c0 - tile.c0
+            inner[dr : dr + mask.shape[0], dc : dc + mask.shape[1]] = mask
+            mask, r0, c0 = inner, tile.r0, tile.c0
         box = (slice(r0, r0 + mask.shape[0]), slice(c0, c0 + mask.shape[1]))
         view = labels[index + box]
         edit = _labels.plan_object_write(
