@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import _convert_cli, _evaluate_cli, _finetune_cli, _precompute_cli
+from . import _calibrate_cli, _convert_cli, _evaluate_cli, _finetune_cli, _precompute_cli
 from ._app_cli import _version, cmd_demo, cmd_info
 from ._cli_common import (  # noqa: F401 - also this module's public names (tests, batch)
     SIZES,
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version('napari-sam2')}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(
-        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert,finetune}"
+        dest="command",
+        metavar="{demo,info,segment,evaluate,precompute,convert,finetune,calibrate}",
     )
 
     d = sub.add_parser("demo", help="open napari with a sample image and the SAM 2 widget")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _precompute_cli.add_parser(sub)  # disk embedding cache: docs/performance.md
     _convert_cli.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
     _finetune_cli.add_parser(sub)  # train the mask decoder: docs/finetuning.md
+    _calibrate_cli.add_parser(sub)  # fp32 vs bf16 verdict: docs/performance.md
     return p
 
 
@@ -227,6 +229,7 @@ COMMANDS = {
     "precompute": _precompute_cli.cmd_precompute,
     "convert": _convert_cli.cmd_convert,
     "finetune": _finetune_cli.cmd_finetune,
+    "calibrate": _calibrate_cli.cmd_calibrate,
 }
 
 

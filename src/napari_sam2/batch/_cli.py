@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-from .._cli_common import UsageError, model_options, parse_channel, parse_coords, parse_limits
+from .._cli_common import (
+    UsageError,
+    model_options,
+    parse_channel,
+    parse_coords,
+    parse_limits,
+    segmenter_from_args,
+)
 
 BATCH_ONLY = ("out_dir", "prompts", "auto", "propagate", "overwrite", "summary", "scheduler",
               "workers", "dicom_seg", "plane_chunks")  # fmt: skip
@@ -94,6 +102,7 @@ def run(args) -> int:
     prompts = args.prompts or cli_prompts or None
     if not args.debug:  # dask logs every worker start at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)
+    _calibrate_first(args)
     summary = segment_files(
         args.image,
         args.out_dir,
@@ -121,3 +130,21 @@ def run(args) -> int:
     if args.summary:
         print(f"summary written to {summary.write(args.summary)}")
     return 0 if summary.ok else EXIT_SOME_FAILED
+
+
+def _calibrate_first(args) -> None:
+    """``precision=auto`` on a CPU with native bf16: one fp32/bf16 measurement before a run
+    of more than a few planes (engine/auto_precision.py); the workers use its verdict."""
+    from ..engine.auto_precision import CLI_MIN_PLANES, calibrate_before_run
+    from ._files import expand_inputs
+
+    files, _ = expand_inputs(args.image)
+    n = max(len(files), CLI_MIN_PLANES + 1) if args.propagate else len(files)  # a volume
+    opts = model_options(args)
+    calibrate_before_run(
+        lambda: segmenter_from_args(args),
+        n,
+        precision=opts.get("precision"),
+        device=opts.get("device"),
+        report=lambda text: print(text, file=sys.stderr),
+    )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import auto_precision as _auto_precision
 from . import auto_tile as _auto_tile
 from . import automatic as _automatic
 from . import disk_cache as _disk_cache
@@ -52,7 +53,10 @@ class Segmenter:
         (extra ``napari-sam2[transformers]``); ``checkpoint`` is then a transformers
         folder, a hub id in the local cache or an official ``.pt`` (converted in memory).
     device, precision : str
-        ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.
+        ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.  ``auto`` on a CPU
+        runs bf16 only where the CPU has native bf16 *and* a saved calibration measured it
+        faster with the same masks (:mod:`.auto_precision`; :attr:`precision_info` says
+        which and why), else fp32.
     image_size : int, optional
         Override SAM 2's input size (smaller = faster, coarser; tests use 256).
     random_weights : bool
@@ -108,6 +112,9 @@ class Segmenter:
                 random_weights=random_weights,
                 allow_download=allow_download,
             )
+        # precision "auto" on the CPU: the saved bf16/fp32 verdict (engine/auto_precision.py)
+        requested = precision if predictor is None else "given"
+        self.precision_info = _auto_precision.settle(self, requested)
         cache_dtype = cache_dtype_for(self.backend, cache_dtype)
         self.cache = EmbeddingCache(cache_bytes, cache_dtype)
         self.disk_cache = _disk_cache.resolve(disk_cache)

@@ -70,13 +70,16 @@ class SamBackendBase:
         if ev is not None and ev.is_set():
             raise Cancelled("Encoding cancelled.")
 
-    def _guarded_encode(self, cancel, run: Callable[[], object], what: str, after=None):
+    def _guarded_encode(
+        self, cancel, run: Callable[[], object], what: str, after=None, precision=None
+    ):
         """``run()`` under the lock and autocast with ``cancel`` watched by the block hooks;
         an out-of-memory is raised as ``_out_of_memory(what)`` once the lock is released.
-        ``after`` (if given) always runs, still under the lock (e.g. resetting a predictor)."""
+        ``after`` (if given) always runs, still under the lock (e.g. resetting a predictor).
+        ``precision`` overrides the backend's for this call only (calibration)."""
         t0 = time.perf_counter()
         result = None
-        with self._lock, autocast(self.device, self.precision):
+        with self._lock, autocast(self.device, precision or self.precision):
             self._cancel = cancel
             try:
                 result = run()

@@ -106,8 +106,9 @@ class Sam2Backend(SamBackendBase):
 
     # ------------------------------------------------------------------ encode
     @torch.inference_mode()
-    def encode(self, image: np.ndarray, cancel=None) -> dict:
-        """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks."""
+    def encode(self, image: np.ndarray, cancel=None, precision: str | None = None) -> dict:
+        """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks;
+        ``precision`` (``fp32``/``bf16``) overrides the backend's for this call only."""
         check_sam_input(image)
 
         def run():
@@ -120,7 +121,9 @@ class Sam2Backend(SamBackendBase):
             }
 
         what = f"encoding a {image.shape[0]}×{image.shape[1]} plane"
-        emb, seconds = self._guarded_encode(cancel, run, what, self._predictor.reset_predictor)
+        emb, seconds = self._guarded_encode(
+            cancel, run, what, self._predictor.reset_predictor, precision
+        )
         emb["encode_s"] = seconds
         return emb
 
