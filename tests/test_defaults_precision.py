@@ -239,6 +239,9 @@ def test_batch_measures_once_before_the_workers_only_when_it_can_matter(cpu, mon
     assert ap.calibrate_before_run(make, n - 1) is None
     assert ap.calibrate_before_run(make, n, precision="fp32") is None
     assert ap.calibrate_before_run(make, n, device="cuda") is None
+    monkeypatch.setenv(ap.AUTO_ENV, "0")
+    assert ap.calibrate_before_run(make, n) is None
+    monkeypatch.delenv(ap.AUTO_ENV)
     cpu.flags = set(AVX2)
     assert ap.calibrate_before_run(make, n) is None
     assert made == []  # no model loaded for nothing

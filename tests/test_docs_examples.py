@@ -454,4 +454,5 @@ _REQUIRED = {
     "precompute": ["x.tif", "--disk-cache", "d"],
     "convert": ["a", "b"],
     "finetune": ["x.tif", "--labels", "y.tif", "--out", "m.pt"],
+    "calibrate": [],
 }

@@ -260,6 +260,8 @@ def calibrate_before_run(
     a verdict could be missing (``auto`` precision, a CPU with native bf16)."""
     if n_planes <= CLI_MIN_PLANES or str(precision or "auto").lower() != "auto":
         return None
+    if os.environ.get(AUTO_ENV, "1").strip() == "0":
+        return None
     if str(device or "auto").lower() not in ("auto", "cpu"):
         return None
     if not _precision.native_bf16(_precision.cpu_info()[1]):
