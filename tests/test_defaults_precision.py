@@ -281,3 +281,26 @@ def test_cuda_auto_precision_says_why(gpu_precision, reason):
     info = ap.settle(seg, "auto")
     assert (info.precision, info.reason) == (gpu_precision, reason)
     assert ap.settle(seg, "fp32").reason == "as the backend runs"
+
+
+def test_transformers_backend_follows_the_same_rule(cpu, sam2_random_checkpoint, monkeypatch):
+    pytest.importorskip("transformers")
+
+    def seg():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ap.PrecisionHint)
+            return Segmenter("tiny", sam2_random_checkpoint, backend="transformers", device="cpu")
+
+    s = seg()
+    assert s.describe()["backend"] == "transformers" and s.backend.precision == "fp32"
+    assert ap.needs_calibration(s) == bool(s.describe().get("checkpoint_sha256"))
+    times = {"fp32": 2.2, "bf16": 1.0}
+    monkeypatch.setattr(
+        ap, "timed_encode",
+        lambda b, img, p, r, cancel=None: (times[p], b.encode(img, cancel=cancel, precision=p)),
+    )  # fmt: skip
+    cal = ap.measure(s, np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    assert cal.decision == "bf16" and cal.agreement > 0.9
+    assert ap.apply(s, cal).precision == "bf16" == s.backend.precision
+    if cal.checkpoint_sha256:  # saved: the next transformers session starts in bf16
+        assert seg().backend.precision == "bf16"
