@@ -133,6 +133,7 @@ def prepare_propagation(
     source = image_source(session.viewer, img, session.channel, index)
     kwargs = {
         "axis": axis,
+        "axis_kind": axis_kind(axes[axis][1]) or "z",  # T: objects move between frames
         "label_ids": label_ids,
         "direction": direction,
         "stop_at": stop_at,
@@ -142,6 +143,32 @@ def prepare_propagation(
     return PropagationJob(
         session.segmenter, img, session.labels_layer, source, plane, axis, kwargs
     )
+
+
+VIDEO_FRAME_COST = 1.5  # a video frame ~ one encode + memory attention (measured on CPU)
+
+
+def time_estimate(job: PropagationJob) -> str | None:
+    """What video mode will cost off CUDA, said before the run starts (None otherwise)."""
+    from ..engine.propagate import choose_mode
+
+    seg = job.segmenter
+    if choose_mode(seg, job.kwargs.get("mode", "auto")) != "video":
+        return None
+    device = str(getattr(getattr(seg.backend, "device", None), "type", "cpu"))
+    if device == "cuda":
+        return None
+    first, last = job.kwargs["stop_at"]
+    n = max(0, int(last) - int(first))
+    per = float(seg.stats.last_encode_s or 0.0) * VIDEO_FRAME_COST
+    if per <= 0:
+        return (
+            f"Video mode on {device}: {n} frame(s), each an encode plus memory attention "
+            "(seconds per frame here)."
+        )
+    total = n * per
+    span = f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s"
+    return f"Video mode on {device}: about {span} for {n} frame(s) (~{per:.1f} s each)."
 
 
 def run_propagation(job: PropagationJob, progress=None) -> PropagationReport:

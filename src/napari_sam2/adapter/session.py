@@ -189,7 +189,9 @@ class SegmentationSession:
             if sig != self._source_sig or seg.source is None:
                 seg.set_image(req.source.data, **req.source.kwargs)
                 self._source_sig = sig
-            preds = seg.predict(req.plane, objects=req.prompts.objects, cancel=req.cancel)
+            preds = seg.predict(  # untiled request: whole-plane masks
+                req.plane, objects=req.prompts.objects, cancel=req.cancel, tile=False
+            )
         finally:
             self._running.pop(req.token, None)
         return Result(req, preds, 0, {"stats": seg.stats.as_dict()})

@@ -10,7 +10,7 @@
 """
 
 from ._api import segment_files
-from ._files import InputError, read_image
+from ._files import InputError, expand_inputs, read_image
 from ._napari import layer_files, segment_layers
 from ._planes import is_single, parse_plane_spec
 from ._prompts import PlanePrompts, PromptFileError, PromptTable
@@ -21,6 +21,7 @@ from ._work import Job, ModelOptions, Settings, run_job
 __all__ = [
     "FileResult",
     "InputError",
+    "expand_inputs",
     "Job",
     "ModelOptions",
     "PlanePrompts",

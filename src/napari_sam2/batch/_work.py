@@ -262,8 +262,11 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             )
         if not src.index_shape:
             raise F.InputError("--propagate needs a stack (Z or T axis); this image is 2-D")
+        from ..engine.motion import kind_of_axis
+
+        kind = kind_of_axis(str(getattr(img, "axes", "") or "")[:1])  # T: objects move
         for plane in prompted:
-            report = seg.propagate(labels, plane, axis=0)
+            report = seg.propagate(labels, plane, axis=0, axis_kind=kind)
             notes.append(
                 f"propagated from plane {list(plane)} along axis 0: {report.summary()} "
                 f"({report.stop_reasons()})"

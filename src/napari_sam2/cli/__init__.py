@@ -1,5 +1,5 @@
 """The ``napari-sam2`` console script: ``demo``, ``info``, ``segment``, ``evaluate``, ``precompute``,
-``convert``, ``finetune``, ``serve``.
+``convert``, ``finetune``, ``serve``, ``calibrate``.
 
 Exit codes: 0 success, 1 unexpected failure, 2 usage error or bad input (with a one-line
 message on stderr, no traceback; ``--debug`` shows the traceback).
@@ -21,7 +21,7 @@ import argparse
 import logging
 import sys
 
-from . import app, convert, evaluate, finetune, precompute, segment, serve
+from . import app, calibrate, convert, evaluate, finetune, precompute, segment, serve
 from ._common import UsageError
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "main"]
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(
-        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert,finetune,serve}"
+        dest="command", metavar="{demo,info,segment,evaluate,precompute,convert,finetune,serve,calibrate}"
     )
     app.add_parsers(sub)  # demo, info
     segment.add_parser(sub)  # one image or many files, --auto, --propagate: docs/batch.md
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_parser(sub)  # .pt <-> transformers folder: docs/models.md
     finetune.add_parser(sub)  # train the mask decoder: docs/finetuning.md
     serve.add_parser(sub)  # encode for remote clients: docs/server.md
+    calibrate.add_parser(sub)  # fp32 vs bf16 verdict: docs/performance.md
     return p
 
 
@@ -61,6 +62,7 @@ COMMANDS = {
     "convert": convert.cmd_convert,
     "finetune": finetune.cmd_finetune,
     "serve": serve.cmd_serve,
+    "calibrate": calibrate.cmd_calibrate,
 }
 
 

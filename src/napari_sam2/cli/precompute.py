@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_precompute(args) -> int:
+    import numpy as np
+
+    from ..engine.auto_precision import calibrate_if_needed
     from ..engine.disk_cache import DiskCache, default_dir
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
@@ -59,6 +62,8 @@ def cmd_precompute(args) -> int:
         channel=parse_channel(args.channel),
         **image_kwargs(data, axes),
     )
+    n_planes = int(np.prod(seg.source.index_shape, dtype=np.int64))
+    calibrate_if_needed(seg, n_planes, report=lambda text: print(text, file=sys.stderr))
     with stderr_progress("encoded") as progress:
         n = seg.precompute(progress=progress)
     st = seg.stats

@@ -138,6 +138,7 @@ def run(args) -> int:
     prompts = args.prompts or cli_prompts or None
     if not args.debug:  # dask logs every worker start at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)
+    _calibrate_first(args)
     summary = segment_files(
         args.image,
         args.out_dir,
@@ -255,3 +256,23 @@ def cmd_segment(args) -> int:
         f"with the {backend} backend to {args.output}"
     )
     return 0
+
+
+def _calibrate_first(args) -> None:
+    """``precision=auto`` on a CPU with native bf16: one fp32/bf16 measurement before a run
+    of more than a few planes (engine/auto_precision.py); the workers use its verdict."""
+    import sys
+
+    from ..batch import expand_inputs
+    from ..engine.auto_precision import CLI_MIN_PLANES, calibrate_before_run
+
+    files, _ = expand_inputs(args.image)
+    n = max(len(files), CLI_MIN_PLANES + 1) if args.propagate else len(files)  # a volume
+    opts = model_options(args)
+    calibrate_before_run(
+        lambda: segmenter_from_args(args),
+        n,
+        precision=opts.get("precision"),
+        device=opts.get("device"),
+        report=lambda text: print(text, file=sys.stderr),
+    )

@@ -16,6 +16,7 @@ from ..adapter.channels import image_source
 from ..adapter.tiles import wants_tiles
 from ..engine.errors import NapariSam2Error
 from ..engine.prefetch import Prefetcher, neighbours
+from ._calibration import BackgroundCalibration
 
 IDLE_MS = 300  # the user has stopped moving / the worker is idle this long: prefetch
 
@@ -48,6 +49,7 @@ class Background(QObject):
         self._axis, self._direction = -1, 1
         self._timer = QTimer(self, singleShot=True, interval=IDLE_MS)
         self._timer.timeout.connect(self._idle)
+        self.calibration = BackgroundCalibration(dock)  # bf16 vs fp32, after the warm-up
 
     # ------------------------------------------------------------- warm-up
     def warm_up(self, seg) -> None:
@@ -70,10 +72,12 @@ class Background(QObject):
     def _warm_failed(self, exc) -> None:
         """Cancelled by the user's first click, or failed: the click will tell."""
         self.warm_errors.append(exc)
+        self.calibration.want()
 
     def _warmed(self, seconds) -> None:
         if not self.dock._closed:
             self.dock.set_status(f"{self.dock._describe()} · warmed up in {seconds:.1f} s")
+            self.calibration.start_if_needed()
 
     def _warm_done(self) -> None:
         self._warm_worker = None
@@ -112,6 +116,7 @@ class Background(QObject):
         """A click, Segment or Commit: background work gives way at once."""
         self._warm_cancel.set()
         self.cancel_prefetch()
+        self.calibration.user_action()
         if self.prefetch_on:
             self._timer.start()  # and resumes when the dock is idle again
 
@@ -155,4 +160,5 @@ class Background(QObject):
     def close(self) -> None:
         self._timer.stop()
         self._warm_cancel.set()
+        self.calibration.close()
         self.cancel_prefetch()

@@ -29,13 +29,22 @@ def describe_model(seg: Segmenter | None) -> str:
     d = seg.describe()
     c = d.get("cache", {})
     txt = (
-        f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {d.get('precision', '')}"
+        f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {_precision(seg, d)}"
         f" · last encode {c.get('last_encode_s', 0):.2f} s · encodes {c.get('encodes', 0)}"
         f" · cache hits {c.get('hits', 0)}"
     )
     if seg.notice:
         txt = _short_notice(seg.notice) + txt
     return txt
+
+
+def _precision(seg, d: dict) -> str:
+    """``bf16 (measured 2.2× faster, masks agree 99.9 %)``: which precision and why."""
+    info = getattr(seg, "precision_info", None)
+    prec = d.get("precision", "")
+    if info is None or info.reason in ("as the backend runs", "asked for"):
+        return prec
+    return f"{prec} ({info.reason})"
 
 
 def _short_notice(notice: str) -> str:

@@ -25,6 +25,7 @@ from ..adapter.propagate import (
     prepare_propagation,
     propose_axis,
     run_propagation,
+    time_estimate,
 )
 from ..engine.errors import NapariSam2Error
 from ..engine.propagate import DIRECTIONS, MODES
@@ -148,6 +149,9 @@ class PropagatePanel(QGroupBox):
             show_warning(str(e))
             self.dock.set_status(str(e))
             return
+        estimate = time_estimate(job)  # video mode off CUDA: said before it starts
+        if estimate:
+            show_info(estimate)
         self._pbar = napari_progress(total=0, desc="SAM 2: propagating")
         self.runner.start(
             lambda cancel, progress: run_propagation(job, progress),
@@ -155,7 +159,8 @@ class PropagatePanel(QGroupBox):
             failed="Propagation failed",
             failed_status="Propagation failed (labels unchanged)",
             cancel=job.cancel,
-            status=f"Propagating from plane {job.plane} along axis {job.axis}…",
+            status=(estimate + " " if estimate else "")
+            + f"Propagating from plane {job.plane} along axis {job.axis}…",
         )
 
     def cancel(self) -> None:

@@ -5,7 +5,7 @@ lies exactly on its source image layer, ready to be corrected and saved again:
 
 * **DICOM SEG** (highdicom): frames are matched to the source images by their referenced
   SOP Instance UIDs (and frame numbers for multi-frame sources), then put in the
-  display orientation of :mod:`napari_sam2.io.dicom`. Segment IDs come back as the label
+  display orientation of :mod:`napari_sam2.io.medical.dicom`. Segment IDs come back as the label
   IDs napari-sam2 wrote (TrackingID ``"napari-sam2 label <ID>"``, else a ``"label <ID>"``
   segment label), otherwise as the segment numbers; names and codes go to
   ``metadata["segments"]`` (and the layer's ``features``), so *Save as DICOM SEG* keeps them.
@@ -182,7 +182,7 @@ def labels_on_source(path, medical: dict, shape: Sequence[int]) -> tuple[np.ndar
         The DICOM SEG or RTSTRUCT file.
     medical : dict
         ``metadata["medical"]`` of the source image layer (from
-        :func:`napari_sam2.io.dicom.open_dicom`).
+        :func:`napari_sam2.io.medical.dicom.open_dicom`).
     shape : sequence of int
         Shape of the source image layer's data.
 
