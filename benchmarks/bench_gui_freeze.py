@@ -80,8 +80,8 @@ def _cause(samples: list[tuple[str, str]]) -> str:
 WRAPPED = {
     "napari_sam2.widget._dock": "new_points_layer new_shapes_layer new_labels_layer "
     "SAM2Widget.next_object",
-    "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession._next_id "
-    "plan_edits write_edits",
+    "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession.next_id",
+    "napari_sam2.adapter.commit": "plan_edits write_edits",
     "napari_sam2.adapter.preview": "PreviewLayer.show PreviewLayer.clear",
     "napari_sam2.widget._commit": "begin_commit ChunkedWriter.step ChunkedWriter.finish",
     "napari.layers": "Labels.data_setitem Labels.undo",

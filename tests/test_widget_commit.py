@@ -101,7 +101,7 @@ def test_labels_changed_every_time_refuses_and_writes_nothing(
     _, w = _ready(viewer, qtbot)
     labels = w.session.labels_layer
     c, planned, notes = w.committer, w.committer._planned, []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", notes.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", notes.append)
     writer_steps = []
 
     def paint_between_steps(job):
@@ -130,7 +130,7 @@ def test_error_mid_write_leaves_labels_unchanged(make_napari_viewer, qtbot, monk
     before = labels.data.copy()
     write, n = acommit._write, []
     notes = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", notes.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", notes.append)
 
     def failing(data, chunk):
         n.append(1)

@@ -145,7 +145,7 @@ def test_removing_a_bound_layer_unbinds_it(make_napari_viewer, qtbot, monkeypatc
     assert len(pts.events.data.callbacks) < n_data
     assert w.session.points_layer is None
     warnings = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
     _press(viewer, lab, Qt.Key.Key_S, qtbot)  # still bound on the labels layer: a message
     assert warnings and "prompt" in warnings[-1].lower()
     viewer.layers.remove(lab)

@@ -3,6 +3,11 @@
 Small objects are written at once on the main thread (a few ms).  Large ones are planned in
 a worker and written in bands across event-loop turns, as one undo step; if the labels
 change meanwhile the commit is planned again (once), else refused with a notice.
+
+A commit is never lost to a Segment still running (S then C at once): Commit then waits
+for that Segment's result and commits it.  If the prompts changed since that Segment was
+pressed, Segment runs once more and its result is committed.  Cancel stops both; a
+Segment that fails or is stopped drops the waiting commit with a notice.
 """
 
 from __future__ import annotations
@@ -15,25 +20,16 @@ from ..adapter.commit import (
     ChunkedWriter,
     CommitConflict,
     begin_commit,
+    commit_preview,
     finish_job,
     plan_commit,
 )
 from ..engine.errors import NapariSam2Error
+from . import _notify
 
 SYNC_PX = 200_000  # mask pixels up to which a commit is written at once (< ~30 ms)
 MAX_ATTEMPTS = 2  # plans per commit when the labels change meanwhile
-
-
-def show_warning(msg: str) -> None:
-    from . import _dock  # one place for the dock's notifications (tests patch them there)
-
-    _dock.show_warning(msg)
-
-
-def show_info(msg: str) -> None:
-    from . import _dock
-
-    _dock.show_info(msg)
+WAITING = "Commit waits for the segmentation to finish (Cancel stops both)…"
 
 
 class Committer(QObject):
@@ -49,6 +45,7 @@ class Committer(QObject):
         self.writer = None
         self.worker = None
         self.history: list[dict] = []  # per finished async commit: steps, chunks, pixels
+        self.awaiting = None  # the Segment request whose result a Commit waits for
 
     @property
     def running(self) -> bool:
@@ -59,35 +56,85 @@ class Committer(QObject):
         if self.running:
             dock.set_status("A commit is still being written: wait a moment.")
             return
-        res = dock.session.result
+        if self.awaiting is not None:
+            dock.set_status(WAITING)
+            return
+        req = dock.segment_in_flight()
+        if req is not None:
+            self._await(req)
+            return
+        self._commit(dock.session.result)
+
+    def _commit(self, res) -> None:
         tiled = res is not None and res.info.get("placement") is not None  # bbox-local already
         if res is None or tiled or sum(int(m.sum()) for m in res.masks()) <= self.sync_px:
-            self._commit_now()
+            self._commit_now(res)
             return
         try:
-            job = begin_commit(dock.session)
+            job = begin_commit(self.dock.session, res)
         except NapariSam2Error as e:
             self._warn(str(e))
             return
         self._plan(job)
 
-    def _commit_now(self) -> None:
-        dock = self.dock
+    def _commit_now(self, res) -> None:
         try:
-            ids = dock.session.commit()
+            ids = commit_preview(self.dock.session, res)
         except NapariSam2Error as e:
             self._warn(str(e))
             return
         self._done(ids)
+
+    # ------------------------------------------------- waiting for a Segment
+    def _await(self, req) -> None:
+        """Commit the result of ``req`` (running or queued) when it comes; if the prompts
+        changed since it was asked, Segment once more and commit that result."""
+        dock = self.dock
+        if not dock.session.matches(req):
+            dock.segment()  # queued after the running one; says why when it cannot
+            newer = dock.segment_in_flight()
+            if newer is None or newer is req:
+                return
+            req = newer
+        self.awaiting = req
+        dock.set_status(WAITING)
+
+    def segmented(self, result) -> None:
+        """The dock's Segment returned ``result``: commit it if a Commit waits for it (also
+        when a newer request made it no longer the preview: it is what Commit meant)."""
+        if self.awaiting is None or result.request is not self.awaiting:
+            return
+        self.awaiting = None
+        if result.request.image_layer is not self.dock.session.image_layer:
+            self._warn("Nothing committed: the image changed while segmenting.")
+            return
+        self._commit(result)
+
+    def segment_ended(self, req, why: str) -> None:
+        """``req`` ended without a result (failed or stopped): a Commit waiting for it is
+        dropped with a notice."""
+        if self.awaiting is not None and req is self.awaiting:
+            self.awaiting = None
+            self._warn(f"Nothing committed: {why}")
+
+    def superseded(self, old, new) -> None:
+        """A queued Segment ``old`` was replaced by ``new`` before it ran: a Commit waiting
+        for it waits for ``new`` (the prompts as they are now)."""
+        if self.awaiting is not None and old is self.awaiting:
+            self.awaiting = new
+
+    def stop_waiting(self) -> None:
+        """Cancel: a Commit waiting for a Segment is dropped."""
+        self.awaiting = None
 
     def _done(self, ids) -> None:
         dock = self.dock
         if dock.session.result is None:  # (a newer preview made meanwhile stays)
             dock.preview.clear()
         while dock.session.notices:
-            show_info(dock.session.notices.pop(0))
+            _notify.show_info(dock.session.notices.pop(0))
         done = f"Wrote label(s) {', '.join(map(str, ids))}. " if ids else "Nothing written. "
-        dock.set_status(done + dock._describe())
+        dock.set_status(done + dock.describe())
 
     # --------------------------------------------------------------- async
     def _plan(self, job) -> None:
@@ -106,7 +153,7 @@ class Committer(QObject):
 
     def _planned(self, job) -> None:
         self.worker = None
-        if self.dock._closed or job is not self.job:
+        if self.dock.closed or job is not self.job:
             self.job = None
             return
         session = self.dock.session
@@ -141,7 +188,7 @@ class Committer(QObject):
     def _conflict(self) -> None:
         job = self.job
         self._reset()
-        if job.attempts >= MAX_ATTEMPTS or self.dock._closed:
+        if job.attempts >= MAX_ATTEMPTS or self.dock.closed:
             self._warn("The labels changed during the commit: nothing was written. Commit again.")
             return
         try:  # plan again against the labels as they are now
@@ -158,7 +205,7 @@ class Committer(QObject):
 
     def _warn(self, msg: str) -> None:
         """A warning notification, also kept in the dock's status line."""
-        show_warning(msg)
+        _notify.show_warning(msg)
         self.dock.set_status(msg)
 
     def _reset(self) -> None:
@@ -166,6 +213,7 @@ class Committer(QObject):
 
     def close(self) -> None:
         """The dock closes: a commit being written is rolled back, a plan is dropped."""
+        self.awaiting = None
         if self.writer is not None and self.writer.written:
             self.writer.rollback()
         self._reset()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import napari
 import numpy as np
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
@@ -22,6 +21,7 @@ from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
 from ..engine.llvm_guard import avoid_llvm_clash
 from ..engine.segmenter import Segmenter
+from . import _notify
 from ._bindings import Bindings
 from ._commit import Committer
 from ._first_use import HINT, ensure_layers
@@ -69,7 +69,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._build()
         self._connect_viewer()
         if segmenter is not None:
-            self._set_status(self._describe())
+            self._set_status(self.describe())
         elif autoload:
             self.load_model()
 
@@ -159,9 +159,9 @@ class SAM2Widget(DockLifecycle, QWidget):
                 self._hint = HINT
             self._image_note = channels_as_planes_hint(s.image_layer) or ""
             if self._image_note:
-                show_info(self._image_note)
+                _notify.show_info(self._image_note)
             if made or self._image_note:
-                self._set_status(self._describe())
+                self._set_status(self.describe())
         s.channel = self.channel_combo.currentData()
         s.level = self.layers_panel.level()
         s.points_layer = self.points_combo.value()
@@ -225,10 +225,11 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.session.result = None
         self.preview.clear()
         self.session.segmenter = seg
-        self.session._source_sig = None
-        self._set_status(self._describe())
+        self.session.forget_image()
+        self._set_status(self.describe())
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
+        """The status line's model text (with the image note and first-use hint)."""
         txt = describe_model(self.session.segmenter)
         return "\n".join(t for t in (self._image_note, self._hint, txt) if t)
 
@@ -237,12 +238,17 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     def _warn(self, text: str) -> None:
         """A warning notification, also kept in the status line (no stale success text)."""
-        show_warning(text)
+        _notify.show_warning(text)
         self._set_status(text)
 
     def set_status(self, text: str):
         """Show ``text`` in the dock's status line (for panels)."""
         self._set_status(text)
+
+    @property
+    def closed(self) -> bool:
+        """Taken out of its dock (its bindings released); panels stop their work."""
+        return self._closed
 
     # ------------------------------------------------------------ actions
     @property
@@ -260,13 +266,14 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._warn(str(e))
             return
         for note in req.prompts.notes:
-            show_info(note)
+            _notify.show_info(note)
         if self._worker is not None:  # newest request wins; the running one is dropped
             run = self._running
             if run.plane != req.plane or run.image_layer is not req.image_layer:
                 self.session.cancel(run)  # the user moved on: stop its encode
             if self._pending is not None:
                 self.session.cancel(self._pending)  # superseded before it ran
+                self.committer.superseded(self._pending, req)
             self._pending = req
             return
         self._run(req)
@@ -288,22 +295,29 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.busy_bar.set_busy("segment", True)
         worker.start()
 
+    def segment_in_flight(self):
+        """The newest Segment request still to give a result (queued or running), or None."""
+        return self._pending if self._pending is not None else self._running
+
     def _segmented(self, result):
         if self._closed:
             return
         if self.session.accept(result):
             self.preview.show(result.request.image_layer, result.masks(), _placement(result))
-            self._set_status(self._describe())
+            self._set_status(self.describe())
         else:
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
+        self.committer.segmented(result)  # a Commit pressed meanwhile waits for it
 
     def _failed(self, exc):
         if self._closed:
             return
+        why = "the segmentation was stopped." if isinstance(exc, Cancelled) else f"{exc}"
+        self.committer.segment_ended(self._running, why)
         if isinstance(exc, Cancelled):
             self._set_status("Cancelled.")
             return
-        show_error(f"Segmentation failed: {exc}")
+        _notify.show_error(f"Segmentation failed: {exc}")
         self._set_status(f"Segmentation failed: {exc}")
 
     def _worker_done(self):
@@ -317,6 +331,7 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._run(req)
 
     def cancel(self):
+        self.committer.stop_waiting()
         self._pending = None
         self.session.cancel()
         if self._worker is not None:
@@ -337,7 +352,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         except NapariSam2Error as e:
             self._warn(str(e))
             return []
-        show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
+        _notify.show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
         return paths
 
     def pick_label(self, world_position):
@@ -348,12 +363,12 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._warn(str(e))
             return 0
         if lid <= 0:
-            show_info("No label under the cursor: Ctrl-click inside an object to refine it.")
+            _notify.show_info("No label under the cursor: Ctrl-click inside an object to refine it.")
             return 0
         self.session.labels_layer.selected_label = lid
         self.refine_check.setChecked(True)
         msg = f"Refining label {lid}: add points or a box, then Segment [S] and Commit [C]."
-        show_info(msg)
+        _notify.show_info(msg)
         self._set_status(msg)
         return lid
 
@@ -371,7 +386,7 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     def next_candidate(self):
         if self.session.result is None:
-            show_info("No preview: press Segment first.")
+            _notify.show_info("No preview: press Segment first.")
             return
         k = self.session.cycle_candidate()
         res = self.session.result
