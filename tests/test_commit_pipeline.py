@@ -86,8 +86,9 @@ def test_plane_chunks_of_a_window_are_keyed_on_the_whole_plane():
         (slice(12, 13), slice(23, 27)),
         (slice(13, 14), slice(23, 27)),
     ]
-    rows, cols = np.concatenate([c.indices[1] for c in chunks]), np.concatenate(
-        [c.indices[2] for c in chunks]
+    rows, cols = (
+        np.concatenate([c.indices[1] for c in chunks]),
+        np.concatenate([c.indices[2] for c in chunks]),
     )
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [
         (r, c) for r in (12, 13) for c in range(23, 27)
@@ -102,4 +103,7 @@ def test_nothing_new_names_the_objects_under_the_mask():
     m = np.zeros((4, 4), bool)
     m[1:3, 1] = True
     assert nothing_new(region, [m], None) == "Nothing new to write: the mask lies on objects 3, 7."
-    assert nothing_new(region[:2], [m[:2]], 3) == "Nothing new to write: the mask is object 3 already."
+    assert (
+        nothing_new(region[:2], [m[:2]], 3)
+        == "Nothing new to write: the mask is object 3 already."
+    )

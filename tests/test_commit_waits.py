@@ -180,3 +180,79 @@ def test_commit_without_segment_still_says_so(gated, qtbot):
     w.commit()
     assert seen == ["Nothing to commit: press Segment first."]
     assert w.committer.awaiting is None
+
+
+def test_s_c_then_another_plane_commits_into_the_segmented_plane(make_napari_viewer, qtbot):
+    backend = GatedBackend()
+    stack = np.stack([discs()] * 3)
+    layer, w = ready_widget(make_napari_viewer(), stack, Segmenter(predictor=backend))
+    labels, pts = w.session.labels_layer, w.session.points_layer
+    w.viewer.dims.set_point(0, 0)
+    click(pts, layer.data_to_world((0, *LEFT)))
+    _segment_running(qtbot, w, backend)
+    _key(pts, "C")
+    assert w.committer.awaiting is not None
+    w.viewer.dims.set_point(0, 2)  # the user moves on before the result is there
+    click(pts, layer.data_to_world((2, *RIGHT)))
+    _key(pts, "S")  # another object there: queued, the awaited run is not stopped
+    backend.gate.set()
+    qtbot.waitUntil(lambda: _idle(w) and w.session.result is not None, timeout=TIMEOUT)
+    assert labels.data[(0, *LEFT)] == 1 and set(np.unique(labels.data[0])) == {0, 1}
+    assert not labels.data[1:].any()  # written into plane 0 only
+    assert w.session.result.request.plane == (2,)  # plane 2's object is the preview now
+    assert backend.predicts == 2
+
+
+def test_commit_while_a_large_commit_is_written_is_queued(gated, qtbot, monkeypatch):
+    from napari_sam2.widget import _commit
+    from napari_sam2.widget._commit import QUEUED
+
+    layer, w, backend, seen = gated
+    labels, pts = w.session.labels_layer, w.session.points_layer
+    planning = threading.Event()  # the first commit's plan waits for it: "in progress"
+    plan = _commit.plan_commit
+    monkeypatch.setattr(
+        _commit, "plan_commit", lambda job, **kw: planning.wait(30) and plan(job, **kw)
+    )
+    w.committer.sync_px = 0  # every commit takes the planned, chunked path
+    backend.gate.set()
+    click(pts, layer.data_to_world(LEFT))
+    w.segment()
+    qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
+    w.commit()
+    assert w.committer.running
+    pts.data = np.empty((0, 2))  # the next object while the first is written
+    click(pts, layer.data_to_world(RIGHT))
+    w.segment()
+    qtbot.waitUntil(
+        lambda: (
+            not w.busy and w.session.result.request.prompts.objects[0].points.coords[0][1] > 60
+        ),
+        timeout=TIMEOUT,
+    )
+    assert w.committer.running and not labels.data.any()
+    w.commit()
+    assert w.status.text() == QUEUED
+    w.commit()  # pressed twice: still queued once
+    assert len(w.committer.queued) == 1
+    planning.set()
+    qtbot.waitUntil(lambda: _idle(w) and labels.data.max() == 2, timeout=TIMEOUT)
+    assert labels.data[LEFT] == 1 and labels.data[RIGHT] == 2
+    assert set(np.unique(labels.data)) == {0, 1, 2}
+    assert [h["ids"] for h in w.committer.history] == [[1], [2]]
+    assert not any(m.startswith("Nothing") for m in seen)
+    labels.undo()  # each object is its own undo step
+    assert labels.data[RIGHT] == 0 and labels.data[LEFT] == 1
+
+
+def test_model_change_drops_a_waiting_commit_with_a_notice(gated, qtbot):
+    layer, w, backend, seen = gated
+    click(w.session.points_layer, layer.data_to_world(LEFT))
+    _segment_running(qtbot, w, backend)
+    _key(w.session.points_layer, "C")
+    w.set_segmenter(Segmenter(backend="classical"))
+    assert w.committer.awaiting is None
+    assert "Nothing committed: the model changed while segmenting." in seen
+    backend.gate.set()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
+    assert not w.session.labels_layer.data.any()

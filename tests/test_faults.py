@@ -457,12 +457,12 @@ def test_failed_model_load_in_the_widget_keeps_the_old_model(
 ):
     """Loading a truncated checkpoint from the Model panel (its worker fails): one error
     notice saying to download it again, the previous model stays in use, labels unchanged."""
-    from napari_sam2.widget import _model_panel
+    from napari_sam2.widget import _notify
 
     viewer = make_napari_viewer()
     w = _committed_widget(viewer, qtbot)
     seen = []
-    monkeypatch.setattr(_model_panel, "show_error", seen.append)
+    monkeypatch.setattr(_notify, "show_error", seen.append)
     old = w.session.segmenter
     before = digest(w.session.labels_layer.data)
     bad = tmp_path / "sam2.1_hiera_tiny.pt"

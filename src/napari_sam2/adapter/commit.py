@@ -139,16 +139,22 @@ def _window(res) -> tuple[tuple[slice, slice], list[np.ndarray]]:
     return window, [placement.upsample(m, window) for m in masks]
 
 
-def begin_commit(session, result=None, *, copy: bool = True) -> CommitJob:
+def begin_commit(session, result=None, *, copy: bool = True, any_plane: bool = False) -> CommitJob:
     """Main-thread stage of every commit: the checks, IDs, widening; fast.
 
     ``result``: the preview to commit (default: the session's current one); ``copy``:
-    copy the labels window (needed when the plan runs while the user may paint).
+    copy the labels window (needed when the plan runs while the user may paint);
+    ``any_plane``: commit into the result's plane even when another plane is viewed now
+    (a Commit pressed while that result was on its way, see ``widget/_commit.py``).
     """
     res = session.result if result is None else result
     if res is None:
         raise PromptError("Nothing to commit: press Segment first.")
-    if not session.is_current(res.request) and res.request.plane != session.viewed_plane():
+    if (
+        not any_plane
+        and not session.is_current(res.request)
+        and res.request.plane != session.viewed_plane()
+    ):
         raise PromptError("The preview belongs to another plane: segment again here.")
     layer = session.labels_layer
     msg = labels_matching(layer, res.request.image_layer)
@@ -200,13 +206,13 @@ def plan_commit(job: CommitJob, chunk_px: int = CHUNK_PX) -> CommitJob:
     return job
 
 
-def commit_preview(session, result=None) -> list[int]:
+def commit_preview(session, result=None, *, any_plane: bool = False) -> list[int]:
     """Write a preview (plain or tiled) at once, as one undo step; returns the IDs.
 
     The same stages as the widget's chunked commit (:func:`begin_commit`, the plan,
     :func:`finish_job`), written with ``Labels.data_setitem``.
     """
-    job = _plan(begin_commit(session, result, copy=False))
+    job = _plan(begin_commit(session, result, copy=False, any_plane=any_plane))
     ids = write_edits(job.layer, [job.placed(e) for e in job.edits])
     return finish_job(session, job, ids)
 
@@ -345,4 +351,3 @@ def nothing_new(region, masks, refine_id) -> str:
         return "Nothing new to write: the mask is empty."
     which = f"object {ids[0]}" if len(ids) == 1 else "objects " + ", ".join(map(str, ids))
     return f"Nothing new to write: the mask lies on {which}."
-

@@ -7,7 +7,10 @@ change meanwhile the commit is planned again (once), else refused with a notice.
 A commit is never lost to a Segment still running (S then C at once): Commit then waits
 for that Segment's result and commits it.  If the prompts changed since that Segment was
 pressed, Segment runs once more and its result is committed.  Cancel stops both; a
-Segment that fails or is stopped drops the waiting commit with a notice.
+Segment that fails or is stopped drops the waiting commit with a notice.  Nor is it lost
+to a large commit still being written: Commit then queues the preview it was pressed for
+and writes it next.  A result a Commit was pressed for is written into its own plane,
+also when the user has moved to another plane meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from . import _notify
 SYNC_PX = 200_000  # mask pixels up to which a commit is written at once (< ~30 ms)
 MAX_ATTEMPTS = 2  # plans per commit when the labels change meanwhile
 WAITING = "Commit waits for the segmentation to finish (Cancel stops both)…"
+QUEUED = "Commit queued: it is written when the commit in progress ends."
 
 
 class Committer(QObject):
@@ -46,16 +50,16 @@ class Committer(QObject):
         self.worker = None
         self.history: list[dict] = []  # per finished async commit: steps, chunks, pixels
         self.awaiting = None  # the Segment request whose result a Commit waits for
+        self.queued: list = []  # results to commit, in order, once the one in progress ends
 
     @property
     def running(self) -> bool:
         return self.job is not None
 
     def commit(self) -> None:
+        """Commit [C]: the preview now, the result of a Segment still running, or (while a
+        commit is being written) the preview next."""
         dock = self.dock
-        if self.running:
-            dock.set_status("A commit is still being written: wait a moment.")
-            return
         if self.awaiting is not None:
             dock.set_status(WAITING)
             return
@@ -63,27 +67,44 @@ class Committer(QObject):
         if req is not None:
             self._await(req)
             return
-        self._commit(dock.session.result)
+        res = dock.session.result
+        if self.running:
+            if res is None or res is self.job.result or any(r is res for r in self.queued):
+                dock.set_status("A commit is still being written: wait a moment.")
+            else:
+                self.queued.append(res)
+                dock.set_status(QUEUED)
+            return
+        self._commit(res)
 
-    def _commit(self, res) -> None:
+    def _commit(self, res, any_plane: bool = False) -> None:
+        """Commit ``res``; ``any_plane``: into its own plane even if another is viewed."""
+        if self.running:  # a result that came while a commit is written: the next one
+            self.queued.append(res)
+            return
         tiled = res is not None and res.info.get("placement") is not None  # bbox-local already
         if res is None or tiled or sum(int(m.sum()) for m in res.masks()) <= self.sync_px:
-            self._commit_now(res)
+            self._commit_now(res, any_plane)
             return
         try:
-            job = begin_commit(self.dock.session, res)
+            job = begin_commit(self.dock.session, res, any_plane=any_plane)
         except NapariSam2Error as e:
             self._warn(str(e))
             return
         self._plan(job)
 
-    def _commit_now(self, res) -> None:
+    def _commit_now(self, res, any_plane: bool) -> None:
         try:
-            ids = commit_preview(self.dock.session, res)
+            ids = commit_preview(self.dock.session, res, any_plane=any_plane)
         except NapariSam2Error as e:
             self._warn(str(e))
             return
         self._done(ids)
+
+    def _ended(self) -> None:
+        """A commit in progress ended (written, refused or failed): a queued one runs."""
+        while self.queued and not self.running and not self.dock.closed:
+            self._commit(self.queued.pop(0), any_plane=True)
 
     # ------------------------------------------------- waiting for a Segment
     def _await(self, req) -> None:
@@ -108,7 +129,7 @@ class Committer(QObject):
         if result.request.image_layer is not self.dock.session.image_layer:
             self._warn("Nothing committed: the image changed while segmenting.")
             return
-        self._commit(result)
+        self._commit(result, any_plane=True)
 
     def segment_ended(self, req, why: str) -> None:
         """``req`` ended without a result (failed or stopped): a Commit waiting for it is
@@ -123,9 +144,18 @@ class Committer(QObject):
         if self.awaiting is not None and old is self.awaiting:
             self.awaiting = new
 
-    def stop_waiting(self) -> None:
-        """Cancel: a Commit waiting for a Segment is dropped."""
+    def waits_for(self, req) -> bool:
+        """Does a Commit wait for the result of ``req`` (which must then not be stopped)?"""
+        return self.awaiting is not None and req is self.awaiting
+
+    def stop_waiting(self, why: str | None = None) -> None:
+        """Cancel (or ``why``, said to the user): a Commit waiting for a Segment, or
+        queued, is dropped."""
+        dropped = self.awaiting is not None or bool(self.queued)
         self.awaiting = None
+        self.queued = []
+        if dropped and why:
+            self._warn(f"Nothing committed: {why}")
 
     def _done(self, ids) -> None:
         dock = self.dock
@@ -177,6 +207,7 @@ class Committer(QObject):
         except Exception as e:  # noqa: BLE001 - the writer rolled back; tell the user
             self._reset()
             self._warn(f"Commit failed, the labels are unchanged: {e}")
+            self._ended()
             return
         job = self.job
         self.history.append(
@@ -184,17 +215,20 @@ class Committer(QObject):
         )
         self._reset()
         self._done(finish_job(self.dock.session, job, ids))
+        self._ended()
 
     def _conflict(self) -> None:
         job = self.job
         self._reset()
         if job.attempts >= MAX_ATTEMPTS or self.dock.closed:
             self._warn("The labels changed during the commit: nothing was written. Commit again.")
+            self._ended()
             return
         try:  # plan again against the labels as they are now
-            again = begin_commit(self.dock.session, job.result)
+            again = begin_commit(self.dock.session, job.result, any_plane=True)
         except NapariSam2Error as e:
             self._warn(f"The labels changed during the commit, nothing was written: {e}")
+            self._ended()
             return
         again.attempts = job.attempts
         self._plan(again)
@@ -202,6 +236,7 @@ class Committer(QObject):
     def _failed(self, exc) -> None:
         self._reset()
         self._warn(f"Commit failed, the labels are unchanged: {exc}")
+        self._ended()
 
     def _warn(self, msg: str) -> None:
         """A warning notification, also kept in the dock's status line."""
@@ -214,6 +249,7 @@ class Committer(QObject):
     def close(self) -> None:
         """The dock closes: a commit being written is rolled back, a plan is dropped."""
         self.awaiting = None
+        self.queued = []
         if self.writer is not None and self.writer.written:
             self.writer.rollback()
         self._reset()

@@ -9,13 +9,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ..adapter.channels import channels_as_planes_hint
-from ..adapter.layers import (
-    POSITIVE,
-    labels_matching,
-    new_labels_layer,
-    new_points_layer,
-    new_shapes_layer,
-)
+from ..adapter.layers import POSITIVE
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
@@ -25,6 +19,7 @@ from . import _notify
 from ._bindings import Bindings
 from ._commit import Committer
 from ._first_use import HINT, ensure_layers
+from ._layer_actions import LayerActions
 from ._layers_panel import LayersPanel
 from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel, describe_model
@@ -33,7 +28,7 @@ from ._qt_parts import BusyBar, PanelScrollArea
 from ._segment_box import SegmentBox
 
 
-class SAM2Widget(DockLifecycle, QWidget):
+class SAM2Widget(LayerActions, DockLifecycle, QWidget):
     """SAM 2 segmentation: Points/Shapes prompts in, per-object labels out.
 
     Everything the widget binds on layers and the viewer is released when it is taken out
@@ -133,15 +128,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.layers_panel.level_combo.currentIndexChanged.connect(self._sync_layers)
 
     # -------------------------------------------------------------- layers
-    def _check_labels_choice(self):
-        """Say at once when the chosen Labels layer cannot take this image's objects."""
-        s = self.session
-        if s.labels_layer is None or s.image_layer is None:
-            return
-        then = "commits would be refused. Pick another or press 'New'"
-        if why := labels_matching(s.labels_layer, s.image_layer, then):
-            self._set_status(why)
-
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
 
@@ -182,36 +168,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         if s.image_layer is not None and not self._bindings.is_bound(s.image_layer):
             self._bindings.connect(s.image_layer, s.image_layer.events.data, self._image_changed)
 
-    def _need_image(self):
-        img = self.image_combo.value()
-        if img is None:
-            self._warn("Open an image first: no Image layer in the viewer.")
-        return img
-
-    def _new_layer(self, make):
-        if (img := self._need_image()) is None:
-            return None
-        try:
-            return make(self.viewer, img)
-        except NapariSam2Error as e:
-            self._warn(str(e))
-            return None
-
-    def new_points(self):
-        if (layer := self._new_layer(new_points_layer)) is not None:
-            layer.mode = "add"
-            self.points_combo.set_value(layer)
-
-    def new_shapes(self):
-        if (layer := self._new_layer(new_shapes_layer)) is not None:
-            layer.mode = "add_rectangle"
-            self.shapes_combo.set_value(layer)
-
-    def new_labels(self):
-        if (layer := self._new_layer(new_labels_layer)) is not None:
-            self.labels_combo.set_value(layer)
-            self.viewer.layers.selection.active = self.session.points_layer or layer
-
     # --------------------------------------------------------------- model
     def load_model(self):
         """Load the model chosen in the model panel (in the background)."""
@@ -220,6 +176,7 @@ class SAM2Widget(DockLifecycle, QWidget):
     def set_segmenter(self, seg: Segmenter):
         """Use ``seg`` from now on; a running request and a shown result of the previous
         model are dropped (a preview is never committed with another model's name)."""
+        self.committer.stop_waiting("the model changed while segmenting.")
         self._pending = None
         self.session.cancel()
         self.session.result = None
@@ -269,7 +226,8 @@ class SAM2Widget(DockLifecycle, QWidget):
             _notify.show_info(note)
         if self._worker is not None:  # newest request wins; the running one is dropped
             run = self._running
-            if run.plane != req.plane or run.image_layer is not req.image_layer:
+            moved = run.plane != req.plane or run.image_layer is not req.image_layer
+            if moved and not self.committer.waits_for(run):
                 self.session.cancel(run)  # the user moved on: stop its encode
             if self._pending is not None:
                 self.session.cancel(self._pending)  # superseded before it ran
@@ -363,7 +321,9 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._warn(str(e))
             return 0
         if lid <= 0:
-            _notify.show_info("No label under the cursor: Ctrl-click inside an object to refine it.")
+            _notify.show_info(
+                "No label under the cursor: Ctrl-click inside an object to refine it."
+            )
             return 0
         self.session.labels_layer.selected_label = lid
         self.refine_check.setChecked(True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
+
+from . import _notify
 
 TIFF_FILTER = "TIFF with voxel size and provenance (*.tif *.tiff)"
 OME_FILTER = "OME-TIFF (*.ome.tif *.ome.tiff)"
@@ -67,7 +68,7 @@ class SavePanel(QGroupBox):
         """Write the Labels layer to ``path`` (asked for when None); returns the path."""
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen: nothing to save.")
+            _notify.show_warning("No Labels layer chosen: nothing to save.")
             return None
         if path is None:
             filters = self._filters()
@@ -82,7 +83,7 @@ class SavePanel(QGroupBox):
                 )
         if not str(path).lower().endswith(_EXTENSIONS):
             msg = f"{Path(path).name}: choose a .tif, .ome.tif, .nii.gz or .dcm name."
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         data, attributes, _ = layer.as_layer_data_tuple()
@@ -90,7 +91,7 @@ class SavePanel(QGroupBox):
             (written,) = _writer(str(path))(str(path), data, attributes)
         except (ValueError, OSError, ImportError) as e:  # LabelsWriteError is a ValueError
             msg = f"Labels not saved: {e}"
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         self.dock.set_status(f"Labels '{layer.name}' saved to {written}")
