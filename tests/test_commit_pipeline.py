@@ -1,5 +1,5 @@
-"""One commit pipeline (adapter/commit.py): a plain, a tiled and a chunked commit give the
-same IDs, notices, max-ID cache, provenance and undo step."""
+"""One commit pipeline (adapter/commit.py): a plain, a tiled and a chunked commit (and the
+widget's staged one) give the same IDs, notices, max-ID cache, provenance and undo step."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from napari_sam2.adapter.commit import (
     ChunkedWriter,
     begin_commit,
+    commit_preview,
     finish_job,
     nothing_new,
     plan_commit,
@@ -19,7 +20,7 @@ from napari_sam2.adapter.session import SegmentationSession
 from napari_sam2.engine import Segmenter
 from widget_helpers import discs
 
-MODES = ("plain", "tiled", "chunked")
+MODES = ("plain", "tiled", "chunked", "staged")
 
 
 def _session(mode):
@@ -36,8 +37,11 @@ def _session(mode):
 
 
 def _commit(s, mode):
-    if mode != "chunked":
+    if mode == "chunked":  # the one commit function, in bands
+        return commit_preview(s, chunk_px=300, step_px=300)
+    if mode != "staged":
         return s.commit()
+    # the widget's path: the same stages, the bands written step by step
     job = plan_commit(begin_commit(s), chunk_px=300)  # several bands
     writer = ChunkedWriter(job, lambda: s.labels_version, step_px=300)
     while not writer.step():

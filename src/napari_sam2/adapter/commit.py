@@ -11,8 +11,10 @@ Every commit runs the same four stages, whatever the preview:
 2. :func:`plan_commit` (a worker thread for large objects): plans the object writes
    against that window (:func:`napari_sam2.engine.edits.plan_edits`) and cuts the change
    into row bands (:class:`Chunk`: changed pixels, old and new values).
-3. The write, always **one** undo step.  :func:`commit_preview` writes at once through
-   ``Labels.data_setitem`` (:func:`~napari_sam2.adapter.layers.write_edits`).  The widget
+3. The write, always **one** undo step.  :func:`commit_preview` (the one commit function)
+   writes at once through ``Labels.data_setitem``
+   (:func:`~napari_sam2.adapter.layers.write_edits`), or with ``chunk_px`` in bands through
+   :class:`ChunkedWriter`, all in the call.  The widget
    writes large objects with :class:`ChunkedWriter` across event-loop turns: each
    :meth:`~ChunkedWriter.step` writes bands until a pixel budget is used, after checking
    that the band still holds the planned old values; :meth:`~ChunkedWriter.finish` records
@@ -206,15 +208,30 @@ def plan_commit(job: CommitJob, chunk_px: int = CHUNK_PX) -> CommitJob:
     return job
 
 
-def commit_preview(session, result=None, *, any_plane: bool = False) -> list[int]:
-    """Write a preview (plain or tiled) at once, as one undo step; returns the IDs.
+def commit_preview(
+    session,
+    result=None,
+    *,
+    any_plane: bool = False,
+    chunk_px: int | None = None,
+    step_px: int = STEP_PX,
+) -> list[int]:
+    """Write a preview (plain, tiled or large) as one undo step; returns the IDs.
 
-    The same stages as the widget's chunked commit (:func:`begin_commit`, the plan,
-    :func:`finish_job`), written with ``Labels.data_setitem``.
+    The one commit function: every commit runs :func:`begin_commit`, the plan and
+    :func:`finish_job`.  By default the edits are written at once with
+    ``Labels.data_setitem``; ``chunk_px``: in row bands of about that many pixels through
+    :class:`ChunkedWriter` (``step_px`` per step), all in this call (the widget runs the
+    same stages across event-loop turns).  ``any_plane``: see :func:`begin_commit`.
     """
-    job = _plan(begin_commit(session, result, copy=False, any_plane=any_plane))
-    ids = write_edits(job.layer, [job.placed(e) for e in job.edits])
-    return finish_job(session, job, ids)
+    job = begin_commit(session, result, copy=chunk_px is not None, any_plane=any_plane)
+    if chunk_px is None:
+        ids = write_edits(job.layer, [job.placed(e) for e in _plan(job).edits])
+        return finish_job(session, job, ids)
+    writer = ChunkedWriter(plan_commit(job, chunk_px), lambda: session.labels_version, step_px)
+    while not writer.step():
+        pass
+    return finish_job(session, job, writer.finish())
 
 
 def plane_chunks(
