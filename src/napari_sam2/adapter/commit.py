@@ -293,7 +293,7 @@ class ChunkedWriter:
             self._check_version()
             budget = self.step_px
             while self.todo and budget > 0:
-                _write(self.layer.data, self.todo[0])
+                write_chunk(self.layer.data, self.todo[0])
                 chunk = self.todo.pop(0)
                 self.written.append(chunk)
                 budget -= chunk.mask.size
@@ -331,7 +331,7 @@ class ChunkedWriter:
         self.layer.refresh()
 
 
-def _write(data, chunk: Chunk) -> None:
+def write_chunk(data, chunk: Chunk) -> None:
     """Check one band still holds its old values, then write its new ones."""
     region = np.array(data[chunk.key])
     if not np.array_equal(region[chunk.mask], chunk.old):

@@ -16,7 +16,7 @@ also when the user has moved to another plane meanwhile.
 from __future__ import annotations
 
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..adapter.commit import (
     STEP_PX,
@@ -38,6 +38,9 @@ QUEUED = "Commit queued: it is written when the commit in progress ends."
 
 class Committer(QObject):
     """The dock's commit action.  ``sync_px``/``step_px``/``chunk_px`` are tunable (tests)."""
+
+    planned = Signal(object)  # a large commit's plan arrived (the job), before any write
+    stepped = Signal(object)  # the writer wrote a step (the ChunkedWriter), before the next
 
     def __init__(self, dock):
         super().__init__(dock)
@@ -187,6 +190,7 @@ class Committer(QObject):
             self.job = None
             return
         session = self.dock.session
+        self.planned.emit(job)
         self.writer = ChunkedWriter(job, lambda: session.labels_version, self.step_px)
         self._step()
 
@@ -197,6 +201,7 @@ class Committer(QObject):
         try:
             if not w.done:
                 w.step()
+                self.stepped.emit(w)
             if not w.done:
                 QTimer.singleShot(0, self._step)  # let the event loop breathe
                 return
