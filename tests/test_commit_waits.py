@@ -11,6 +11,7 @@ import pytest
 
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends import ClassicalBackend
+from napari_sam2.engine.errors import Cancelled
 from napari_sam2.widget._commit import WAITING
 from widget_helpers import TIMEOUT, click, discs, ready_widget
 
@@ -182,8 +183,24 @@ def test_commit_without_segment_still_says_so(gated, qtbot):
     assert w.committer.awaiting is None
 
 
+class EncodeGated(GatedBackend):
+    """Gated in the encode, which a cancel stops (as SAM 2's does): the first Segment
+    could be stopped by a later one."""
+
+    def encode(self, image, cancel=None):
+        self.entered.set()
+        while not self.gate.wait(0.01):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Encoding cancelled.")
+        return super().encode(image)
+
+    def predict(self, embedding, objects, **kw):
+        self.predicts += 1
+        return ClassicalBackend.predict(self, embedding, objects, **kw)
+
+
 def test_s_c_then_another_plane_commits_into_the_segmented_plane(make_napari_viewer, qtbot):
-    backend = GatedBackend()
+    backend = EncodeGated()
     stack = np.stack([discs()] * 3)
     layer, w = ready_widget(make_napari_viewer(), stack, Segmenter(predictor=backend))
     labels, pts = w.session.labels_layer, w.session.points_layer
