@@ -198,7 +198,7 @@ def test_widget_measures_in_the_background_gives_way_and_resumes(
     assert isinstance(cal.errors[0], Cancelled) and calls[0].is_set()
     assert seg.backend.precision == "bf16"
     assert "precision bf16: measured 2.2× faster, masks agree 99.9 %" in w.status.text()
-    assert "bf16 (measured 2.2× faster" in w._describe()
+    assert "bf16 (measured 2.2× faster" in w.describe()
 
 
 def test_precompute_measures_before_a_stack_and_runs_it_in_the_verdict(

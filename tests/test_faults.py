@@ -51,11 +51,11 @@ def _oom_once(monkeypatch, obj, name):
 
 
 def _notices(monkeypatch):
-    from napari_sam2.widget import _dock
+    from napari_sam2.widget import _notify
 
     seen = []
     for name in ("show_info", "show_warning", "show_error"):
-        monkeypatch.setattr(_dock, name, seen.append)
+        monkeypatch.setattr(_notify, name, seen.append)
     return seen
 
 
@@ -167,7 +167,7 @@ def test_exception_in_the_worker_leaves_labels_byte_identical(
     seen = _notices(monkeypatch)
     before = digest(w.session.labels_layer.data)
     seg = w.session.segmenter
-    w.session._source_sig = None  # force set_image in the worker
+    w.session.forget_image()  # force set_image in the worker
 
     def boom(*a, **k):
         raise RuntimeError(f"injected fault in {where}")
@@ -198,7 +198,7 @@ def test_cancel_at_any_point_leaves_labels_byte_identical(
     w = _committed_widget(viewer, qtbot)
     before = digest(w.session.labels_layer.data)
     seg = w.session.segmenter
-    w.session._source_sig = None
+    w.session.forget_image()
     seg.cache.clear()
     real_encode = seg.backend.encode
     entered, gate = threading.Event(), threading.Event()
@@ -457,12 +457,12 @@ def test_failed_model_load_in_the_widget_keeps_the_old_model(
 ):
     """Loading a truncated checkpoint from the Model panel (its worker fails): one error
     notice saying to download it again, the previous model stays in use, labels unchanged."""
-    from napari_sam2.widget import _model_panel
+    from napari_sam2.widget import _notify
 
     viewer = make_napari_viewer()
     w = _committed_widget(viewer, qtbot)
     seen = []
-    monkeypatch.setattr(_model_panel, "show_error", seen.append)
+    monkeypatch.setattr(_notify, "show_error", seen.append)
     old = w.session.segmenter
     before = digest(w.session.labels_layer.data)
     bad = tmp_path / "sam2.1_hiera_tiny.pt"

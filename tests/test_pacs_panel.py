@@ -139,7 +139,7 @@ def test_cancel_leaves_no_layer_and_wrong_password_says_so(
     make_napari_viewer, qtbot, shared_data, tmp_path, monkeypatch
 ):
     errors: list[str] = []
-    monkeypatch.setattr("napari_sam2.widget._runner.show_error", errors.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_error", errors.append)
     server = start_orthanc(tmp_path / "orthanc")
     try:
         _series(shared_data, tmp_path / "series")

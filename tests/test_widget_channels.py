@@ -110,7 +110,7 @@ def test_channel_axis_in_the_middle_is_refused(make_napari_viewer, qtbot, monkey
     viewer.add_image(np.zeros((3, 2, 40, 50), np.uint16), axis_labels=("z", "c", "y", "x"))
     w = make_widget(viewer)
     warnings = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
     n = len(viewer.layers)
     w.new_labels()
     assert len(viewer.layers) == n
@@ -231,7 +231,7 @@ def test_rolled_axes_are_refused(make_napari_viewer, qtbot, monkeypatch):
     _, w = ready_widget(viewer, np.stack([discs()] * 4))
     w.session.points_layer.add([2, 40, 40])
     warnings = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
     viewer.dims.order = (2, 0, 1)  # a Z-Y view across the stack
     w.segment()
     assert warnings and "axes" in warnings[0] and not w.busy

@@ -20,7 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.errors import ImageError
-from .layers import full_resolution
+
+
+def full_resolution(layer):
+    """The layer's data at full resolution (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def image_ndim(image_layer) -> int:

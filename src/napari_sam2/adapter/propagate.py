@@ -96,7 +96,7 @@ def prepare_propagation(
     """Read layers and the viewed plane (main thread).  Raises typed errors."""
     if session.segmenter is None:
         raise ImageError("The model is still loading: wait for the status line to say ready.")
-    img = session._image()
+    img = session.checked_image()
     axes = plane_axes(img)
     if not axes:
         raise ImageError(f"Image '{img.name}' is 2-D: there is no Z or T axis to propagate along.")
@@ -111,7 +111,7 @@ def prepare_propagation(
     if msg:
         raise LabelsError(msg)
     index = session.viewed_index()
-    plane = session._labels_plane(img, index)
+    plane = session.labels_plane(img, index)
     labels = session.labels_layer.data
     on_plane = np.asarray(labels[plane])
     if objects == "selected label":

@@ -75,8 +75,8 @@ class Background(QObject):
         self.calibration.want()
 
     def _warmed(self, seconds) -> None:
-        if not self.dock._closed:
-            self.dock.set_status(f"{self.dock._describe()} · warmed up in {seconds:.1f} s")
+        if not self.dock.closed:
+            self.dock.set_status(f"{self.dock.describe()} · warmed up in {seconds:.1f} s")
             self.calibration.start_if_needed()
 
     def _warm_done(self) -> None:
@@ -122,7 +122,7 @@ class Background(QObject):
 
     def _idle(self) -> None:
         dock = self.dock
-        if not self.prefetch_on or dock._closed:
+        if not self.prefetch_on or dock.closed:
             return
         if dock.busy or dock.committer.running or self.warming:
             self._timer.start()  # the user's work first
@@ -145,7 +145,7 @@ class Background(QObject):
             src = image_source(s.viewer, s.image_layer, s.channel, index)
         except NapariSam2Error:
             return []
-        if src.signature() != s._source_sig or not plane:
+        if not s.holds_image(src) or not plane:
             return []
         if wants_tiles(s, s.image_layer, s.level):  # large planes: tiles on demand only
             return []

@@ -44,7 +44,7 @@ class BackgroundCalibration(QObject):
     def start_if_needed(self, seg=None) -> bool:
         """After a warm-up: measure now when the segmenter needs a verdict."""
         seg = seg or self.dock.session.segmenter
-        if seg is None or self.dock._closed or not _ap.needs_calibration(seg):
+        if seg is None or self.dock.closed or not _ap.needs_calibration(seg):
             return False
         self._pending = True
         self._start(seg)
@@ -53,7 +53,7 @@ class BackgroundCalibration(QObject):
     def want(self, seg=None) -> None:
         """Measure once the dock is idle (the warm-up was cancelled by the user)."""
         seg = seg or self.dock.session.segmenter
-        if seg is not None and not self.dock._closed and _ap.needs_calibration(seg):
+        if seg is not None and not self.dock.closed and _ap.needs_calibration(seg):
             self._pending = True
             self._timer.start()
 
@@ -63,7 +63,7 @@ class BackgroundCalibration(QObject):
         ev = self._cancel = threading.Event()
         self.runs += 1
         self.dock.set_status(
-            f"{self.dock._describe()} · measuring fp32 vs bf16 in the background…"
+            f"{self.dock.describe()} · measuring fp32 vs bf16 in the background…"
         )
         self._worker = create_worker(
             _ap.measure,
@@ -80,11 +80,11 @@ class BackgroundCalibration(QObject):
 
     def _measured(self, seg, cal) -> None:
         self._pending = False
-        if self.dock._closed or seg is not self.dock.session.segmenter:
+        if self.dock.closed or seg is not self.dock.session.segmenter:
             return  # the model changed meanwhile: its own warm-up decides
         info = _ap.apply(seg, cal)
         self.results.append(cal)
-        self.dock.set_status(f"{self.dock._describe()} · precision {info.text()}")
+        self.dock.set_status(f"{self.dock.describe()} · precision {info.text()}")
 
     def _failed(self, exc) -> None:
         self.errors.append(exc)
@@ -93,7 +93,7 @@ class BackgroundCalibration(QObject):
 
     def _done(self) -> None:
         self._worker = None
-        if self._pending and not self.dock._closed:
+        if self._pending and not self.dock.closed:
             self._timer.start()  # cancelled: again once the dock is idle
 
     def user_action(self) -> None:
@@ -104,7 +104,7 @@ class BackgroundCalibration(QObject):
 
     def _idle(self) -> None:
         dock = self.dock
-        if not self._pending or dock._closed or self.running:
+        if not self._pending or dock.closed or self.running:
             return
         if dock.busy or dock.committer.running:
             self._timer.start()  # the user's work first

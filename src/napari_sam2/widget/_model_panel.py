@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -18,6 +17,7 @@ from qtpy.QtWidgets import (
 from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
 from ..engine.models import SIZES
 from ..engine.segmenter import BACKENDS, Segmenter
+from . import _notify
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
@@ -156,9 +156,9 @@ class ModelPanel(QGroupBox):
 
     def _loaded(self, seg):
         if seg.notice:
-            show_warning(seg.notice)
+            _notify.show_warning(seg.notice)
         self.loaded.emit(seg)
 
     def _failed(self, exc):
         self.status.emit(f"Model not loaded: {exc}")
-        show_error(f"SAM 2 model not loaded: {exc}")
+        _notify.show_error(f"SAM 2 model not loaded: {exc}")

@@ -14,7 +14,6 @@ import os
 import warnings
 
 import numpy as np
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -29,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import Cancelled
+from . import _notify
 from ._runner import BackgroundRun, run_controls
 
 COLUMNS = (
@@ -146,7 +146,7 @@ class PacsPanel(QGroupBox):
         return url or None
 
     def _warn(self, message: str) -> None:
-        show_warning(message)
+        _notify.show_warning(message)
         self.dock.set_status(message)
 
     def _busy(self) -> bool:
@@ -227,7 +227,7 @@ class PacsPanel(QGroupBox):
     def _add_layers(self, result) -> None:
         layers, notes = result
         for message in notes:
-            show_warning(message)
+            _notify.show_warning(message)
         for data, kwargs, kind in layers:
             getattr(self.dock.viewer, f"add_{kind}")(data, **kwargs)
         names = ", ".join(kwargs["name"] for _, kwargs, _ in layers)
@@ -274,10 +274,10 @@ class PacsPanel(QGroupBox):
         if refusal is not None:  # refused: keep its SEG for a local save
             self.refused_seg = refusal.seg
             msg = f"{refusal} (Save SEG locally… writes it to a file)"
-            show_error(msg)
+            _notify.show_error(msg)
             self.dock.set_status(msg)
             return
-        show_info(f"DICOM SEG stored on the server ({uid}).")
+        _notify.show_info(f"DICOM SEG stored on the server ({uid}).")
         self.dock.set_status(f"DICOM SEG {uid} stored on the server.")
 
     def save_local(self, path: str | None = None) -> None:

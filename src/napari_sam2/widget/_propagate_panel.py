@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -29,6 +28,7 @@ from ..adapter.propagate import (
 )
 from ..engine.errors import NapariSam2Error
 from ..engine.propagate import DIRECTIONS, MODES
+from . import _notify
 from ._runner import BackgroundRun
 
 ASK = "choose…"
@@ -132,7 +132,7 @@ class PropagatePanel(QGroupBox):
 
     def propagate(self) -> None:
         if self.running:
-            show_info("A propagation is already running: cancel it first.")
+            _notify.show_info("A propagation is already running: cancel it first.")
             return
         if not self.axis_combo.count():
             self.refresh_axes()
@@ -146,12 +146,12 @@ class PropagatePanel(QGroupBox):
                 mode=self.mode_combo.currentText(),
             )
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             self.dock.set_status(str(e))
             return
         estimate = time_estimate(job)  # video mode off CUDA: said before it starts
         if estimate:
-            show_info(estimate)
+            _notify.show_info(estimate)
         self._pbar = napari_progress(total=0, desc="SAM 2: propagating")
         self.runner.start(
             lambda cancel, progress: run_propagation(job, progress),
@@ -171,7 +171,7 @@ class PropagatePanel(QGroupBox):
     def _time_labels(self):
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen.")
+            _notify.show_warning("No Labels layer chosen.")
             return None, None
         axis = self.chosen_axis()
         return layer, 0 if axis is None else int(axis)
@@ -183,7 +183,7 @@ class PropagatePanel(QGroupBox):
         try:
             tracks = add_tracks_layer(self.dock.viewer, layer, axis)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             return None
         self.dock.set_status(f"Tracks layer '{tracks.name}' added ({len(tracks.data)} points).")
         return tracks

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
 
 from ..io.formats import LABELS_SUFFIXES, labels_kind
+from . import _notify
 from ._segment_names import SegmentNamesDialog
 
 TIFF_FILTER = "TIFF with voxel size and provenance (*.tif *.tiff)"
@@ -71,7 +71,7 @@ class SavePanel(QGroupBox):
         """Open the segment names dialog of the Labels layer (returns it; None if no layer)."""
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen: nothing to name.")
+            _notify.show_warning("No Labels layer chosen: nothing to name.")
             return None
         dialog = SegmentNamesDialog(layer, self)
         if show:
@@ -88,7 +88,7 @@ class SavePanel(QGroupBox):
         """Write the Labels layer to ``path`` (asked for when None); returns the path."""
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen: nothing to save.")
+            _notify.show_warning("No Labels layer chosen: nothing to save.")
             return None
         if path is None:
             filters = self._filters()
@@ -103,7 +103,7 @@ class SavePanel(QGroupBox):
                 )
         if not str(path).lower().endswith(LABELS_SUFFIXES):
             msg = f"{Path(path).name}: choose a .tif, .ome.tif, .nii.gz or .dcm name."
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         data, attributes, _ = layer.as_layer_data_tuple()
@@ -111,7 +111,7 @@ class SavePanel(QGroupBox):
             (written,) = _writer(str(path))(str(path), data, attributes)
         except (ValueError, OSError, ImportError) as e:  # LabelsWriteError is a ValueError
             msg = f"Labels not saved: {e}"
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         self.dock.set_status(f"Labels '{layer.name}' saved to {written}")
