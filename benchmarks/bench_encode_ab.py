@@ -3,7 +3,7 @@
 Two things make our encode cheaper than ``SAM2ImagePredictor.set_image`` without changing a
 bit of its output (docs/performance.md, "Encoder trims" and "Allocator"):
 
-- the exact encoder trims (``engine/encoder_trims.py``), measurable inside one process
+- the exact encoder trims (``engine/runtime/encoder_trims.py``), measurable inside one process
   (our trimmed model vs an untrimmed copy, interleaved);
 - torch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, set when ``napari_sam2`` is
   imported), which torch reads once at import, so it is compared across processes.

@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import Segmenter
-from napari_sam2.engine import speed as S
 from napari_sam2.engine.errors import Cancelled, ImageError
-from napari_sam2.engine.precision import click_grid, compare_embeddings
+from napari_sam2.engine.runtime import speed as S
+from napari_sam2.engine.runtime.precision import click_grid, compare_embeddings
 
 torch = pytest.importorskip("torch")
 

@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_precompute(args) -> int:
-    from .engine.disk_cache import DiskCache, default_dir
+    from .engine.cache.disk import DiskCache, default_dir
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
     cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE, LabelEdit
-from ..engine.propagate import PropagationReport
+from ..engine.propagation.report import PropagationReport
 from .channels import image_source
 from .layers import channel_axis_of, labels_matching, spatial_shape, write_edits
 

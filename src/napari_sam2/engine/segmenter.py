@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -16,18 +15,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import automatic as _automatic
-from . import disk_cache as _disk_cache
 from . import labels as _labels
-from . import propagate as _propagate
-from . import speed as _speed
-from . import warmup as _warmup
-from .backend_choice import BACKENDS, CLASSICAL_NOTICE, cache_dtype_for, make_backend  # noqa: F401
+from . import propagation as _propagate
 from .backends.base import Prediction, Predictor
-from .cache import EmbeddingCache
+from .backends.factory import BACKENDS, cache_dtype_for, make_backend
+from .cache import disk as _disk_cache
+from .cache.memory import EmbeddingCache
+from .cancel import check_cancel
 from .edits import plan_edits
-from .errors import Cancelled, ImageError, LabelsError, PromptError
+from .errors import ImageError, LabelsError, PromptError
 from .planes import DEFAULT_PERCENTILES, PlaneSource
 from .prompts import ObjectPrompt, make_objects
+from .runtime import speed as _speed
+from .runtime import warmup as _warmup
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ class Segmenter:
         )
         return self
 
-    def _require_source(self) -> PlaneSource:
+    def require_source(self) -> PlaneSource:
+        """The image's :class:`PlaneSource`; :class:`ImageError` when no image is set."""
         if self.source is None:
             raise ImageError("No image set: call set_image(array) first.")
         return self.source
@@ -150,7 +151,7 @@ class Segmenter:
         ``cancel``: a ``threading.Event``; once set, a running encode stops as soon as the
         backend can (between image-encoder blocks for SAM 2) with :class:`Cancelled`.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         raw = src.raw_plane(index)  # read once: lazy (dask/zarr) planes cost I/O
         key = (src.plane_key(index, raw=raw), self.backend.cache_key())
@@ -160,14 +161,10 @@ class Segmenter:
             if emb is not None:
                 emb = self.cache.put(key, emb)
         if emb is None:
-            _check(cancel)
+            check_cancel(cancel)
             t0 = time.perf_counter()
             image = src.to_sam_image(raw)
-            if _accepts_cancel(self.backend):
-                emb = self.backend.encode(image, cancel=cancel)
-            else:
-                emb = self.backend.encode(image)
-                _check(cancel)
+            emb = self.backend.encode(image, cancel=cancel)
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
             emb = self.cache.put(key, emb)
@@ -184,7 +181,7 @@ class Segmenter:
         session (or the widget) on the same image and model encodes nothing.
         ``batch_size``: planes per encoder call (default: 4 on CUDA, 1 elsewhere).
         """
-        src = self._require_source()
+        src = self.require_source()
         planes = list(np.ndindex(*src.index_shape)) if planes is None else list(planes)
         return _speed.precompute(self, planes, batch_size, cancel=cancel, progress=progress)
 
@@ -193,7 +190,7 @@ class Segmenter:
         return _warmup.warm_up(self.backend, cancel=cancel)
 
     def is_encoded(self, plane=()) -> bool:
-        src = self._require_source()
+        src = self.require_source()
         return (src.plane_key(src.check_index(plane)), self.backend.cache_key()) in self.cache
 
     # --------------------------------------------------------------- predict
@@ -218,7 +215,7 @@ class Segmenter:
         one otherwise.  ``cancel``: see :meth:`embedding`.  Returns one
         :class:`Prediction` per object.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         if objects is None:
             objects = make_objects(points, point_labels, boxes, masks)
@@ -226,7 +223,7 @@ class Segmenter:
             raise PromptError("No prompt given: add a point, a box or a mask.")
         objects = [o.validated(src.plane_shape) for o in objects]
         emb = self.embedding(index, cancel=cancel)
-        _check(cancel)
+        check_cancel(cancel)
         return self.backend.predict(emb, objects, multimask=multimask)
 
     def segment_into(
@@ -246,7 +243,7 @@ class Segmenter:
         ``replace=True`` the object's old pixels on this plane are replaced (refinement).
         Returns the IDs written.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         expected = src.index_shape + src.plane_shape
         if tuple(labels.shape) != expected:
@@ -352,7 +349,7 @@ class Segmenter:
         overlaps resolved (higher score wins).  Classical backend: threshold + watershed.
         Areas in physical units² when ``pixel_size`` (row, col) is given.  More settings
         (``points_per_batch``, ``box_nms_thresh``, ``hole_area``, ``sigma``, ``split_h``):
-        see :class:`napari_sam2.engine.automatic.EverythingParams`.
+        see :class:`napari_sam2.engine.automatic.params.EverythingParams`.
         """
         return _automatic.segment_everything(
             self,
@@ -369,15 +366,3 @@ class Segmenter:
             progress=progress,
             **advanced,
         )
-
-
-def _check(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Cancelled.")
-
-
-def _accepts_cancel(backend) -> bool:
-    try:
-        return "cancel" in inspect.signature(backend.encode).parameters
-    except (TypeError, ValueError):
-        return False

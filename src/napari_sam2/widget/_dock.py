@@ -20,7 +20,7 @@ from ..adapter.layers import (
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
-from ..engine.llvm_guard import avoid_llvm_clash
+from ..engine.runtime.llvm_guard import avoid_llvm_clash
 from ..engine.segmenter import Segmenter
 from ._bindings import Bindings
 from ._commit import Committer
@@ -51,7 +51,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         autoload: bool = True,
     ):
         super().__init__()
-        avoid_llvm_clash()  # napari has loaded its GL driver by now; see engine.llvm_guard
+        avoid_llvm_clash()  # napari has loaded its GL driver by now; see engine/runtime/llvm_guard.py
         self.viewer = viewer
         self.session = SegmentationSession(viewer, segmenter)
         self.preview = PreviewLayer(viewer)

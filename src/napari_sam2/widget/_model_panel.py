@@ -15,9 +15,9 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
-from ..engine.models import SIZES
-from ..engine.segmenter import BACKENDS, Segmenter
+from ..engine.backends.factory import BACKENDS, CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
+from ..engine.model.registry import SIZES
+from ..engine.segmenter import Segmenter
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..engine import disk_cache as _disk_cache
+from ..engine.cache import disk as _disk_cache
 from ._background import Background, prefetch_default
 
 

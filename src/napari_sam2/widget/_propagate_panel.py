@@ -27,7 +27,7 @@ from ..adapter.propagate import (
     run_propagation,
 )
 from ..engine.errors import NapariSam2Error
-from ..engine.propagate import DIRECTIONS, MODES
+from ..engine.propagation.plan import DIRECTIONS, MODES
 from ._runner import BackgroundRun
 
 ASK = "choose…"

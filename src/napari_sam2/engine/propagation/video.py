@@ -1,4 +1,4 @@
-"""Video mode of :mod:`~napari_sam2.engine.propagate`: SAM 2's video predictor.
+"""Video mode of :mod:`~napari_sam2.engine.propagation`: SAM 2's video predictor.
 
 - The video predictor *shares* the image model's modules and weights (no second load, no
   second copy in memory): it is a :class:`SAM2VideoPredictor` view of the same
@@ -15,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import Cancelled, ModelError
-from .models import autocast
-from .propagate import END
+from ..backends.sam2 import has_compiled_extension
+from ..cancel import check_cancel
+from ..errors import ModelError
+from ..runtime.devices import autocast
+from .report import END
 
 # frames whose outputs SAM 2 may still read as memory (num_maskmem = 7 frames, up to 16
 # object pointers): older outputs are dropped to bound memory on long stacks
@@ -27,8 +29,6 @@ KEEP_FRAMES = 16
 def video_predictor(model):
     """A :class:`SAM2VideoPredictor` sharing ``model``'s modules, parameters and buffers."""
     from sam2.sam2_video_predictor import SAM2VideoPredictor
-
-    from .backends.sam2_backend import has_compiled_extension
 
     vp = SAM2VideoPredictor.__new__(SAM2VideoPredictor)
     vp.__dict__.update(model.__dict__)  # same _modules/_parameters/_buffers dicts
@@ -104,8 +104,7 @@ def _cancel_hooks(vp, cancel):
         return []
 
     def hook(module, args):
-        if cancel.is_set():
-            raise Cancelled("Propagation cancelled.")
+        check_cancel(cancel, "Propagation cancelled.")
 
     trunk = getattr(vp.image_encoder, "trunk", None)
     return [b.register_forward_pre_hook(hook) for b in getattr(trunk, "blocks", ())]

@@ -1,6 +1,6 @@
 """SAM 2 through Hugging Face transformers (``Sam2Model`` + ``Sam2Processor``).
 
-The same protocol, prompts and embedding dict as :class:`~.sam2_backend.Sam2Backend`, so
+The same protocol, prompts and embedding dict as :class:`~.sam2.Sam2Backend`, so
 the segmenter's caches, labels writing and projection propagation work unchanged:
 
 - ``encode``: ``Sam2Processor`` (bilinear resize to the model's square input, ImageNet
@@ -23,13 +23,14 @@ import numpy as np
 import torch
 
 from ..errors import DeviceMemoryError
-from ..models import free_device_memory, memory_advice
 from ..prompts import ObjectPrompt
-from ._sam_common import SamBackendBase, check_sam_input, packed_prompts
+from ..runtime.devices import free_device_memory, memory_advice
+from ._sam_common import SamBackendBase, packed_prompts
+from .base import check_sam_input
 
 
 class TransformersBackend(SamBackendBase):
-    """Wraps a :class:`~napari_sam2.engine.hf_models.LoadedHF` model."""
+    """Wraps a :class:`~napari_sam2.engine.model.hf.LoadedHF` model."""
 
     name = "transformers"
 

@@ -8,8 +8,8 @@ import copy
 
 import numpy as np
 
-from . import finetune_data as fd
-from .evaluate import corrective_click, iou
+from . import data as fd
+from .annotator import corrective_click, iou
 
 FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT = 20.0, 1.0, 1.0  # SAM's loss weights
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
@@ -52,7 +52,7 @@ class Trainer:
 
     def forward(self, emb, prompts, multimask: bool):
         """Low-res logits (B, C, s/4, s/4) and predicted IoUs (B, C), as inference decodes."""
-        pts = self.backend._prompt_tensors(prompts, emb["orig_hw"])
+        pts = self.backend.prompt_tensors(prompts, emb["orig_hw"])
         sparse, dense = self.pe(points=pts, boxes=None, masks=None)
         low, iou, _, _ = self.dec(
             image_embeddings=emb["image_embed"],

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
+from ..cancel import check_cancel
 from .encoder_trims import untrim_encoder
-from .errors import Cancelled
 
 DEFAULT_GPU_BATCH = 4
 
@@ -29,11 +29,6 @@ def default_batch_size(backend) -> int:
     return DEFAULT_GPU_BATCH if getattr(dev, "type", str(dev)) == "cuda" else 1
 
 
-def _check(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Cancelled.")
-
-
 def precompute(segmenter, planes, batch_size=None, *, cancel=None, progress=None) -> int:
     """:meth:`Segmenter.precompute`: one plane per :meth:`Segmenter.embedding` call, or
     ``batch_size`` planes per encoder call (default :func:`default_batch_size`)."""
@@ -42,7 +37,7 @@ def precompute(segmenter, planes, batch_size=None, *, cancel=None, progress=None
     if batch_size > 1:
         return precompute_batched(segmenter, planes, batch_size, cancel=cancel, progress=progress)
     for i, plane in enumerate(planes):
-        _check(cancel)
+        check_cancel(cancel)
         segmenter.embedding(plane, cancel=cancel)
         if progress is not None:
             progress(i + 1, len(planes))
@@ -55,7 +50,7 @@ def precompute_batched(segmenter, planes, batch_size: int, *, cancel=None, progr
     Planes already in the memory or disk cache are not encoded; every new embedding goes
     into both caches exactly as :meth:`Segmenter.embedding` would put it.
     """
-    src = segmenter._require_source()
+    src = segmenter.require_source()
     backend = segmenter.backend
     stats = segmenter.cache.stats
     planes = list(planes)
@@ -64,7 +59,7 @@ def precompute_batched(segmenter, planes, batch_size: int, *, cancel=None, progr
         chunk = planes[start : start + batch_size]
         todo = []
         for plane in chunk:
-            _check(cancel)
+            check_cancel(cancel)
             index = src.check_index(plane)
             raw = src.raw_plane(index)
             key = (src.plane_key(index, raw=raw), backend.cache_key())
@@ -77,7 +72,7 @@ def precompute_batched(segmenter, planes, batch_size: int, *, cancel=None, progr
                     continue
             todo.append((key, src.to_sam_image(raw)))
         if todo:
-            _check(cancel)
+            check_cancel(cancel)
             t0 = time.perf_counter()
             embs = backend.encode_batch([image for _, image in todo], cancel=cancel)
             stats.encodes += len(todo)
@@ -110,9 +105,7 @@ def compile_encoder(backend, *, mode: str | None = None, warmup: bool = True):
     if getattr(enc, "_napari_sam2_compiled", False):
         return 0.0
     t0 = time.perf_counter()
-    for handle in getattr(backend, "_cancel_hooks", ()):
-        handle.remove()
-    backend._cancel_hooks = []
+    backend.remove_cancel_hooks()
     untrim_encoder(model)  # inductor traces sam2's own functions (it caches constants itself)
     cuda = backend.device.type == "cuda"
     if mode is None and cuda:
@@ -140,7 +133,7 @@ def quantize_encoder_int8(backend) -> None:
     """Opt-in: dynamic int8 quantisation of the image encoder trunk's ``nn.Linear`` layers
     (CPU only), in place.  The backend's precision becomes ``"int8"`` so its embeddings
     never share cache entries with fp32 ones.  Check the masks on your data first
-    (:func:`napari_sam2.engine.precision.compare_embeddings`): see docs/performance.md."""
+    (:func:`napari_sam2.engine.runtime.precision.compare_embeddings`): see docs/performance.md."""
     import torch
 
     if backend.device.type != "cpu":

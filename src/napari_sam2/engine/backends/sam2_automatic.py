@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .automatic import EverythingParams, check_cancel
-from .models import autocast
+from ..automatic.params import CANCELLED, EverythingParams
+from ..cancel import check_cancel
+from ..runtime.devices import autocast
 
 UPSAMPLE_CHUNK = 32  # full-resolution logits upsampled at once (memory bound)
 
@@ -150,7 +151,7 @@ def sam2_candidates(
     hrf = list(emb["high_res_feats"])
     with backend._lock, autocast(device, backend.precision):
         for b in range(n_batches):
-            check_cancel(cancel)
+            check_cancel(cancel, CANCELLED)
             p = in_pts[b * bsz : (b + 1) * bsz]
             if p.shape[0] == 0:
                 break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 
 def _mps_available() -> bool:

@@ -1,17 +1,5 @@
-"""Propagate objects from one plane through a Z-stack or a time-lapse.
-
-Two engines share one contract (:func:`propagate`):
-
-- **projection** (any backend, the classical one included): plane after plane with the
-  image predictor, each object prompted with its mask on the previous plane (as a mask
-  prompt and its box); all objects of a plane go in one batched predict call;
-- **video** (SAM 2 only, the default on CUDA): SAM 2's video predictor and its memory bank,
-  fed lazily from the plane source (see :mod:`napari_sam2.engine.video`).
-
-Nothing is written while the planes are computed: the writes are planned as
-:class:`~napari_sam2.engine.labels.LabelEdit` objects and applied at the very end, so a
-cancel or an exception leaves ``labels`` exactly as it was.
-"""
+"""The checked plan both propagation engines fill: start plane, range, directions, objects,
+stop rule, and the planned (not yet applied) writes."""
 
 from __future__ import annotations
 
@@ -20,18 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import labels as _labels
-from .errors import Cancelled, ImageError, LabelsError, ModelError
-from .propagation_report import (  # noqa: F401 - re-exported: part of this module's API
-    AREA_JUMP,
-    CANCELLED,
-    END,
-    LOW_IOU,
-    NOT_RUN,
-    VANISHED,
-    ObjectTrack,
-    PropagationReport,
-)
+from .. import labels as _labels
+from ..cancel import check_cancel
+from ..errors import ImageError, LabelsError
+from .report import AREA_JUMP, LOW_IOU, VANISHED, ObjectTrack, PropagationReport
 
 DIRECTIONS = ("both", "forward", "backward")
 # what prompts the next plane in projection mode; "auto": mask+box for SAM 2, the mask
@@ -103,8 +83,7 @@ class Plan:
         return list(range(s - 1, self.first - 1, -1))
 
     def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("Propagation cancelled.")
+        check_cancel(self.cancel, "Propagation cancelled.")
 
     def step(self, n: int = 1) -> None:
         r = self.report
@@ -241,96 +220,3 @@ def make_plan(
         progress,
         report,
     )
-
-
-def choose_mode(seg, mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
-    is_sam2 = getattr(seg.backend, "name", None) == "sam2" and hasattr(seg.backend, "loaded")
-    if mode == "video" and not is_sam2:
-        raise ModelError(
-            "Video mode needs the SAM 2 backend (its video predictor); use mode='projection' "
-            "with this backend."
-        )
-    if mode == "auto":
-        dev = getattr(getattr(seg.backend, "device", None), "type", None)
-        return "video" if is_sam2 and dev == "cuda" else "projection"
-    return mode
-
-
-def propagate(
-    seg,
-    labels,
-    plane,
-    *,
-    axis: int = 0,
-    label_ids=None,
-    direction: str = "both",
-    stop_at=None,
-    mode: str = "auto",
-    policy: str = "keep",
-    cancel=None,
-    progress=None,
-    iou_threshold: float | None = DEFAULT_IOU_THRESHOLD,
-    max_area_ratio: float | None = DEFAULT_MAX_AREA_RATIO,
-    min_area: int = DEFAULT_MIN_AREA,
-    prompt: str = "auto",
-    apply: bool = True,
-) -> PropagationReport:
-    """See :meth:`napari_sam2.engine.Segmenter.propagate`."""
-    import time
-
-    t0 = time.perf_counter()
-    source = seg._require_source()
-    chosen = choose_mode(seg, mode)
-    if prompt == "auto":
-        prompt = "mask" if getattr(seg.backend, "name", None) == "classical" else "mask+box"
-    plan = make_plan(
-        source,
-        labels,
-        plane,
-        axis=axis,
-        label_ids=label_ids,
-        direction=direction,
-        stop_at=stop_at,
-        policy=policy,
-        iou_threshold=iou_threshold,
-        max_area_ratio=max_area_ratio,
-        min_area=min_area,
-        cancel=cancel,
-        progress=progress,
-        mode=chosen,
-        prompt=prompt,
-    )
-    report = plan.report
-    try:
-        if chosen == "video":
-            from .video import run_video
-
-            run_video(seg, plan)
-        else:
-            from .projection import run_projection
-
-            run_projection(seg, plan)
-    except Cancelled:
-        report.cancelled = True
-        report.edits = []
-        for track in report.objects.values():
-            for d in plan.directions:
-                if track.stopped[d] in (END, NOT_RUN) and track.stopped_at[d] is None:
-                    track.stopped[d] = CANCELLED
-    report.seconds = time.perf_counter() - t0
-    if apply and not report.cancelled:
-        for e in report.edits:
-            _labels.apply_edit(labels, e)
-        report.applied = True
-    return report
-
-
-__all__ = [
-    "DEFAULT_IOU_THRESHOLD",
-    "ObjectTrack",
-    "PropagationReport",
-    "iou",
-    "propagate",
-]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from .backends.classical import ClassicalBackend
-from .models import find_checkpoint, get_spec, load_sam2
+from ..model.checkpoints import find_checkpoint
+from ..model.load import load_sam2
+from ..model.registry import get_spec
+from .classical import ClassicalBackend
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ def make_backend(
     if backend == "classical":
         return ClassicalBackend(), None
     if backend == "transformers":  # docs/models.md, "The transformers route"
-        from .backends.transformers_backend import TransformersBackend
-        from .hf_models import load_transformers
+        from ..model.hf import load_transformers
+        from .transformers import TransformersBackend
 
         loaded = load_transformers(
             checkpoint,
@@ -65,7 +67,7 @@ def make_backend(
     ):
         log.warning(CLASSICAL_NOTICE)
         return ClassicalBackend(), CLASSICAL_NOTICE
-    from .backends.sam2_backend import Sam2Backend
+    from .sam2 import Sam2Backend
 
     loaded = load_sam2(
         spec.size,

@@ -1,7 +1,7 @@
 """The data side of fine-tuning: planes with their cached embeddings, the objects of the
 labels, the train/validation split and the prompts simulated from each object.
 
-Prompts follow the evaluation protocol (:mod:`napari_sam2.engine.evaluate`): a first prompt
+Prompts follow the evaluation protocol (:mod:`napari_sam2.engine.training.evaluate`): a first prompt
 (a positive point inside the object, or its box) then corrective clicks at the centre of the
 largest error region.  For training the first prompt is randomised (any pixel of the object,
 a box with jittered corners); validation uses exactly the deterministic first prompts of the
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import Cancelled, LabelsError
-from .evaluate import interior_point
-from .prompts import Box, ObjectPrompt, Points
+from ..cancel import check_cancel
+from ..errors import LabelsError
+from ..prompts import Box, ObjectPrompt, Points
+from .annotator import interior_point
 
 BOX_JITTER = 0.1  # std of a box corner's noise, as a fraction of the box side (SAM: 0.1)
 BOX_JITTER_MAX = 20.0  # pixels (SAM: 20)
@@ -97,8 +98,7 @@ def encode_planes(segmenter, planes, device, *, cancel=None, progress=None) -> N
 
     current = None
     for i, plane in enumerate(planes):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Fine-tuning cancelled.")
+        check_cancel(cancel, "Fine-tuning cancelled.")
         if current is not plane.image:
             segmenter.set_image(plane.image, **plane.image_kwargs)
             current = plane.image

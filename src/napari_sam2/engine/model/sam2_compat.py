@@ -1,6 +1,6 @@
 """The sam2 releases this plugin supports, and a guard on the non-public sam2 API it uses.
 
-The backend (:mod:`napari_sam2.engine.backends.sam2_backend`) reaches into a few private
+The backend (:mod:`napari_sam2.engine.backends.sam2`) reaches into a few private
 attributes of ``SAM2ImagePredictor`` (cached features, the hard-coded feature sizes, the
 coordinate transforms).  A sam2 release outside the tested range, or one that renamed
 those attributes, must fail at load time with one clear message, not deep in a predict.
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 
-from .errors import Sam2VersionError
+from ..errors import Sam2VersionError
 
 # sam2 releases this plugin supports (tested with 1.1.0; 1.0 is the GitHub install's
 # version, same API); keep in step with the pin in pyproject.toml
 SAM2_MIN, SAM2_BELOW = (1, 0), (1, 2)
 SAM2_RANGE = "sam2>=1.0,<1.2"
-# non-public parts of sam2 the backend uses (engine/backends/sam2_backend.py)
+# non-public parts of sam2 the backend uses (engine/backends/sam2.py)
 SAM2_PREDICTOR_ATTRS = ("_bb_feat_sizes", "_transforms", "_features", "reset_predictor")
 SAM2_TRANSFORM_ATTRS = ("transform_coords", "postprocess_masks")
 SAM2_MODEL_ATTRS = ("image_size", "image_encoder", "sam_prompt_encoder", "sam_mask_decoder")

@@ -97,7 +97,7 @@ class CacheStats:
     hits: int = 0
     evictions: int = 0
     last_encode_s: float = 0.0
-    disk_hits: int = 0  # persistent cache (engine/disk_cache.py), when enabled
+    disk_hits: int = 0  # persistent cache (engine/cache/disk.py), when enabled
     disk_misses: int = 0
 
     def as_dict(self) -> dict:

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from .errors import Cancelled, LabelsError
-from .prompts import Box, ObjectPrompt, Points
+from ..cancel import check_cancel
+from ..errors import LabelsError
+from ..prompts import Box, ObjectPrompt, Points
+from .annotator import corrective_click, interior_point, iou
 
 FIRST = ("point", "box")
 CSV_COLUMNS = ("image", "plane", "label_id", "clicks", "iou")
@@ -122,7 +123,7 @@ def evaluate(
     n_clicks = int(n_clicks)
     if image is not None:
         segmenter.set_image(image, **image_kwargs)
-    src = segmenter._require_source()
+    src = segmenter.require_source()
     index = src.check_index(plane)
     gt = np.asarray(gt_labels)
     if gt.shape == src.index_shape + src.plane_shape:
@@ -141,8 +142,7 @@ def evaluate(
     ious = np.zeros((len(ids), n_clicks))
     clicks: dict = {}
     for i, lid in enumerate(ids):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Evaluation cancelled.")
+        check_cancel(cancel, "Evaluation cancelled.")
         ious[i], clicks[lid] = _simulate(segmenter, index, gt == lid, n_clicks, first)
         if progress is not None:
             progress(i + 1, len(ids))
@@ -177,39 +177,6 @@ def _simulate(segmenter, index, obj: np.ndarray, n_clicks: int, first: str):
             labels.append(int(positive))
     given = [[int(r), int(c), bool(p)] for (r, c), p in zip(coords, labels, strict=True)]
     return out, ({"box": box.as_array().tolist()} if box else {}) | {"points": given}
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (0.0 when both are empty)."""
-    union = np.count_nonzero(pred | gt)
-    return float(np.count_nonzero(pred & gt) / union) if union else 0.0
-
-
-def interior_point(region: np.ndarray) -> tuple[int, int]:
-    """The pixel of ``region`` farthest from its boundary (first in row-major order)."""
-    dist = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(r), int(c)
-
-
-def corrective_click(pred: np.ndarray, gt: np.ndarray) -> tuple[tuple[int, int], bool]:
-    """Centre of the largest error region, and whether the click is positive.
-
-    The largest connected component of the false negatives (``gt & ~pred``) and of the false
-    positives (``pred & ~gt``) is chosen (a false negative wins a tie).
-    """
-    best, best_size, positive = None, 0, True
-    for error, pos in ((gt & ~pred, True), (pred & ~gt, False)):
-        lab, n = ndi.label(error)
-        if not n:
-            continue
-        sizes = np.bincount(lab.ravel())[1:]
-        j = int(np.argmax(sizes))
-        if sizes[j] > best_size:
-            best, best_size, positive = lab == j + 1, int(sizes[j]), pos
-    if best is None:
-        raise ValueError("The prediction equals the ground truth: no error to correct.")
-    return interior_point(best), positive
 
 
 # ---------------------------------------------------------------------------- outputs

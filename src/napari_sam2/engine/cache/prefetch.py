@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .errors import Cancelled
+from ..cancel import check_cancel
+from ..errors import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class Prefetcher:
         seg = self.segmenter
         try:
             while (plane := self._next(queue)) is not None:
-                if ev.is_set():
-                    raise Cancelled("Prefetch cancelled.")
+                check_cancel(ev, "Prefetch cancelled.")
                 if seg.source is None or seg.is_encoded(plane):
                     continue
                 seg.embedding(plane, cancel=ev)

@@ -9,23 +9,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..encoder_trims import trim_encoder
+from ..automatic.params import AutomaticRegion, EverythingParams
+from ..automatic.postprocess import resolve_overlaps
 from ..errors import DeviceMemoryError
-from ..models import (
-    LoadedModel,
-    check_sam2_api,
-    free_device_memory,
-    memory_advice,
-)
+from ..model.load import LoadedModel
+from ..model.sam2_compat import check_sam2_api
 from ..prompts import ObjectPrompt
-from ._sam_common import (  # noqa: F401 - to_xy, MASK_LOGIT, predict_grouped: public here
-    MASK_LOGIT,
-    SamBackendBase,
-    check_sam_input,
-    packed_prompts,
-    predict_grouped,
-    to_xy,
-)
+from ..runtime.devices import free_device_memory, memory_advice
+from ..runtime.encoder_trims import trim_encoder
+from ._sam_common import SamBackendBase, packed_prompts
+from .base import check_sam_input
+from .sam2_automatic import sam2_candidates
 
 
 def has_compiled_extension() -> bool:
@@ -42,9 +36,25 @@ class Sam2Backend(SamBackendBase):
 
     Hole filling/sprinkle removal of sam2 needs its compiled ``_C`` extension; it is turned
     off here (``max_hole_area=0``) so nothing warns when the extension is missing.
+
+    What it changes on objects it did not create, and why that is safe:
+
+    - ``_bb_feat_sizes`` is set on *this backend's own* ``SAM2ImagePredictor`` instance
+      (sam2 sets it per instance in ``__init__``, hard-coded for 1024 px): nothing shared;
+    - the model (``loaded.model``, built by :func:`~napari_sam2.engine.model.load.load_sam2`
+      for this backend) gets the exact encoder trims of
+      :mod:`~napari_sam2.engine.runtime.encoder_trims`: instance attributes (the classes
+      are unchanged), idempotent, and bit-identical results (tested against the untrimmed
+      model), so another user of the same model object (the video predictor, a
+      fine-tuning sibling) computes the same numbers; :func:`untrim_encoder` undoes them;
+    - forward pre-hooks on the encoder blocks that check this backend's cancel event (a
+      no-op while no encode of this backend runs); :meth:`remove_cancel_hooks` removes them.
     """
 
     name = "sam2"
+    supports_video = True  # SAM 2's video predictor shares this model (propagation/video.py)
+    trainable = True  # fine-tuning trains copies of its mask decoder (training/train.py)
+    calibrates_cpu_precision = True  # precision="auto" on the CPU (runtime/precision.py)
 
     def __init__(self, loaded: LoadedModel, *, mask_threshold: float = 0.0):
         from sam2.sam2_image_predictor import SAM2ImagePredictor
@@ -61,9 +71,9 @@ class Sam2Backend(SamBackendBase):
                 max_sprinkle_area=0.0,
             )
         check_sam2_api(self._predictor, loaded.model)
-        trim_encoder(loaded.model)  # exact: the same embeddings with less work per encode
+        trim_encoder(loaded.model)  # exact, idempotent: see the class docstring
         s = int(loaded.model.image_size)
-        # sam2 hard-codes these for 1024 px; they must follow image_size
+        # sam2 hard-codes these for 1024 px; they must follow image_size (this instance only)
         self._predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
         self.image_size = s
         self.low_res_size = s // 4
@@ -75,6 +85,24 @@ class Sam2Backend(SamBackendBase):
             block.register_forward_pre_hook(self._check_cancel)
             for block in getattr(trunk, "blocks", ())
         ]
+
+    def remove_cancel_hooks(self) -> None:
+        """Remove the per-block cancel hooks (a compiled encoder cannot run them); an
+        encode is then cancelled only between planes."""
+        for handle in self._cancel_hooks:
+            handle.remove()
+        self._cancel_hooks = []
+
+    def automatic_instances(
+        self, region: AutomaticRegion, params: EverythingParams, *, cancel=None, progress=None
+    ) -> np.ndarray:
+        """SAM 2's click-grid candidates (:func:`.sam2_automatic.sam2_candidates`) on the
+        region's embedding, overlaps resolved (higher predicted IoU wins)."""
+        emb = region.embedding()
+        cand = sam2_candidates(
+            self, emb, params, edge_box=region.edge_box, cancel=cancel, progress=progress
+        )
+        return resolve_overlaps(cand.local_masks(), cand.scores, emb["orig_hw"], params)[0]
 
     def describe(self) -> dict:
         lm = self.loaded
@@ -151,7 +179,7 @@ class Sam2Backend(SamBackendBase):
         return embs
 
     # ----------------------------------------------------------------- predict
-    def _prompt_tensors(self, objects: Sequence[ObjectPrompt], hw):
+    def prompt_tensors(self, objects: Sequence[ObjectPrompt], hw):
         """Pack points and boxes of a batch into SAM's (B, N, 2) coords / (B, N) labels.
 
         Boxes become two points labelled 2 and 3 (what SAM2ImagePredictor does); shorter
@@ -169,7 +197,7 @@ class Sam2Backend(SamBackendBase):
     def _decode(self, emb, objects, multimask: bool):
         hw = emb["orig_hw"]
         model = self._predictor.model
-        points = self._prompt_tensors(objects, hw)
+        points = self.prompt_tensors(objects, hw)
         masks_in = None
         if any(o.mask is not None for o in objects):
             masks_in = torch.stack([self.mask_to_logits(o.mask.mask) for o in objects]).to(

@@ -10,13 +10,12 @@ warm-up waits for it (or cancels it) and never races it on the model.
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import numpy as np
 
-from .errors import Cancelled
-from .prompts import make_objects
+from ..cancel import check_cancel
+from ..prompts import make_objects
 
 DEFAULT_SIZE = 256  # backends without a fixed input size (classical)
 
@@ -31,14 +30,8 @@ def warm_up(backend, *, cancel=None) -> float:
     s = int(getattr(backend, "image_size", None) or DEFAULT_SIZE)
     image = np.zeros((s, s, 3), np.float32)
     image[s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 0.5  # something for the decoder
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Warm-up cancelled.")
-    try:
-        takes_cancel = "cancel" in inspect.signature(backend.encode).parameters
-    except (TypeError, ValueError):
-        takes_cancel = False
-    emb = backend.encode(image, cancel=cancel) if takes_cancel else backend.encode(image)
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Warm-up cancelled.")
+    check_cancel(cancel, "Warm-up cancelled.")
+    emb = backend.encode(image, cancel=cancel)
+    check_cancel(cancel, "Warm-up cancelled.")
     backend.predict(emb, make_objects([(s / 2, s / 2)], [1]), multimask=None)
     return time.perf_counter() - t0

@@ -3,7 +3,7 @@
 A model comes from a local folder in the transformers layout (``config.json`` +
 ``*.safetensors``), a hub id such as ``facebook/sam2.1-hiera-tiny`` found in the local
 Hugging Face cache (nothing is downloaded unless ``allow_download=True``), an official
-``.pt`` checkpoint (converted in memory with :mod:`napari_sam2.engine.convert`), or random
+``.pt`` checkpoint (converted in memory with :mod:`napari_sam2.engine.model.convert`), or random
 weights (plumbing checks only).
 """
 
@@ -15,12 +15,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import (
+from ..errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     MissingExtraError,
 )
+from ..runtime.devices import resolve_device, resolve_precision
+from ..runtime.llvm_guard import avoid_llvm_clash
+from .checkpoints import file_sha256
+from .convert import hf_config_dict, official_to_hf
+from .load import to_device
+from .registry import ARCH, get_spec
+from .state_dict import check_state_dict, guess_version, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +37,6 @@ MIN_VERSION = (5, 0)  # tested with 5.24; Sam2Model appeared in 4.56
 
 def import_transformers():
     """The ``transformers`` module, or :class:`MissingExtraError` saying how to get it."""
-    from .llvm_guard import avoid_llvm_clash
 
     avoid_llvm_clash()  # before transformers imports torchvision (a napari viewer may exist)
     try:
@@ -77,11 +83,10 @@ def _sha256_files(files) -> str | None:
 
 
 def _size_of(config) -> str | None:
-    from .models import _ARCH
 
     bb = config.vision_config.backbone_config
     arch = (int(bb.hidden_size), int(sum(bb.blocks_per_stage)))
-    return next((s for s, a in _ARCH.items() if a == arch), None)
+    return next((s for s, a in ARCH.items() if a == arch), None)
 
 
 def set_image_size(config, size: int) -> None:
@@ -140,9 +145,6 @@ def _resolve(checkpoint, spec, allow_download: bool) -> tuple[str, str]:
 
 def _from_pt(path: str, image_size, spec):
     from transformers import Sam2Config, Sam2Model
-
-    from .convert import hf_config_dict, official_to_hf
-    from .models import check_state_dict, file_sha256, guess_version, read_state_dict
 
     sd = read_state_dict(path)
     check_state_dict(sd, spec, path)
@@ -230,7 +232,6 @@ def load_transformers(
 ) -> LoadedHF:
     """Build a transformers ``Sam2Model`` (see the module docstring for ``checkpoint``)."""
     import_transformers()
-    from .models import _to_device, get_spec, resolve_device, resolve_precision
 
     spec = get_spec(model, version)
     dev = resolve_device(device)
@@ -238,8 +239,6 @@ def load_transformers(
     source = None
     if random_weights:
         from transformers import Sam2Config, Sam2Model
-
-        from .convert import hf_config_dict
 
         fields = hf_config_dict(spec.size, spec.version, image_size)
         fields.pop("model_type")
@@ -255,7 +254,7 @@ def load_transformers(
                 source, kind, image_size, allow_download, spec.version
             )
     size = _size_of(net.config)
-    net = _to_device(net, spec if size is None else get_spec(size, ver), dev, prec)
+    net = to_device(net, spec if size is None else get_spec(size, ver), dev, prec)
     log.info("Loaded transformers SAM %s %s on %s (%s)", ver, size, dev, source or "random")
     return LoadedHF(
         net,

@@ -18,7 +18,10 @@ import json
 import re
 from pathlib import Path
 
-from .errors import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
+from ..errors import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
+from .load import build_model, load_model_config
+from .registry import get_spec
+from .state_dict import guess_size, guess_version, read_state_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -173,7 +176,6 @@ def hf_to_official(state_dict: dict) -> dict:
 # ----------------------------------------------------------------------- configs
 def hf_config_dict(model: str = "tiny", version: str | None = None, image_size=None) -> dict:
     """The ``Sam2Config`` fields of a registry model, read from sam2's own YAML config."""
-    from .models import get_spec, load_model_config
 
     spec = get_spec(model, version)
     cfg = load_model_config(spec, image_size).model
@@ -278,8 +280,6 @@ def pt_to_hf(src, dst, *, image_size: int | None = None) -> Path:
     """Official checkpoint file ``src`` → transformers folder ``dst`` (created)."""
     from safetensors.torch import save_file
 
-    from .models import guess_size, guess_version, read_state_dict
-
     src, dst = Path(src), Path(dst)
     sd = read_state_dict(src)
     size = guess_size(sd)
@@ -317,8 +317,6 @@ def _write_processor_config(dst: Path, size: int) -> None:
 def hf_to_pt(src, dst) -> Path:
     """Transformers folder ``src`` → official checkpoint file ``dst``."""
     import torch
-
-    from .models import build_model, get_spec, guess_size, guess_version
 
     _, hf = read_hf_folder(src)
     sd = hf_to_official(hf)

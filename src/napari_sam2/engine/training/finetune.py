@@ -8,7 +8,7 @@
 The image encoder is frozen: each labelled plane is encoded once, through the
 :class:`~napari_sam2.engine.segmenter.Segmenter` (same normalisation, same cache as
 inference), and only the mask decoder (optionally the prompt encoder) is trained, on
-prompts simulated from each object as in :mod:`napari_sam2.engine.evaluate`: a point inside
+prompts simulated from each object as in :mod:`napari_sam2.engine.training.evaluate`: a point inside
 the object or its (jittered) box, plus up to ``corrective_clicks`` corrective clicks at the
 centre of the largest error of the current model.  Loss as in SAM: 20 × focal + dice on the
 mask (for a lone click, the best of the three candidates), plus the MSE between the
@@ -28,9 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import finetune_data as fd
-from .errors import Cancelled, LabelsError, ModelError
-from .finetune_train import Trainer
+from ..backends.base import capability
+from ..cancel import check_cancel
+from ..errors import LabelsError, ModelError
+from ..model.checkpoints import file_sha256
+from ..segmenter import Segmenter
+from . import data as fd
+from .train import Trainer
 
 
 @dataclass
@@ -193,7 +197,6 @@ def finetune(
         sd = trainer.full_state_dict(base)
         result.checkpoint = save_checkpoint(sd, out, cancel=cancel)
         del sd
-        from .models import file_sha256
 
         card["checkpoint_sha256"] = file_sha256(result.checkpoint)
         card["checkpoint"] = str(result.checkpoint)
@@ -223,7 +226,6 @@ def _items(images, labels, image_kwargs, planes, names):
 
 
 def _segmenter(segmenter, model, checkpoint, version, device, image_size, random_weights):
-    from .segmenter import Segmenter
 
     if segmenter is not None:  # a sibling: same model and caches (thread-safe), own image
         seg = Segmenter(predictor=segmenter.backend, disk_cache=_disk(segmenter))
@@ -233,7 +235,7 @@ def _segmenter(segmenter, model, checkpoint, version, device, image_size, random
             model, checkpoint, backend="sam2", version=version, device=device,
             image_size=image_size, random_weights=random_weights,
         )  # fmt: skip
-    if getattr(seg.backend, "loaded", None) is None or not hasattr(seg.backend, "_prompt_tensors"):
+    if not capability(seg.backend, "trainable"):
         raise ModelError(
             "Fine-tuning needs a SAM 2 model: load a SAM 2 checkpoint (the classical backend "
             "has nothing to train)."
@@ -247,8 +249,7 @@ def _score(h: dict) -> float:
 
 
 def _check(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Fine-tuning cancelled: no checkpoint was written.")
+    check_cancel(cancel, "Fine-tuning cancelled: no checkpoint was written.")
 
 
 def _tmp_name(path: Path) -> Path:

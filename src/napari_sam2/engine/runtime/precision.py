@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
+from ..planes import PlaneSource
+from ..prompts import make_objects
 
 MIN_SPEEDUP = 1.15  # fp32 time / bf16 time
 MIN_AGREEMENT = 0.995  # fraction of mask pixels equal to the fp32 masks
@@ -184,7 +186,6 @@ def compare_embeddings(backend, emb_a, emb_b, shape, clicks=None, *, precisions=
 
     ``precisions`` (a, b): the backend precision to decode each with (default: as is).
     """
-    from .prompts import make_objects
 
     clicks = click_grid(shape) if clicks is None else clicks
     same, total, worst = 0, 0, 1.0
@@ -237,13 +238,12 @@ def calibrate(
     The result is cached on disk (``save``) when the checkpoint has a SHA-256, and is what
     ``precision="auto"`` uses on this CPU from then on.
     """
-    from .planes import PlaneSource
 
     backend = segmenter.backend
-    if getattr(backend, "name", None) != "sam2" or str(backend.device) != "cpu":
+    if not getattr(backend, "calibrates_cpu_precision", False) or str(backend.device) != "cpu":
         raise ValueError("calibrate() measures a SAM 2 model on the CPU (device='cpu').")
     if image is None:
-        src = segmenter._require_source()
+        src = segmenter.require_source()
         sam_image = src.sam_image(next(iter(np.ndindex(*src.index_shape))))
     else:
         arr = np.asarray(image)

@@ -1,4 +1,4 @@
-"""Projection mode of :mod:`~napari_sam2.engine.propagate`: plane after plane with the
+"""Projection mode of :mod:`~napari_sam2.engine.propagation`: plane after plane with the
 image predictor (any backend, the classical one included).
 
 Each object is prompted on the next plane with its mask on the previous plane (mask
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .prompts import Box, MaskPrompt, ObjectPrompt, Points
-from .propagate import END
+from ..prompts import Box, MaskPrompt, ObjectPrompt, Points
+from .report import END
 
 BOX_PAD = 0.1  # the box prompt grows by this fraction of its size (objects grow too)
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .errors import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
-
-if TYPE_CHECKING:
-    from .models import ModelSpec
+from ..errors import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
+from .registry import ARCH, ModelSpec
 
 
 def read_state_dict(path) -> dict:
@@ -51,9 +48,7 @@ def guess_size(state_dict: dict) -> str | None:
         return None
     blocks = {k.split(".")[3] for k in state_dict if k.startswith("image_encoder.trunk.blocks.")}
     arch = (int(w.shape[0]), len(blocks))
-    from .models import _ARCH  # (models imports this module)
-
-    for size, a in _ARCH.items():
+    for size, a in ARCH.items():
         if a == arch:
             return size
     return None
