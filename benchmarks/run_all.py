@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-import napari_sam2  # noqa: F401  (before torch: it turns on huge pages, as shipped)
+from napari_sam2.engine.runtime.allocator import prefer_huge_pages
+
+prefer_huge_pages()  # before torch, as a model load does when shipped
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _encode_sections as E  # noqa: E402

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 
 from ..model.checkpoints import find_checkpoint
+from ..model.hf import load_transformers
 from ..model.load import load_sam2
 from ..model.registry import get_spec
+from ..runtime.allocator import prefer_huge_pages
 from .classical import ClassicalBackend
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,8 @@ def make_backend(
     if backend == "classical":
         return ClassicalBackend(), None
     if backend == "transformers":  # docs/models.md, "The transformers route"
-        from ..model.hf import load_transformers
-        from .transformers import TransformersBackend
+        prefer_huge_pages()  # before torch is imported (runtime/allocator.py: why here)
+        from .transformers import TransformersBackend  # lazy: imports torch and transformers
 
         loaded = load_transformers(
             checkpoint,
@@ -67,7 +69,8 @@ def make_backend(
     ):
         log.warning(CLASSICAL_NOTICE)
         return ClassicalBackend(), CLASSICAL_NOTICE
-    from .sam2 import Sam2Backend
+    prefer_huge_pages()  # before torch is imported (runtime/allocator.py: why here)
+    from .sam2 import Sam2Backend  # lazy: imports torch and sam2
 
     loaded = load_sam2(
         spec.size,

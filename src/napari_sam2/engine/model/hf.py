@@ -21,6 +21,7 @@ from ..errors import (
     CheckpointNotFoundError,
     MissingExtraError,
 )
+from ..runtime.allocator import prefer_huge_pages
 from ..runtime.devices import resolve_device, resolve_precision
 from ..runtime.llvm_guard import avoid_llvm_clash
 from .checkpoints import file_sha256
@@ -231,6 +232,7 @@ def load_transformers(
     allow_download: bool = False,
 ) -> LoadedHF:
     """Build a transformers ``Sam2Model`` (see the module docstring for ``checkpoint``)."""
+    prefer_huge_pages()  # before torch is imported: see runtime/allocator.py for why here
     import_transformers()
 
     spec = get_spec(model, version)

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import DeviceMemoryError
+from ..runtime.allocator import prefer_huge_pages
 from ..runtime.devices import free_device_memory, memory_advice, resolve_device, resolve_precision
 from ..runtime.llvm_guard import avoid_llvm_clash
 from ..runtime.precision import auto_cpu_precision
@@ -107,6 +108,7 @@ def load_sam2(
     ``random_weights=True`` skips the checkpoint (tests, plumbing checks); the result then
     says so in :attr:`LoadedModel.checkpoint` (None).
     """
+    prefer_huge_pages()  # before torch is imported: see runtime/allocator.py for why here
     spec = get_spec(model, version)
     check_sam2_version()
     dev = resolve_device(device)
