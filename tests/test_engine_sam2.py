@@ -175,7 +175,7 @@ def test_prompt_tensors_are_sam_xy_in_model_frame(sam2_random_segmenter):
         ObjectPrompt(points=Points([[10, 100], [60, 4]], [1, 0])),
         ObjectPrompt(box=Box(30, 20, 5, 120)),  # corners in any order
     ]
-    coords, labels = backend._prompt_tensors(objects, (H, W))
+    coords, labels = backend.prompt_tensors(objects, (H, W))
     coords = coords.cpu().numpy()
     assert coords.shape == (2, 2, 2)
     # x = col / W * s, y = row / H * s
@@ -184,7 +184,7 @@ def test_prompt_tensors_are_sam_xy_in_model_frame(sam2_random_segmenter):
     np.testing.assert_allclose(coords[1], [[20 / W * s, 5 / H * s], [120 / W * s, 30 / H * s]])
     np.testing.assert_array_equal(labels.cpu().numpy(), [[1, 0], [2, 3]])
     # shorter prompts are padded with "not a point"
-    _, padded = backend._prompt_tensors(
+    _, padded = backend.prompt_tensors(
         [objects[0], ObjectPrompt(points=Points([[1, 1]], [1]))], (H, W)
     )
     np.testing.assert_array_equal(padded.cpu().numpy(), [[1, 0], [1, -1]])

@@ -196,6 +196,17 @@ def test_engine_top_level_stays_small():
     assert len(top) <= 12, top
 
 
+def test_every_folder_of_modules_is_a_regular_package():
+    """pyproject's ``packages.find`` ships only folders with an ``__init__.py``: a folder of
+    modules without one imports from a source tree but is missing from the wheel."""
+    missing = sorted(
+        str(d.relative_to(PKG_DIR))
+        for d in {p.parent for p in PKG_DIR.rglob("*.py")}
+        if not (d / "__init__.py").exists()
+    )
+    assert missing == []
+
+
 def test_checker_sees_cycles_through_function_imports(tmp_path):
     """Control: imports inside functions count, TYPE_CHECKING ones do not."""
     pkg = tmp_path / "napari_sam2"
