@@ -45,9 +45,8 @@ def make_backend(
     if backend == "classical":
         return ClassicalBackend(), None
     if backend == "transformers":  # docs/models.md, "The transformers route"
-        prefer_huge_pages()  # before torch is imported (runtime/allocator.py: why here)
-        from .transformers import TransformersBackend  # lazy: imports torch and transformers
-
+        # first: it sets the allocator before torch is imported and raises MissingExtraError
+        # when transformers is absent
         loaded = load_transformers(
             checkpoint,
             model=model,
@@ -58,6 +57,8 @@ def make_backend(
             random_weights=random_weights,
             allow_download=allow_download,
         )
+        from .transformers import TransformersBackend  # lazy: imports torch
+
         return TransformersBackend(loaded), _random_notice(random_weights)
     spec = get_spec(model, version)
     if (
