@@ -21,9 +21,9 @@ from ..errors import (
     CheckpointNotFoundError,
     MissingExtraError,
 )
+from ..runtime import llvm_guard
 from ..runtime.allocator import prefer_huge_pages
 from ..runtime.devices import resolve_device, resolve_precision
-from ..runtime.llvm_guard import avoid_llvm_clash
 from .checkpoints import file_sha256
 from .convert import hf_config_dict, official_to_hf
 from .load import to_device
@@ -39,7 +39,7 @@ MIN_VERSION = (5, 0)  # tested with 5.24; Sam2Model appeared in 4.56
 def import_transformers():
     """The ``transformers`` module, or :class:`MissingExtraError` saying how to get it."""
 
-    avoid_llvm_clash()  # before transformers imports torchvision (a napari viewer may exist)
+    llvm_guard.avoid_llvm_clash()  # before transformers imports torchvision (a viewer may exist)
     try:
         import transformers
         from transformers import Sam2Config, Sam2Model, Sam2Processor  # noqa: F401

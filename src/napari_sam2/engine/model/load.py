@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import DeviceMemoryError
+from ..runtime import llvm_guard
 from ..runtime.allocator import prefer_huge_pages
 from ..runtime.devices import free_device_memory, memory_advice, resolve_device, resolve_precision
-from ..runtime.llvm_guard import avoid_llvm_clash
 from ..runtime.precision import auto_cpu_precision
 from .checkpoints import file_sha256, resolve_checkpoint
 from .registry import ModelSpec, get_spec
@@ -30,7 +30,7 @@ def load_model_config(spec: ModelSpec, image_size: int | None = None):
     """The model's OmegaConf config, read from the sam2 package (no hydra globals)."""
     from omegaconf import OmegaConf  # lazy: keeps `import napari_sam2.engine` light
 
-    avoid_llvm_clash()  # before sam2/torchvision are imported (a napari viewer may exist)
+    llvm_guard.avoid_llvm_clash()  # before sam2/torchvision are imported (a viewer may exist)
 
     text = resources.files("sam2").joinpath(spec.config).read_text()
     cfg = OmegaConf.create(text)
