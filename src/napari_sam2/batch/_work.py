@@ -270,7 +270,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             )
         if not src.index_shape:
             raise F.InputError("--propagate needs a stack (Z or T axis); this image is 2-D")
-        from ..engine.motion import kind_of_axis
+        from ..engine.propagation.motion import kind_of_axis
 
         kind = kind_of_axis(str(getattr(img, "axes", "") or "")[:1])  # T: objects move
         for plane in prompted:

@@ -264,11 +264,11 @@ def cmd_segment(args) -> int:
 
 def _calibrate_first(args) -> None:
     """``precision=auto`` on a CPU with native bf16: one fp32/bf16 measurement before a run
-    of more than a few planes (engine/auto_precision.py); the workers use its verdict."""
+    of more than a few planes (engine/runtime/auto_precision.py); the workers use its verdict."""
     import sys
 
     from ..batch import expand_inputs
-    from ..engine.auto_precision import CLI_MIN_PLANES, calibrate_before_run
+    from ..engine.runtime.auto_precision import CLI_MIN_PLANES, calibrate_before_run
 
     files, _ = expand_inputs(args.image)
     n = max(len(files), CLI_MIN_PLANES + 1) if args.propagate else len(files)  # a volume

@@ -17,9 +17,9 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
-from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
-from ..engine.models import SIZES
-from ..engine.segmenter import BACKENDS, Segmenter
+from ..engine.backends.factory import BACKENDS, CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
+from ..engine.model.registry import SIZES
+from ..engine.segmenter import Segmenter
 from . import _notify
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
