@@ -242,7 +242,7 @@ def test_import_contracts():
     batch < cli; engine and io never import napari, Qt or magicgui)."""
     root = PKG_DIR.parent.parent
     res = subprocess.run(
-        [_lint_imports(), "--config", str(root / "pyproject.toml")],
+        [_lint_imports(), str(root / "pyproject.toml")],
         capture_output=True,
         text=True,
         cwd=root,
@@ -258,7 +258,5 @@ def test_import_contracts():
     assert not (broken - KNOWN_BROKEN_CONTRACTS), out
 
 
-# contracts that fail on main today because of io/batch/cli edges being fixed on the
-# arch-io branch (batch/_outputs -> cli.write_labels_tiff; io.medical_writer -> napari);
-# the coordinator empties this once the branches are merged
+# no contract may be broken; a name here would need an issue explaining why
 KNOWN_BROKEN_CONTRACTS: set[str] = set()
