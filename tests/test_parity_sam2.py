@@ -6,7 +6,9 @@ sam2's own ``build_sam2`` + ``SAM2ImagePredictor`` (prompts in (x, y)).  Both se
 float image, a *non-square* 200 x 300 crop of a real nuclei image, so a row/col swap moves
 every prompt to another place and changes the masks.  This is the end-to-end proof of the
 (row, col) -> (x, y) swap and of the prompt path (boxes as corner points, batching, padding,
-multimask choice) that the classical-backend tests cannot give.
+multimask choice) that the classical-backend tests cannot give.  The crop is larger than
+the 256 px model input, which ``Segmenter.predict`` would tile by default: ``tile=False``
+keeps the whole-plane path that sam2's predictor takes.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def _assert_same(preds, refs):
 def test_parity_single_click(ours, reference):
     """One positive click (multimask, three candidates): same masks and scores as SAM2ImagePredictor."""
     rc = [(62.0, 231.0)]
-    preds = ours.predict(points=rc)
+    preds = ours.predict(points=rc, tile=False)
     refs = _ref_predict(reference, True, point_coords=_xy(rc), point_labels=np.array([1]))
     assert preds[0].candidates.shape[0] == 3
     _assert_same(preds, refs)
@@ -134,7 +136,7 @@ def test_parity_negative_clicks(ours, reference):
     """Two positive and two negative clicks at fractional pixels: same mask and score."""
     rc = [(120.4, 40.0), (131.0, 52.6), (20.0, 270.0), (180.0, 150.5)]
     lab = [1, 1, 0, 0]
-    preds = ours.predict(points=rc, point_labels=lab)
+    preds = ours.predict(points=rc, point_labels=lab, tile=False)
     refs = _ref_predict(reference, False, point_coords=_xy(rc), point_labels=np.array(lab))
     _assert_same(preds, refs)
 
@@ -142,7 +144,7 @@ def test_parity_negative_clicks(ours, reference):
 def test_parity_box(ours, reference):
     """One box (r0, c0, r1, c1) vs the reference's xyxy box: same mask and score."""
     box = (30.0, 180.0, 110.0, 290.0)
-    preds = ours.predict(boxes=[box])
+    preds = ours.predict(boxes=[box], tile=False)
     refs = _ref_predict(reference, False, box=_box_xyxy(box))
     _assert_same(preds, refs)
 
@@ -152,7 +154,7 @@ def test_parity_box_and_points(ours, reference):
     box = (100.0, 20.0, 190.0, 140.0)
     rc = [(150.0, 60.0), (120.0, 130.0)]
     lab = [1, 0]
-    preds = ours.predict(points=rc, point_labels=lab, boxes=[box])
+    preds = ours.predict(points=rc, point_labels=lab, boxes=[box], tile=False)
     refs = _ref_predict(
         reference, False, point_coords=_xy(rc), point_labels=np.array(lab), box=_box_xyxy(box)
     )
@@ -162,7 +164,7 @@ def test_parity_box_and_points(ours, reference):
 def test_parity_several_boxes(ours, reference):
     """Three boxes at once (one batched decode) vs the reference's (B, 4) boxes."""
     boxes = [(5.0, 5.0, 60.0, 90.0), (70.0, 150.0, 140.0, 260.0), (150.0, 200.0, 199.0, 299.0)]
-    preds = ours.predict(boxes=boxes)
+    preds = ours.predict(boxes=boxes, tile=False)
     refs = _ref_predict(reference, False, box=np.stack([_box_xyxy(b) for b in boxes]))
     _assert_same(preds, refs)
 
@@ -178,7 +180,7 @@ def test_parity_several_clicked_objects(ours, reference):
     ]
     labs = [[1, 1], [1, 0], [1, 1]]
     objects = [ObjectPrompt(points=Points(c, lab)) for c, lab in zip(objs_rc, labs, strict=True)]
-    preds = ours.predict(objects=objects)
+    preds = ours.predict(objects=objects, tile=False)
     refs = _ref_predict(
         reference,
         False,
@@ -192,7 +194,7 @@ def test_parity_segment_into_writes_reference_masks(ours, reference):
     """segment_into with two boxes writes IDs 1 and 2 exactly on the reference's masks."""
     boxes = [(5.0, 5.0, 60.0, 90.0), (150.0, 200.0, 199.0, 299.0)]
     labels = np.zeros((200, 300), np.int32)
-    ids = ours.segment_into(labels, boxes=boxes)
+    ids = ours.segment_into(labels, boxes=boxes, tile=False)
     refs = _ref_predict(reference, False, box=np.stack([_box_xyxy(b) for b in boxes]))
     assert ids == [1, 2]
     first = refs[0][0][0]

@@ -106,8 +106,8 @@ def test_segmenter_first_use_equals_revisit(sam2_random_checkpoint, shared_data)
     )
     assert seg.cache.store_dtype == "fp16"
     seg.set_image(image)
-    [first] = seg.predict(points=[(100, 120)])
-    [again] = seg.predict(points=[(100, 120)])
+    [first] = seg.predict(points=[(100, 120)], tile=False)  # the whole plane's embedding
+    [again] = seg.predict(points=[(100, 120)], tile=False)
     assert seg.stats.encodes == 1 and seg.stats.hits == 1
     np.testing.assert_array_equal(first.candidates, again.candidates)
     np.testing.assert_array_equal(first.scores, again.scores)

@@ -122,8 +122,8 @@ def test_embeddings_equal_and_cached(pair):
         assert x.shape == y.shape
         assert torch.allclose(x, y, atol=1e-4)
     n = b.stats.encodes
-    b.predict(points=[(100, 100)])
-    b.predict(points=[(200, 300)])
+    b.predict(points=[(100, 100)], tile=False)  # the whole plane's embedding
+    b.predict(points=[(200, 300)], tile=False)
     assert b.stats.encodes == n  # one encode per plane, then the cache
     d = b.describe()
     assert d["backend"] == "transformers" and d["image_size"] == SIZE
