@@ -32,6 +32,7 @@ from ..engine.edits import plan_edits
 from ..engine.errors import LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE, LabelEdit
 from .layers import ensure_fits, labels_matching
+from .orientation import Orientation
 
 CHUNK_PX = 256 * 1024  # bounding-box pixels per band (~5-15 ms to check and write)
 STEP_PX = 512 * 1024  # pixels written per event-loop turn
@@ -80,6 +81,13 @@ class CommitJob:
     chunks: list[Chunk] = field(default_factory=list)
     max_before: int | None = None  # the layer's cached max ID when the job began
     attempts: int = 0
+    orientation: Orientation | None = None  # the displayed axes (None: the last two)
+
+    def labels(self):
+        """The layer's labels with the plane's axes last (the orientation's view):
+        ``plane`` and the chunks' keys index it."""
+        data = self.layer.data
+        return data if self.orientation is None else self.orientation.view(data)
 
     @property
     def ids(self) -> list[int]:
@@ -115,17 +123,19 @@ def begin_commit(session, result=None) -> CommitJob:
             "(the undo history starts again)."
         )
     plane = tuple(res.request.plane)
+    orient = res.request.oriented()
     return CommitJob(
         layer=layer,
         result=res,
         plane=plane,
         version=session.labels_version,
-        plane_copy=np.array(layer.data[plane]),
+        plane_copy=np.array(orient.view(layer.data)[plane]),
         preds=[Prediction(m[None], np.ones(1)) for m in masks],
         label_id=rid,
         start_id=start,
         policy=OVERWRITE if session.overwrite else KEEP,
         max_before=session._max_cache.get(id(layer)),
+        orientation=orient,
     )
 
 
@@ -145,6 +155,10 @@ def plan_commit(job: CommitJob, chunk_px: int = CHUNK_PX) -> CommitJob:
     for e in job.edits:  # in order, as write_edits would apply them
         after[e.indices] = e.values
     job.chunks = plane_chunks(before, after, job.plane, chunk_px)
+    if job.orientation is not None and not job.orientation.identity:
+        # the undo history holds indices in the labels array's own axis order
+        o = job.orientation
+        job.chunks = [dataclasses.replace(c, indices=o.data_index(c.indices)) for c in job.chunks]
     return job
 
 
@@ -200,7 +214,7 @@ class ChunkedWriter:
             self._check_version()
             budget = self.step_px
             while self.todo and budget > 0:
-                _write(self.layer.data, self.todo[0])
+                _write(self.job.labels(), self.todo[0])
                 chunk = self.todo.pop(0)
                 self.written.append(chunk)
                 budget -= chunk.mask.size
@@ -228,7 +242,7 @@ class ChunkedWriter:
 
     def rollback(self) -> None:
         """Put the old values back where our new values still stand; refresh."""
-        data = self.layer.data
+        data = self.job.labels()
         for chunk in reversed(self.written):
             region = np.array(data[chunk.key])
             ours = region[chunk.mask] == chunk.new
@@ -258,7 +272,7 @@ def finish_job(session, job: CommitJob, ids: list[int]) -> list[int]:
     if session.result is res:
         session.result = None
     if not ids:
-        session.notices.append(_nothing_new(job.layer.data, job.plane, res.masks(), job.label_id))
+        session.notices.append(_nothing_new(job.labels(), job.plane, res.masks(), job.label_id))
         return []
     if job.max_before is not None:  # the write's paint event emptied the cache
         session._max_cache[id(job.layer)] = max([job.max_before, *ids])

@@ -28,6 +28,7 @@ that rule for any displayed pair, so a click lands on the voxel napari shows und
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,6 +161,13 @@ class Orientation:
             raise ValueError(f"index over {len(index)} axes, the labels have {len(self.axes)}")
         return tuple(index[i] for i in self.inverse)
 
+    def data_edit(self, edit):
+        """A :class:`~napari_sam2.engine.labels.LabelEdit` planned on the oriented labels,
+        with its indices in the labels array's axis order."""
+        if self.identity:
+            return edit
+        return dataclasses.replace(edit, indices=self.data_index(edit.indices))
+
     def oriented_index(self, index) -> tuple:
         """An index in the labels array's axis order put in oriented order."""
         index = tuple(index)
@@ -184,8 +192,26 @@ def orientation_of(viewer, image_layer) -> Orientation:
     return o.check(f"'{image_layer.name}'")
 
 
+def oriented_source(source, orientation: Orientation):
+    """An :class:`~napari_sam2.adapter.channels.ImageSource` whose data is in the
+    orientation's order (its signature, and so the segmenter's image, differs per
+    orientation); the source itself for the standard orientation.
+
+    A source stacking channel *layers* has one more leading axis than the layer (its
+    channel axis 0), which stays first."""
+    if orientation.identity:
+        return source
+    data = source.data
+    rgb = bool(source.kwargs.get("rgb"))
+    perm = orientation.image_axes
+    if int(data.ndim) - rgb == orientation.image_ndim + 1:  # stacked channel layers
+        perm = (0, *(a + 1 for a in perm))
+    perm = perm + ((int(data.ndim) - 1,) if rgb else ())
+    return dataclasses.replace(source, data=_transposed(data, perm), orientation=orientation.key())
+
+
 # ------------------------------------------------------------------ world ↔ data
-def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
+def linear_part(layer) -> tuple[np.ndarray, np.ndarray]:
     """``(L, t)`` of the layer's data → world transform (``world = L @ data + t``)."""
     n = int(layer.ndim)
     t = np.asarray(layer.data_to_world(np.zeros(n)), dtype=float)
@@ -220,7 +246,7 @@ def shown_data_mapper(layer, shown=None):
     shown = (n - 2, n - 1) if shown is None else tuple(sorted(int(a) for a in shown))
     if n <= 2:
         return lambda world: np.asarray(layer.world_to_data(np.asarray(world, float)), float)
-    linear, t = _linear(layer)
+    linear, t = linear_part(layer)
     if not coupled(linear, shown):
         return lambda world: np.asarray(layer.world_to_data(np.asarray(world, float)), float)
     rest = [a for a in range(n) if a not in shown]

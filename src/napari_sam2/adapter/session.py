@@ -22,7 +22,7 @@ from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from ..engine.segmenter import Segmenter
 from .channels import VIEWED, ImageSource, image_source
-from .coords import current_plane, napari_round, world_to_shown_data
+from .coords import napari_round, world_to_shown_data
 from .layers import (
     channel_axis_of,
     check_channel_axis_first,
@@ -32,6 +32,7 @@ from .layers import (
     spatial_shape,
     write_edits,
 )
+from .orientation import Orientation, orientation_of, oriented_source, viewed_index
 from .prompts import PromptSet, collect_prompts
 from .tiles import check_tiled_prompts, commit_tiled, predict_request, wants_tiles
 
@@ -45,7 +46,14 @@ class Request:
     source: ImageSource
     refine_id: int | None = None
     tiled: bool = False  # answered from the tile around the prompts (adapter.tiles)
+    orientation: Orientation | None = None  # the displayed axes (adapter.orientation)
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    def oriented(self) -> Orientation:
+        """The request's orientation (the last two axes when none was recorded)."""
+        if self.orientation is not None:
+            return self.orientation
+        return Orientation.standard(self.image_layer.ndim, channel_axis_of(self.image_layer))
 
 
 @dataclass
@@ -89,10 +97,15 @@ class SegmentationSession:
         self.notices: list[str] = []  # messages for the user, taken by the widget
 
     # ------------------------------------------------------------ requests
+    def orientation(self) -> Orientation:
+        """Which axes of the image the viewer displays (:mod:`.orientation`)."""
+        return orientation_of(self.viewer, self._image())
+
     def viewed_index(self) -> tuple[int, ...]:
-        """Index of the viewed plane over all the layer's leading axes (channel included)."""
+        """Index of the viewed plane over the layer's non-displayed axes (channel axis
+        included, first), in the orientation's order."""
         img = self._image()
-        return current_plane(img, self.viewer.dims.point, n_leading=img.ndim - 2)
+        return viewed_index(img, self.viewer.dims.point, self.orientation())
 
     def viewed_plane(self) -> tuple[int, ...]:
         """Index of the viewed plane over the non-channel leading axes (labels' index)."""
@@ -112,21 +125,17 @@ class SegmentationSession:
             raise ImageError(f"Image '{self.image_layer.name}' has fewer than 2 dimensions.")
         if self.viewer.dims.ndisplay != 2:
             raise ImageError("Switch the viewer to 2D to segment the viewed plane.")
-        nw = self.viewer.dims.ndim
-        if set(self.viewer.dims.displayed) != {nw - 2, nw - 1}:
-            raise ImageError(
-                "The viewer shows a plane across the stack (its axes were rolled or "
-                "transposed): reset the axis order (Ctrl-E rolls them) so that the last two "
-                "axes (Y, X) are displayed."
-            )
         check_channel_axis_first(self.image_layer)
         return self.image_layer
 
-    def refine_mask(self, plane) -> tuple[np.ndarray | None, int | None]:
+    def refine_mask(self, plane, orientation=None) -> tuple[np.ndarray | None, int | None]:
         if not self.refine or self.labels_layer is None:
             return None, None
         lid = int(self.labels_layer.selected_label)
-        m = np.asarray(self.labels_layer.data[tuple(plane)]) == lid
+        labels = self.labels_layer.data
+        if orientation is not None:
+            labels = orientation.view(labels)
+        m = np.asarray(labels[tuple(plane)]) == lid
         if lid <= 0 or not m.any():
             raise PromptError(
                 f"Refine: label {lid} has no pixel on this plane; select an existing label "
@@ -140,7 +149,8 @@ class SegmentationSession:
         if layer is None:
             raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
         pos = np.asarray(world_position, float)[-layer.ndim :]
-        idx = napari_round(world_to_shown_data(layer, pos))
+        shown = orientation_of(self.viewer, self._image()).displayed_of(layer.ndim)
+        idx = napari_round(world_to_shown_data(layer, pos, shown=shown))
         if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
             return 0
         return int(layer.data[tuple(idx)])
@@ -150,13 +160,14 @@ class SegmentationSession:
         if self.segmenter is None:
             raise ImageError("The model is still loading: wait for the status line to say ready.")
         img = self._image()
+        orient = self.orientation()
         index = self.viewed_index()
         plane = self._labels_plane(img, index)
-        hw = spatial_shape(img)[-2:]
-        tiled = wants_tiles(self, img, self.level)
+        hw = orient.plane_shape(spatial_shape(img))
+        tiled = wants_tiles(self, img, self.level, orient)
         if tiled and self.refine:  # before reading the labels plane
             tiled = check_tiled_prompts(True, hw, self.level)
-        refine_mask, refine_id = self.refine_mask(plane)
+        refine_mask, refine_id = self.refine_mask(plane, orient)
         prompts = collect_prompts(
             img,
             plane,
@@ -165,15 +176,17 @@ class SegmentationSession:
             shapes_layer=self.shapes_layer,
             world_point=self.viewer.dims.point,
             refine_mask=refine_mask,
+            orientation=orient,
         )
         prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
         if tiled:
             masks = any(o.mask is not None for o in prompts.objects)
             tiled = check_tiled_prompts(masks, hw, self.level)
         source = image_source(self.viewer, img, self.channel, index, self.level if tiled else 0)
+        source = oriented_source(source, orient)
         token = next(self._tokens)
         self._latest = token
-        req = Request(token, img, plane, prompts, source, refine_id, tiled)
+        req = Request(token, img, plane, prompts, source, refine_id, tiled, orient)
         self._running[token] = req.cancel
         return req
 
@@ -199,9 +212,18 @@ class SegmentationSession:
         if req.token != self._latest or req.image_layer is not self.image_layer:
             return False
         try:
-            return self.viewed_plane() == req.plane
+            return self.viewed_plane() == req.plane and self._same_orientation(req)
         except ImageError:
             return False
+
+    def _same_orientation(self, req: Request) -> bool:
+        """Does the viewer display the axes ``req`` was made on (the same engine plane)?"""
+        o = req.orientation
+        return o is None or self.orientation().key() == o.key()
+
+    def _on_viewed_plane(self, req: Request) -> bool:
+        """Is ``req``'s plane the one viewed now (same axes, same index)?"""
+        return req.plane == self.viewed_plane() and self._same_orientation(req)
 
     def accept(self, result: Result) -> bool:
         """Keep a finished result as the preview if still current."""
@@ -248,7 +270,7 @@ class SegmentationSession:
         res = self.result
         if res is None:
             raise PromptError("Nothing to commit: press Segment first.")
-        if not self.is_current(res.request) and res.request.plane != self.viewed_plane():
+        if not self.is_current(res.request) and not self._on_viewed_plane(res.request):
             raise PromptError("The preview belongs to another plane: segment again here.")
         if res.info.get("placement") is not None:
             return commit_tiled(self, res, res.info["placement"])
@@ -268,8 +290,10 @@ class SegmentationSession:
                 f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
                 "(the undo history starts again)."
             )
+        orient = res.request.oriented()
+        labels = orient.view(layer.data)  # the plane's axes last
         edits = plan_edits(
-            layer.data,
+            labels,
             preds,
             res.request.plane,
             label_id=rid,
@@ -277,9 +301,9 @@ class SegmentationSession:
             replace=rid is not None,
             start_id=start,
         )
-        ids = write_edits(layer, edits)
+        ids = write_edits(layer, [orient.data_edit(e) for e in edits])
         if not ids:  # every mask lies on other objects (keep) or reproduces the object
-            self.notices.append(_nothing_new(layer.data, res.request.plane, masks, rid))
+            self.notices.append(_nothing_new(labels, res.request.plane, masks, rid))
             self.result = None
             return []
         if known_max is not None:
@@ -297,10 +321,12 @@ class SegmentationSession:
         if msg:
             raise LabelsError(msg)
         plane = self.viewed_plane()
-        paths = export_object_masks(self.labels_layer.data, out_dir, plane if plane else None)
+        orient = self.orientation()
+        labels = orient.view(self.labels_layer.data)
+        paths = export_object_masks(labels, out_dir, plane if plane else None)
         if channel_axis_of(img) is None:
-            lab = np.asarray(self.labels_layer.data[plane])
-            raw = np.asarray(full_resolution(img)[plane])
+            lab = np.asarray(labels[plane])
+            raw = np.asarray(orient.image_view(full_resolution(img), bool(img.rgb))[plane])
             limits = None if img.rgb else tuple(img.contrast_limits)
             for lid in np.unique(lab[lab > 0]):
                 name = f"cutout_{int(lid):04d}" + (

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from ..adapter.orientation import orientation_of
 from ..adapter.propagate import (
     OBJECTS,
     RANGES,
@@ -99,6 +100,7 @@ class PropagatePanel(QGroupBox):
         self.last_report = None
         self._pbar = None
         dock.image_combo.currentIndexChanged.connect(self.refresh_axes)
+        dock.viewer.dims.events.order.connect(self.refresh_axes)  # the displayed axes
         self.refresh_axes()
 
     # ---------------------------------------------------------------- axes
@@ -110,8 +112,9 @@ class PropagatePanel(QGroupBox):
         if img is None:
             return
         try:
-            axes = plane_axes(img)
-            proposed = propose_axis(img)
+            orient = orientation_of(self.dock.viewer, img)  # propagate across the view
+            axes = plane_axes(img, orient)
+            proposed = propose_axis(img, orient)
         except NapariSam2Error:
             return
         if proposed is None and axes:
@@ -243,6 +246,8 @@ class PropagatePanel(QGroupBox):
         self.runner.close()
         with contextlib.suppress(TypeError, RuntimeError):
             self.dock.image_combo.currentIndexChanged.disconnect(self.refresh_axes)
+        with contextlib.suppress(TypeError, RuntimeError, ValueError):
+            self.dock.viewer.dims.events.order.disconnect(self.refresh_axes)
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
