@@ -267,3 +267,28 @@ def test_oblique_nifti_in_each_orientation(make_napari_viewer, qtbot, tmp_path, 
     assert (labels.data[tuple(sel)] == 1)[cub[tuple(sel)]].all()
     labels.undo()
     assert not labels.data.any()
+
+
+def test_segment_everything_on_a_coronal_plane(make_napari_viewer, qtbot):
+    from napari_sam2.widget._everything_panel import EverythingPanel
+
+    order, axis = ORDERS["coronal (Z, X)"]
+    viewer = make_napari_viewer()
+    layer, w = ready_widget(viewer, _volume(), scale=(4.0, 1.0, 1.0))
+    _show(viewer, layer, order, axis, 43)  # y = 43 crosses the second object
+    [p] = [p for p in w.panels if isinstance(p, EverythingPanel)]
+    p.min_area.setValue(40.0)  # world units²: 10 pixels of 4 x 1 on this plane
+    p.run()
+    qtbot.waitUntil(lambda: not p.busy, timeout=TIMEOUT)
+    plane = np.take(layer.data, 43, axis=axis)
+    expected = (
+        Segmenter(backend="classical")
+        .set_image(plane, contrast_limits=tuple(layer.contrast_limits))
+        .segment_everything(min_area=10)
+    )
+    labels = w.session.labels_layer
+    assert expected.max() >= 1
+    assert set(np.nonzero(labels.data)[axis]) == {43}  # the shown plane only
+    np.testing.assert_array_equal(labels.data[:, 43, :] > 0, expected > 0)
+    labels.undo()
+    assert not labels.data.any()
