@@ -194,3 +194,17 @@ def test_viewed_index_of_a_channel_image_puts_the_channel_first():
     layer = Image(np.zeros((2, 10, 40, 30)))
     o = Orientation((0, 2, 1, 3), 4, channel_axis=0)  # C, Y index; (Z, X) shown
     assert viewed_index(layer, [1.0, 4.0, 17.0, 3.0], o) == (1, 17)
+
+
+def test_propagation_axes_are_the_ones_not_displayed():
+    from napari_sam2.adapter.propagate import plane_axes, propose_axis
+
+    layer = Image(np.zeros((3, 10, 40, 30)), axis_labels=("t", "z", "y", "x"))
+    assert plane_axes(layer) == [(0, "t"), (1, "z")]
+    assert propose_axis(layer) is None  # Z or T: the user chooses
+    xz = Orientation((0, 2, 1, 3), 4)  # T, Y not displayed; (Z, X) shown
+    assert plane_axes(layer, xz) == [(0, "t"), (1, "y")]
+    assert propose_axis(layer, xz) == 1  # across the view: through Y, not time
+    vol = Image(np.zeros((10, 40, 30)), axis_labels=("z", "y", "x"))
+    assert plane_axes(vol, Orientation((2, 0, 1), 3)) == [(0, "x")]
+    assert propose_axis(vol, Orientation((2, 0, 1), 3)) == 0

@@ -54,14 +54,18 @@ def axis_kind(label: str) -> str | None:
 
 def propose_axis(image_layer, orientation: Orientation | None = None) -> int | None:
     """The axis to propagate along: the only one not displayed, the one labelled Z
-    (stacks) or T (time-lapses); None when ambiguous (both, or several unlabelled axes):
-    ask the user."""
+    (stacks) or T (time-lapses), on a view across the stack the only non-T one; None when
+    ambiguous (both, or several unlabelled axes): ask the user."""
     axes = plane_axes(image_layer, orientation)
     if not axes:
         return None
     if len(axes) == 1:
         return 0
     kinds = [axis_kind(lab) for _, lab in axes]
+    if orientation is not None and not orientation.identity and "t" in kinds:
+        across = [i for i, k in enumerate(kinds) if k != "t"]
+        if len(across) == 1:  # a view across the stack: through it, not through time
+            return across[0]
     found = [i for i, k in enumerate(kinds) if k is not None]
     return found[0] if len(found) == 1 else None
 
