@@ -292,3 +292,22 @@ def test_segment_everything_on_a_coronal_plane(make_napari_viewer, qtbot):
     np.testing.assert_array_equal(labels.data[:, 43, :] > 0, expected > 0)
     labels.undo()
     assert not labels.data.any()
+
+
+def test_a_preview_is_never_committed_on_other_displayed_axes(make_napari_viewer, qtbot):
+    """Same plane index, other axes: the preview belongs to another plane."""
+    from napari_sam2.engine.errors import PromptError
+
+    viewer = make_napari_viewer()
+    layer, w = ready_widget(viewer, _volume(), scale=(4.0, 1.0, 1.0))
+    _show(viewer, layer, (1, 0, 2), 1, 17)  # (Z, X) at y = 17
+    click(w.session.points_layer, _click_world(viewer, layer, (9, 17, 17), 1))
+    segment_and_wait(qtbot, w)
+    res = w.session.result
+    _show(viewer, layer, (2, 0, 1), 2, 17)  # (Z, Y) at x = 17: plane index (17,) too
+    assert w.session.viewed_plane() == res.request.plane == (17,)
+    assert not w.session.is_current(res.request)
+    w.session.result = res  # even if a caller kept it
+    with pytest.raises(PromptError, match="another plane"):
+        w.session.commit()
+    assert not w.session.labels_layer.data.any()

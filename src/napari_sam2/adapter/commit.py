@@ -106,7 +106,7 @@ def begin_commit(session, result=None) -> CommitJob:
     res = session.result if result is None else result
     if res is None:
         raise PromptError("Nothing to commit: press Segment first.")
-    if not session.is_current(res.request) and res.request.plane != session.viewed_plane():
+    if not session.is_current(res.request) and not session.shows_plane_of(res.request):
         raise PromptError("The preview belongs to another plane: segment again here.")
     msg = labels_matching(session.labels_layer, res.request.image_layer)
     if msg:

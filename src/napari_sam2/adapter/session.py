@@ -212,7 +212,7 @@ class SegmentationSession:
         if req.token != self._latest or req.image_layer is not self.image_layer:
             return False
         try:
-            return self.viewed_plane() == req.plane and self._same_orientation(req)
+            return self.shows_plane_of(req)
         except ImageError:
             return False
 
@@ -221,8 +221,9 @@ class SegmentationSession:
         o = req.orientation
         return o is None or self.orientation().key() == o.key()
 
-    def _on_viewed_plane(self, req: Request) -> bool:
-        """Is ``req``'s plane the one viewed now (same axes, same index)?"""
+    def shows_plane_of(self, req: Request) -> bool:
+        """Is ``req``'s plane the one viewed now (same displayed axes, same index)?
+        Raises :class:`ImageError` when no plane can be segmented now."""
         return req.plane == self.viewed_plane() and self._same_orientation(req)
 
     def accept(self, result: Result) -> bool:
@@ -270,7 +271,7 @@ class SegmentationSession:
         res = self.result
         if res is None:
             raise PromptError("Nothing to commit: press Segment first.")
-        if not self.is_current(res.request) and not self._on_viewed_plane(res.request):
+        if not self.is_current(res.request) and not self.shows_plane_of(res.request):
             raise PromptError("The preview belongs to another plane: segment again here.")
         if res.info.get("placement") is not None:
             return commit_tiled(self, res, res.info["placement"])
