@@ -311,3 +311,29 @@ def test_a_preview_is_never_committed_on_other_displayed_axes(make_napari_viewer
     with pytest.raises(PromptError, match="another plane"):
         w.session.commit()
     assert not w.session.labels_layer.data.any()
+
+
+def test_embeddings_are_cached_per_orientation(make_napari_viewer, qtbot):
+    """Each displayed plane is its own engine plane; coming back to one is a cache hit,
+    and an axial plane shown transposed (Ctrl-T) is the axial plane."""
+    viewer = make_napari_viewer()
+    layer, w = ready_widget(viewer, _volume(), scale=(4.0, 1.0, 1.0))
+    stats = w.session.segmenter.stats
+
+    def segment(order, axis):
+        w.session.points_layer.data = np.empty((0, 3))
+        _show(viewer, layer, order, axis, VOXEL[axis])
+        click(w.session.points_layer, _click_world(viewer, layer, VOXEL, axis))
+        segment_and_wait(qtbot, w)
+        return w.session.result.masks()[0]
+
+    coronal = segment((1, 0, 2), 1)
+    sagittal = segment((2, 0, 1), 2)
+    assert stats.encodes == 2 and coronal.shape == (20, 40) and sagittal.shape == (20, 48)
+    again = segment((1, 0, 2), 1)
+    assert stats.encodes == 2 and stats.hits >= 1
+    np.testing.assert_array_equal(again, coronal)
+    axial = segment((0, 1, 2), 0)
+    transposed = segment((0, 2, 1), 0)  # the same plane, shown with rows and columns swapped
+    assert stats.encodes == 3
+    np.testing.assert_array_equal(transposed, axial)
