@@ -256,6 +256,13 @@ def test_oblique_nifti_in_each_orientation(make_napari_viewer, qtbot, tmp_path, 
     click(w.session.points_layer, _click_world(viewer, layer, voxel, axis))
     segment_and_wait(qtbot, w)
     labels = w.session.labels_layer
+    if axis:  # the preview across the stack: one voxel thick, on the labels' own grid
+        preview = w.preview.layer
+        assert _napari_plane(preview, axis) == 0  # napari shows its only plane here
+        q = np.array(voxel, float)
+        q[axis] = 0
+        np.testing.assert_allclose(preview.data_to_world(q), labels.data_to_world(voxel))
+        assert preview.data[tuple(q.astype(int))] == 1
     w.commit()
     qtbot.waitUntil(lambda: labels.data.any(), timeout=TIMEOUT)
     assert labels.data[voxel] == 1  # the clicked voxel got the ID
