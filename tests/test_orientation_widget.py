@@ -114,6 +114,7 @@ def test_click_commit_undo_on_each_plane_of_an_anisotropic_volume(
     assert labels.data[VOXEL] == 1 and set(np.unique(labels.data)) == {0, 1}
     assert set(np.nonzero(ids)[axis]) == {VOXEL[axis]}  # only on the shown plane
     assert _napari_plane(labels, axis) == VOXEL[axis]  # ...which napari shows
+    assert w.session.pick_label(_click_world(viewer, layer, VOXEL, axis)) == 1  # Ctrl-click
     want = _on_plane(_oracle(layer, VOXEL, axis), VOXEL, axis)
     np.testing.assert_array_equal(ids, want)  # exactly the object of that plane
     cuboid = np.zeros(SHAPE, bool)
@@ -268,6 +269,7 @@ def test_oblique_nifti_in_each_orientation(make_napari_viewer, qtbot, tmp_path, 
     assert labels.data[voxel] == 1  # the clicked voxel got the ID
     assert set(np.nonzero(labels.data)[axis]) == {voxel[axis]}  # only on that plane
     assert _napari_plane(labels, axis) == voxel[axis]  # the plane napari shows
+    assert w.session.pick_label(_click_world(viewer, layer, voxel, axis)) == 1
     sel = [slice(None)] * 3
     sel[axis] = voxel[axis]
     np.testing.assert_array_equal(labels.data[tuple(sel)] == 1, _oracle(layer, voxel, axis))

@@ -149,7 +149,10 @@ class SegmentationSession:
         if layer is None:
             raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
         pos = np.asarray(world_position, float)[-layer.ndim :]
-        shown = orientation_of(self.viewer, self._image()).displayed_of(layer.ndim)
+        try:
+            shown = self.orientation().displayed_of(layer.ndim)  # the labels' shown axes
+        except ImageError:
+            shown = None
         idx = napari_round(world_to_shown_data(layer, pos, shown=shown))
         if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
             return 0
