@@ -78,12 +78,13 @@ def _cause(samples: list[tuple[str, str]]) -> str:
 
 # Functions timed from the outside (main-thread calls only); missing ones are skipped.
 WRAPPED = {
-    "napari_sam2.widget._dock": "new_points_layer new_shapes_layer new_labels_layer "
-    "SAM2Widget.next_object",
-    "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession._next_id "
-    "plan_edits write_edits",
+    "napari_sam2.widget._layer_actions": "new_points_layer new_shapes_layer new_labels_layer",
+    "napari_sam2.widget._dock": "SAM2Widget.next_object",
+    "napari_sam2.adapter.session": "SegmentationSession.prepare SegmentationSession.next_id",
+    "napari_sam2.adapter.commit": "plan_edits write_edits",
     "napari_sam2.adapter.preview": "PreviewLayer.show PreviewLayer.clear",
-    "napari_sam2.widget._commit": "begin_commit ChunkedWriter.step ChunkedWriter.finish",
+    "napari_sam2.widget._commit": "begin_commit commit_preview ChunkedWriter.step "
+    "ChunkedWriter.finish",
     "napari.layers": "Labels.data_setitem Labels.undo",
     "napari.utils.colormaps.colormap": "_cast_labels_data_to_texture_dtype_auto",
 }
@@ -218,7 +219,7 @@ def scenario(path: Path, backend: str, lazy: bool, nz: int, commit: str = "new")
     import napari
 
     from napari_sam2.engine.segmenter import Segmenter
-    from napari_sam2.io.reader import read_tiff
+    from napari_sam2.io.tiff.reader import read_tiff
     from napari_sam2.widget import SAM2Widget
 
     kw = {"random_weights": True, "device": "cpu"} if backend == "sam2" else {}

@@ -13,7 +13,8 @@ PY="${PYTHON:-python3}"
 
 apt_pkgs=(xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1 libxkbcommon-x11-0
   libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0
-  libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1 libdbus-1-3 libglib2.0-0)
+  libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1 libdbus-1-3 libglib2.0-0
+  orthanc orthanc-dicomweb)  # a private Orthanc PACS for tests/test_dicomweb.py (its service is not used)
 
 if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
   missing=()
@@ -25,6 +26,10 @@ if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # the tests start private Orthanc instances: the package's own service is not needed
+    if [[ " ${missing[*]} " == *" orthanc "* ]] && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

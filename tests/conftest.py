@@ -31,6 +31,16 @@ def isolated_settings(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_precision_side_effects(tmp_path_factory):
+    """No test reads or writes the user's saved bf16/fp32 verdicts, and none measures by
+    itself on a CPU with native bf16 (tests/test_defaults_precision.py turns it on)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NAPARI_SAM2_PRECISION_DIR", str(tmp_path_factory.mktemp("precision")))
+        mp.setenv("NAPARI_SAM2_AUTO_CALIBRATE", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder of the real test images (``tests/data``, see its README.md)."""

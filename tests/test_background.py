@@ -18,19 +18,27 @@ from widget_helpers import segment_and_wait as _segment
 
 
 class SlowBackend(ClassicalBackend):
-    """Classical, but each encode takes ``delay`` s and honours ``cancel`` meanwhile."""
+    """Classical, but each encode takes ``delay`` s and honours ``cancel`` meanwhile.
+
+    ``entered`` is set when an encode starts; while ``gate`` is clear an encode does not
+    end (unless cancelled), so a test can hold it "in progress" as long as it needs.
+    """
 
     def __init__(self, delay=0.3):
         super().__init__()
         self.delay = delay
         self.calls = 0
         self.lock = threading.Lock()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
 
     def encode(self, image, cancel=None):
         with self.lock:  # like Sam2Backend._lock: one encode at a time
             self.calls += 1
+            self.entered.set()
             t0 = time.perf_counter()
-            while time.perf_counter() - t0 < self.delay:
+            while time.perf_counter() - t0 < self.delay or not self.gate.is_set():
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Encoding cancelled.")
                 time.sleep(0.005)
@@ -49,27 +57,33 @@ def test_neighbours_order_and_clipping():
 
 
 def test_prefetcher_encodes_skips_cached_and_cancels():
-    seg = Segmenter(predictor=SlowBackend(0.2)).set_image(_stack())
+    be = SlowBackend(0.2)
+    seg = Segmenter(predictor=be).set_image(_stack())
     seg.embedding((1,))  # already cached: skipped
     pf = Prefetcher(seg)
     pf.start([(1,), (2,), (0,)])
     pf.join(10)
     assert seg.is_encoded((2,)) and seg.is_encoded((0,)) and not seg.is_encoded((3,))
     assert pf.encoded == 2 and seg.stats.encodes == 3
+    be.gate.clear()  # the next encode stays in progress until cancelled
+    be.entered.clear()
     pf.start([(3,)])
-    time.sleep(0.05)
+    assert be.entered.wait(10)  # the prefetch thread is inside the encode of plane 3
     pf.cancel(wait=True)  # stops inside the encode
+    assert be.calls == 4  # that encode had started: it was stopped, not skipped
     assert not seg.is_encoded((3,)) and pf.cancelled == 1 and seg.stats.encodes == 3
 
 
 def test_prefetcher_keeps_an_encode_that_is_still_wanted():
-    be = SlowBackend(0.4)
+    be = SlowBackend(0.0)
     seg = Segmenter(predictor=be).set_image(_stack())
     pf = Prefetcher(seg)
+    be.gate.clear()  # plane 2's encode stays in progress until the gate opens
     pf.start([(2,), (3,)])
-    time.sleep(0.1)
+    assert be.entered.wait(10)
     assert pf.current == (2,)
     pf.start([(2,), (1,)])  # the user moved: plane 2 is still wanted, 3 no longer
+    be.gate.set()
     pf.join(10)
     assert [seg.is_encoded((z,)) for z in range(4)] == [False, True, True, False]
     assert be.calls == 2 and pf.cancelled == 0

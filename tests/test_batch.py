@@ -302,7 +302,7 @@ def test_interrupted_run_leaves_no_partial_and_resumes(tmp_path, crops, classica
 
 def test_crash_while_writing_leaves_nothing(tmp_path, crops, classical_segmenter, monkeypatch):
     """A write that dies half-way leaves neither the output nor its temporary file."""
-    from napari_sam2 import cli
+    from napari_sam2.io.tiff import writer
 
     p = point_csv(tmp_path, crops)
     out = tmp_path / "out"
@@ -311,7 +311,7 @@ def test_crash_while_writing_leaves_nothing(tmp_path, crops, classical_segmenter
         Path(path).write_bytes(b"II*\x00half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(cli, "write_labels_tiff", half_write)
+    monkeypatch.setattr(writer, "write_labels_tiff", half_write)
     s = segment_files(tmp_path / "in", out, prompts=p, segmenter=classical_segmenter)
     assert [r.reason for r in s.results] == ["disk full", "disk full"]
     assert list(out.iterdir()) == []
@@ -487,46 +487,32 @@ def test_killed_cli_run_leaves_only_complete_outputs(tmp_path):
     ]  # fmt: skip
 
 
-def test_medical_inputs_go_through_the_optional_readers(
-    tmp_path, classical_segmenter, monkeypatch
+def test_unreadable_medical_and_unknown_inputs_fail_with_the_readers_reason(
+    tmp_path, classical_segmenter
 ):
-    """.nii.gz/.dcm use napari_sam2.io.nifti/dicom when present, else fail with the reason."""
-    import importlib.util
-
-    from napari_sam2.batch import _files
-
-    vol = tmp_path / "head.nii.gz"
-    vol.write_bytes(b"not really nifti")
+    """A broken .nii.gz fails with the NIfTI reader's typed error; a file of no known kind
+    with the list of what is read; the other files go on, and no output is left behind.
+    (Real NIfTI/DICOM inputs: tests/test_batch_medical.py.)"""
     from napari_sam2.batch import PlanePrompts
 
-    prompts = {(1,): PlanePrompts()}
-    prompts[(1,)].add_point((8, 8), 1)
-    if importlib.util.find_spec("napari_sam2.io.nifti") is None:
-        s = segment_files(vol, tmp_path / "o", prompts=prompts, segmenter=classical_segmenter)
-        assert s.results[0].status == "failed" and "napari_sam2.io.nifti" in s.results[0].reason
-    data = np.zeros((3, 16, 16), np.uint8)
-    data[1, 4:12, 4:12] = 200
-    info = {"transform": {"scale": (2.5, 0.5, 0.5), "affine": np.eye(4)}, "units": ("mm",) * 3}
-    seen = []
-
-    def fake_open(path):
-        seen.append(Path(path).name)
-        return data, info
-
-    monkeypatch.setattr(_files, "_optional", lambda module, *names: fake_open)
-    s = segment_files(vol, tmp_path / "o2", prompts=prompts, segmenter=classical_segmenter)
-    assert seen == ["head.nii.gz"] and s.ok, s.lines()
-    from napari_sam2.batch._outputs import load_output
-
-    out = tmp_path / "o2" / "head_labels.nii.gz"  # NIfTI in, NIfTI out (docs/batch.md)
-    labels, prov = load_output(out)
-    assert labels.shape == (3, 16, 16) and labels[1, 8, 8] == 1 and not labels[0].any()
-    assert "pixel grid" in s.results[0].notes[0]  # no source affine from this fake reader
-    assert prov["input"]["reader"] == "nifti"
-    assert prov["input"]["affine"] == np.eye(4).tolist()
-    import nibabel as nib
-
-    assert nib.load(out).header.get_zooms() == pytest.approx((2.5, 0.5, 0.5))
+    (tmp_path / "in").mkdir()
+    vol = tmp_path / "in" / "head.nii.gz"
+    vol.write_bytes(b"not really nifti")
+    png = tmp_path / "in" / "photo.png"
+    png.write_bytes(b"\x89PNG not an image we read")
+    good = tmp_path / "in" / "good.tif"
+    tifffile.imwrite(good, np.pad(np.full((8, 8), 200, np.uint8), 4))
+    prompts = {(): PlanePrompts()}
+    prompts[()].add_point((8, 8), 1)
+    s = segment_files([vol, png, good], tmp_path / "o", prompts=prompts,
+                      segmenter=classical_segmenter)  # fmt: skip
+    by_name = {Path(r.input).name: r for r in s.results}
+    assert by_name["head.nii.gz"].status == "failed"
+    assert "cannot read head.nii.gz as NIfTI" in by_name["head.nii.gz"].reason
+    assert by_name["photo.png"].status == "failed"
+    assert "photo.png is not an image napari-sam2 reads" in by_name["photo.png"].reason
+    assert by_name["good.tif"].status == "done"
+    assert sorted(x.name for x in (tmp_path / "o").iterdir()) == ["good_labels.tif"]
 
 
 def test_cli_next_to_input_keeps_ground_truth(tmp_path, capsys):

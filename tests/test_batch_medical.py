@@ -23,8 +23,8 @@ from napari_sam2.batch import segment_files
 from napari_sam2.batch._files import PARTIAL
 from napari_sam2.batch._outputs import load_output, read_output_record
 from napari_sam2.engine import Segmenter
-from napari_sam2.io.dicom import open_dicom
-from napari_sam2.io.nifti import open_nifti
+from napari_sam2.io.medical.dicom import open_dicom
+from napari_sam2.io.medical.nifti import open_nifti
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -182,7 +182,7 @@ def test_geometry_less_dicom_and_series_choice(tmp_path):
 def test_nifti_output_atomic_and_resumable(tmp_path, monkeypatch):
     """``.nii.gz`` outputs: hidden temporary name with the full suffix, complete ones are
     skipped, truncated/foreign ones and stale temporaries are redone, a crash leaves nothing."""
-    from napari_sam2.io import medical_writer
+    from napari_sam2.io.medical import writer as medical_writer
 
     src = tmp_path / "in" / "head.nii"
     src.parent.mkdir()
@@ -251,7 +251,7 @@ def test_segment_layers_adds_nifti_labels_on_the_image(tmp_path):
     from napari.layers._source import layer_source
 
     from napari_sam2.batch import segment_layers
-    from napari_sam2.io.nifti import read_nifti
+    from napari_sam2.io.medical.nifti import read_nifti
 
     viewer = ViewerModel()
     path = MED / "reoriented_anat_moved.nii"

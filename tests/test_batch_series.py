@@ -88,7 +88,7 @@ def test_cli_prints_the_series_note(tmp_path, capsys):
 
 
 def test_series_all_segments_every_series(tmp_path):
-    from napari_sam2.io.dicom import list_series
+    from napari_sam2.io.medical.dicom import list_series
 
     listing = list_series(DICOMDIR)
     assert len(listing) == 24 and listing[3] == {"name": "Routine Brain", "images": 4}
@@ -138,7 +138,7 @@ def test_series_all_on_a_cluster_counts_attempts_per_series(tmp_path):
 
 
 def test_series_all_is_refused_where_one_image_is_read(tmp_path):
-    from napari_sam2._cli_common import UsageError, read_image
+    from napari_sam2.cli._common import UsageError, read_image
 
     with pytest.raises(UsageError, match="--series all is for several outputs"):
         read_image(tmp_path / "x.tif", "all")

@@ -67,10 +67,10 @@ def test_no_hint_for_stacks_and_channel_images(layer):
 
 
 def _notes(monkeypatch):
-    from napari_sam2.widget import _dock
+    from napari_sam2.widget import _notify
 
     seen = []
-    monkeypatch.setattr(_dock, "show_info", seen.append)
+    monkeypatch.setattr(_notify, "show_info", seen.append)
     return seen
 
 

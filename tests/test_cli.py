@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.cli import main, parse_coords, parse_plane
+from napari_sam2.cli import main
+from napari_sam2.cli._common import parse_coords, parse_plane
 
 DATA = Path(__file__).resolve().parent / "data"
 NUCLEI = DATA / "nuclei2d_dsb2018_uint16.tif"

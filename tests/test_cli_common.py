@@ -1,4 +1,4 @@
-"""The options and input handling the CLI subcommands share (``napari_sam2._cli_common``):
+"""The options and input handling the CLI subcommands share (``napari_sam2.cli._common``):
 every command lists the shared flags with the same help, rejects the same bad values with the
 same message and exit code 2, and reads images/labels/models the same way."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_sam2 import _cli_common as common
+from napari_sam2.cli import _common as common
 from napari_sam2.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"

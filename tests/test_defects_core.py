@@ -22,11 +22,11 @@ LEFT, RIGHT = (40, 40), (40, 75)
 
 def _notices(monkeypatch):
     """Collect what the dock widget shows with show_info/show_warning/show_error."""
-    from napari_sam2.widget import _dock
+    from napari_sam2.widget import _notify
 
     seen = []
     for name in ("show_info", "show_warning", "show_error"):
-        monkeypatch.setattr(_dock, name, seen.append)
+        monkeypatch.setattr(_notify, name, seen.append)
     return seen
 
 

@@ -13,9 +13,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from napari_sam2.io.dicom import DicomReadError, read_dicom
-from napari_sam2.io.dicom_labels import labels_on_source
-from napari_sam2.io.segment_codes import (
+from napari_sam2.io.medical.dicom import DicomReadError, read_dicom
+from napari_sam2.io.medical.dicom_labels import labels_on_source
+from napari_sam2.io.medical.segment_codes import (
     SegmentSpecError,
     code_of,
     parse_segments,
@@ -25,7 +25,8 @@ from test_medical_dicom import write_series
 
 hd = pytest.importorskip("highdicom")
 
-from napari_sam2.io.dicom_seg import save_labels_dicom_seg, write_labels_dicom_seg  # noqa: E402
+from napari_sam2.adapter.medical_writers import write_labels_dicom_seg  # noqa: E402
+from napari_sam2.io.medical.dicom_seg import save_labels_dicom_seg  # noqa: E402
 
 
 def _labels(shape) -> np.ndarray:
@@ -125,6 +126,9 @@ def test_unknown_code_is_a_typed_error_and_writes_nothing(series):
 def test_codes_and_segment_files(tmp_path):
     assert code_of("Anatomical Structure") == ("SCT", "91723000", "Anatomical Structure")
     assert code_of("SCT:108369006:Neoplasm") == ("SCT", "108369006", "Neoplasm")
+    # the DICOM CID 7150 name and the SNOMED CT name of the same category
+    assert code_of("Morphologically Altered Structure")[1] == "49755003"
+    assert code_of("morphologically abnormal structure")[1] == "49755003"
     (tmp_path / "s.json").write_text(json.dumps({"1": "Cell", "2": {"label": "Nuclei"}}))
     specs = read_segment_file(tmp_path / "s.json")
     assert specs[1].type == ("SCT", "4421005", "Cell") and specs[2].label == "Nuclei"

@@ -51,11 +51,11 @@ def _oom_once(monkeypatch, obj, name):
 
 
 def _notices(monkeypatch):
-    from napari_sam2.widget import _dock
+    from napari_sam2.widget import _notify
 
     seen = []
     for name in ("show_info", "show_warning", "show_error"):
-        monkeypatch.setattr(_dock, name, seen.append)
+        monkeypatch.setattr(_notify, name, seen.append)
     return seen
 
 
@@ -167,7 +167,7 @@ def test_exception_in_the_worker_leaves_labels_byte_identical(
     seen = _notices(monkeypatch)
     before = digest(w.session.labels_layer.data)
     seg = w.session.segmenter
-    w.session._source_sig = None  # force set_image in the worker
+    w.session.forget_image()  # force set_image in the worker
 
     def boom(*a, **k):
         raise RuntimeError(f"injected fault in {where}")
@@ -198,7 +198,7 @@ def test_cancel_at_any_point_leaves_labels_byte_identical(
     w = _committed_widget(viewer, qtbot)
     before = digest(w.session.labels_layer.data)
     seg = w.session.segmenter
-    w.session._source_sig = None
+    w.session.forget_image()
     seg.cache.clear()
     real_encode = seg.backend.encode
     entered, gate = threading.Event(), threading.Event()
@@ -400,7 +400,7 @@ def test_verified_download_is_returned(tmp_path, monkeypatch):
 def test_export_prefix_cannot_leave_the_folder(tmp_path, prefix):
     """An export file-name prefix with a separator or '..': ValueError, nothing written
     outside (or inside) the chosen folder."""
-    from napari_sam2.io.exports import export_object_masks
+    from napari_sam2.io.exports.objects import export_object_masks
 
     out = tmp_path / "out"
     labels = np.zeros((8, 8), np.int32)
@@ -413,7 +413,7 @@ def test_export_prefix_cannot_leave_the_folder(tmp_path, prefix):
 def test_export_does_not_write_through_a_symlink(tmp_path):
     """A symbolic link planted in the export folder under an output name is refused: the
     file it points to (outside the folder) is untouched."""
-    from napari_sam2.io.exports import export_object_masks
+    from napari_sam2.io.exports.objects import export_object_masks
 
     out = tmp_path / "out"
     out.mkdir()
@@ -457,12 +457,12 @@ def test_failed_model_load_in_the_widget_keeps_the_old_model(
 ):
     """Loading a truncated checkpoint from the Model panel (its worker fails): one error
     notice saying to download it again, the previous model stays in use, labels unchanged."""
-    from napari_sam2.widget import _model_panel
+    from napari_sam2.widget import _notify
 
     viewer = make_napari_viewer()
     w = _committed_widget(viewer, qtbot)
     seen = []
-    monkeypatch.setattr(_model_panel, "show_error", seen.append)
+    monkeypatch.setattr(_notify, "show_error", seen.append)
     old = w.session.segmenter
     before = digest(w.session.labels_layer.data)
     bad = tmp_path / "sam2.1_hiera_tiny.pt"

@@ -14,7 +14,7 @@ from widget_helpers import make_widget
 
 def test_ground_truth_chosen_as_output_is_flagged(make_napari_viewer, shared_data, monkeypatch):
     said = []
-    monkeypatch.setattr("napari_sam2.widget._first_use.show_warning", said.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", said.append)
     viewer = make_napari_viewer()
     (image,) = viewer.open(shared_data / "nuclei3d_ovule_zyx_uint8.tif", plugin="napari-sam2")
     (gt,) = viewer.open(shared_data / "nuclei3d_ovule_zyx_uint8_labels.tif", plugin="napari-sam2")
@@ -31,7 +31,7 @@ def test_ground_truth_chosen_as_output_is_flagged(make_napari_viewer, shared_dat
 
 def test_own_or_empty_labels_are_reused_quietly(make_napari_viewer, shared_data, monkeypatch):
     said = []
-    monkeypatch.setattr("napari_sam2.widget._first_use.show_warning", said.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", said.append)
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((4, 32, 32), np.uint8))
     empty = viewer.add_labels(np.zeros((4, 32, 32), np.uint16))

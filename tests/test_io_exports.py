@@ -1,4 +1,4 @@
-"""Tests for object exports (napari_sam2.io.exports)."""
+"""Tests for object exports (napari_sam2.io.exports.objects)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_sam2.io.exports import _to_uint8, cutout_rgba, export_object_masks, save_cutout
+from napari_sam2.io.exports.objects import _to_uint8, cutout_rgba, export_object_masks, save_cutout
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.io.reader import (
+from napari_sam2.io.tiff.reader import (
     MULTISCALE_MIN_SIZE,
     TiffReadError,
     get_reader,
     open_tiff,
     read_tiff,
 )
-from napari_sam2.io.writer import save_labels
+from napari_sam2.io.tiff.writer import save_labels
 
 FULL_YX = (2304, 2560)  # above MULTISCALE_MIN_SIZE in both directions
 PIXEL_UM = 0.25

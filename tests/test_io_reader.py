@@ -1,4 +1,4 @@
-"""Tests for napari_sam2.io.reader on the real files in tests/data."""
+"""Tests for napari_sam2.io.tiff.reader on the real files in tests/data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.io.reader import TiffReadError, get_reader, open_tiff, read_tiff
+from napari_sam2.io.tiff.reader import TiffReadError, get_reader, open_tiff, read_tiff
 
 TWO_CHANNEL = "ovule_nuclei_membrane_zcyx_uint16.ome.tif"  # see tests/data/README.md
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.io import _tiffmeta as meta
-from napari_sam2.io.reader import TiffReadError, get_reader, open_tiff, read_tiff
+from napari_sam2.io.tiff import _tiffmeta as meta
+from napari_sam2.io.tiff.reader import TiffReadError, get_reader, open_tiff, read_tiff
 
 RNG = np.random.default_rng(7)
 

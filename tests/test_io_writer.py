@@ -18,8 +18,8 @@ from napari_sam2.io.provenance import (
     provenance_from_json,
     provenance_to_json,
 )
-from napari_sam2.io.reader import read_tiff
-from napari_sam2.io.writer import LabelsWriteError, load_labels, save_labels, write_labels
+from napari_sam2.io.tiff.reader import read_tiff
+from napari_sam2.io.tiff.writer import LabelsWriteError, load_labels, save_labels, write_labels
 
 
 def _provenance() -> dict:

@@ -13,9 +13,9 @@ import pytest
 from nibabel.affines import apply_affine
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from napari_sam2.io import _orient
-from napari_sam2.io.dicom import DicomReadError, DicomSeriesWarning, get_reader, read_dicom
-from napari_sam2.io.medical_writer import save_labels_nifti
+from napari_sam2.io.medical import _orient
+from napari_sam2.io.medical.dicom import DicomReadError, DicomSeriesWarning, get_reader, read_dicom
+from napari_sam2.io.medical.writer import save_labels_nifti
 
 ROW_DIR = np.array([-1.0, 0.0, 0.0])  # columns run to the patient's right
 COL_DIR = np.array([0.0, 1.0, 0.0])  # rows run posterior

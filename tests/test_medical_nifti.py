@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from nibabel.affines import apply_affine
 
-from napari_sam2.io import _orient
-from napari_sam2.io.medical_writer import save_labels_nifti, write_labels_nifti
-from napari_sam2.io.nifti import get_reader, open_nifti, read_nifti
-from napari_sam2.io.writer import LabelsWriteError
+from napari_sam2.adapter.medical_writers import write_labels_nifti
+from napari_sam2.io import LabelsWriteError
+from napari_sam2.io.medical import _orient
+from napari_sam2.io.medical.nifti import get_reader, open_nifti, read_nifti
+from napari_sam2.io.medical.writer import save_labels_nifti
 
 ANAT = "medical/anatomical.nii"  # LAS, 2 mm, int16 MR
 MOVED = "medical/reoriented_anat_moved.nii"  # RAS, 4 mm, float32

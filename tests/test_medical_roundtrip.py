@@ -10,8 +10,8 @@ import numpy as np
 from nibabel.affines import apply_affine
 from scipy import ndimage as ndi
 
-from napari_sam2.io import _orient
-from napari_sam2.io.windowing import ROBUST
+from napari_sam2.io.medical import _orient
+from napari_sam2.io.medical.windowing import ROBUST
 from napari_sam2.widget._window_panel import WindowPanel
 from widget_helpers import click, make_widget, segment_and_wait
 

@@ -6,13 +6,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from napari_sam2.io.dicom import read_dicom
-from napari_sam2.io.writer import LabelsWriteError
+from napari_sam2.io import LabelsWriteError
+from napari_sam2.io.medical.dicom import read_dicom
 from test_medical_dicom import write_series
 
 hd = pytest.importorskip("highdicom")
 
-from napari_sam2.io.dicom_seg import save_labels_dicom_seg  # noqa: E402
+from napari_sam2.io.medical.dicom_seg import save_labels_dicom_seg  # noqa: E402
 
 
 def _source_uid_by_slice(folder) -> dict[int, str]:

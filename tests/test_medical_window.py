@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from napari_sam2.io.windowing import (
+from napari_sam2.io.medical.windowing import (
     CT_PRESETS,
     ROBUST,
     file_windows,

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_sam2.io.nifti import read_nifti
-from napari_sam2.io.windowing import looks_like_hu, preset_names, robust_limits
+from napari_sam2.io.medical.nifti import read_nifti
+from napari_sam2.io.medical.windowing import looks_like_hu, preset_names, robust_limits
 
 
 def _ct_volume(dtype=np.int16) -> np.ndarray:

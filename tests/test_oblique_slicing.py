@@ -17,7 +17,7 @@ import tifffile
 from napari_sam2.adapter.coords import slices_obliquely, world_to_shown_data
 from napari_sam2.adapter.layers import write_edits
 from napari_sam2.engine.labels import LabelEdit
-from napari_sam2.io.nifti import read_nifti
+from napari_sam2.io.medical.nifti import read_nifti
 from widget_helpers import TIMEOUT, click, make_widget
 
 OBLIQUE = "medical/example4d.nii.gz"

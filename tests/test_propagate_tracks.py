@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.io.tracks import (
+from napari_sam2.io.exports.tracks import (
     ctc_tracks,
     export_ctc,
     object_table,

@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from napari_sam2.io.dicom import read_dicom
+from napari_sam2.io.medical.dicom import read_dicom
 
 ROWS, COLS, N = 32, 40, 10
 BLOB = (10, 25)  # (row, column) of a soft-tissue disc on every slice
@@ -68,7 +68,7 @@ def test_dicom_seg_from_a_deidentified_series(tmp_path):
     """De-identified exports drop type 2 attributes (PatientBirthDate, StudyDate, ...): the
     SEG export used to crash with highdicom's AttributeError; now they are written empty."""
     pytest.importorskip("highdicom")
-    from napari_sam2.io.dicom_seg import save_labels_dicom_seg
+    from napari_sam2.io.medical.dicom_seg import save_labels_dicom_seg
 
     folder = write_ct_series(tmp_path / "ct")
     ((data, kwargs, _),) = read_dicom(folder)
@@ -103,7 +103,7 @@ def _nifti_ct(path, stored, slope=1.0, inter=-1024.0):
 
 
 def test_nifti_ct_in_hu_stays_integer_and_exact(tmp_path):
-    from napari_sam2.io.nifti import open_nifti
+    from napari_sam2.io.medical.nifti import open_nifti
 
     stored = np.zeros((64, 48, 12), np.int16)  # -1024 HU air
     stored[30, 20, 5] = 1024 + 1000  # bone
@@ -153,7 +153,7 @@ def test_rt_dose_grid_geometry_and_gray(tmp_path):
 
 def test_undecodable_jpeg_names_another_decoder():
     """Pillow is installed but cannot read 12-bit JPEG: the message says what else to install."""
-    from napari_sam2.io._dicom_frames import DicomReadError
+    from napari_sam2.io.errors import DicomReadError
 
     path = _pydicom_file("JPEG-lossy.dcm")
     try:
@@ -168,7 +168,7 @@ def test_undecodable_jpeg_names_another_decoder():
 
 
 def test_malformed_header_is_a_typed_error_naming_the_file():
-    from napari_sam2.io._dicom_frames import DicomReadError
+    from napari_sam2.io.errors import DicomReadError
 
     path = _pydicom_file("badVR.dcm")  # NumberOfFrames "1A"
     with pytest.raises(DicomReadError, match=r"badVR\.dcm: malformed DICOM header"):
@@ -178,8 +178,8 @@ def test_malformed_header_is_a_typed_error_naming_the_file():
 def test_4d_labels_reopen_as_labels_with_the_source_tr(tmp_path):
     """Labels saved on a 4-D (time) NIfTI used to reopen as an *Image* with TR 1 and no
     time unit (napari then warns about inconsistent units and the t axis no longer lines up)."""
-    from napari_sam2.io.medical_writer import save_labels_nifti
-    from napari_sam2.io.nifti import read_nifti
+    from napari_sam2.io.medical.nifti import read_nifti
+    from napari_sam2.io.medical.writer import save_labels_nifti
 
     stored = np.random.default_rng(0).integers(0, 100, (32, 24, 8, 5)).astype(np.int16)
     img = nib.Nifti1Image(stored, np.diag([2.0, 2.0, 3.0, 1.0]))
@@ -268,8 +268,8 @@ def test_labels_on_an_image_without_patient_geometry_save_as_nifti(
     """An ultrasound (or radiograph) has no ImagePositionPatient: saving its labels as NIfTI
     from napari used to fail with "needs the source's `medical` record or a world_affine"
     although the record was there; now it is written on the pixel grid, with a warning."""
-    from napari_sam2.io.medical_writer import save_labels_nifti
-    from napari_sam2.io.writer import LabelsWriteError
+    from napari_sam2.io import LabelsWriteError
+    from napari_sam2.io.medical.writer import save_labels_nifti
 
     viewer = make_napari_viewer()
     (image,) = viewer.open(shared_data / "medical" / "US1_UNCR.dcm", plugin="napari-sam2")
@@ -289,8 +289,8 @@ def test_labels_on_an_image_without_patient_geometry_save_as_nifti(
 
 def test_seg_of_a_multiframe_without_frame_of_reference_is_a_clear_error(shared_data, tmp_path):
     pytest.importorskip("highdicom")
-    from napari_sam2.io.dicom_seg import save_labels_dicom_seg
-    from napari_sam2.io.writer import LabelsWriteError
+    from napari_sam2.io import LabelsWriteError
+    from napari_sam2.io.medical.dicom_seg import save_labels_dicom_seg
 
     ((data, kwargs, _),) = read_dicom(shared_data / "medical" / "emri_small.dcm")
     labels = np.zeros(data.shape, np.uint8)

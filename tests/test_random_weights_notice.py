@@ -44,7 +44,7 @@ def test_status_line_names_random_weights_not_the_classical_fallback(random_seg)
 def test_dock_shows_the_notice(make_napari_viewer, qtbot, monkeypatch, random_seg):
     import numpy as np
 
-    from napari_sam2.widget import _model_panel
+    from napari_sam2.widget import _notify
     from widget_helpers import make_widget
 
     viewer = make_napari_viewer()
@@ -52,7 +52,7 @@ def test_dock_shows_the_notice(make_napari_viewer, qtbot, monkeypatch, random_se
     w = make_widget(viewer, random_seg)
     assert "Random weights: the masks are meaningless" in w.status.text()
     shown = []
-    monkeypatch.setattr(_model_panel, "show_warning", shown.append)
+    monkeypatch.setattr(_notify, "show_warning", shown.append)
     w.model_panel._loaded(random_seg)  # what a load from the model panel ends with
     assert shown == [RANDOM_WEIGHTS_NOTICE]
     assert "Random weights" in w.status.text()

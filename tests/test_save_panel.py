@@ -11,7 +11,7 @@ import numpy as np
 import tifffile
 
 from napari_sam2.io import read_tiff
-from napari_sam2.io.nifti import read_nifti
+from napari_sam2.io.medical.nifti import read_nifti
 from napari_sam2.widget._save_panel import SavePanel
 from widget_helpers import make_widget, ready_widget
 

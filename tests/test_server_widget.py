@@ -16,10 +16,10 @@ from server_helpers import TOKEN, running_server  # noqa: E402
 
 @pytest.fixture
 def panel(qtbot, monkeypatch):
-    from napari_sam2.widget import _model_panel
+    from napari_sam2.widget import _model_panel, _notify
 
     errors = []
-    monkeypatch.setattr(_model_panel, "show_error", errors.append)
+    monkeypatch.setattr(_notify, "show_error", errors.append)
     p = _model_panel.ModelPanel()
     qtbot.addWidget(p)
     p.errors = errors

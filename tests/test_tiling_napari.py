@@ -216,13 +216,17 @@ def test_sam2_random_weights_tile_plumbing(sam2_random_segmenter):
     res2 = s.compute(s.prepare())  # same tile: cached embedding
     assert seg.stats.encodes == encodes + 1 and res2.info["placement"] == p
     s.accept(res2)
-    if pred.mask.any():
-        ids = s.commit()
-        lab = s.labels_layer
-        r0, c0 = p.offset
-        assert ids == [1] and np.count_nonzero(lab.data) == np.count_nonzero(
-            np.asarray(lab.data[r0 : r0 + 256, c0 : c0 + 256])
-        )
+    # the seeded random weights give masks: commit the largest candidate
+    areas = [int(c.sum()) for c in pred.candidates]
+    assert max(areas) > 0, areas
+    res2.candidate = int(np.argmax(areas))
+    ids = s.commit()
+    lab = s.labels_layer
+    r0, c0 = p.offset
+    assert ids == [1]
+    tile = np.asarray(lab.data[r0 : r0 + 256, c0 : c0 + 256])
+    assert np.count_nonzero(lab.data) == np.count_nonzero(tile)  # only inside the tile
+    np.testing.assert_array_equal(tile == 1, res2.masks()[0])  # level 0, stride 1
 
 
 def test_placement_upsamples_blocks_and_places_the_preview():

@@ -110,7 +110,7 @@ def test_channel_axis_in_the_middle_is_refused(make_napari_viewer, qtbot, monkey
     viewer.add_image(np.zeros((3, 2, 40, 50), np.uint16), axis_labels=("z", "c", "y", "x"))
     w = make_widget(viewer)
     warnings = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
     n = len(viewer.layers)
     w.new_labels()
     assert len(viewer.layers) == n

@@ -78,15 +78,14 @@ def test_labels_changed_while_planning_replans(make_napari_viewer, qtbot, monkey
     viewer = make_napari_viewer()
     _, w = _ready(viewer, qtbot)
     labels = w.session.labels_layer
-    c, planned, calls = w.committer, w.committer._planned, []
+    c, calls = w.committer, []
 
-    def user_paints_then_planned(job):  # the user paints while the plan is computed
+    def user_paints_while_planning(job):  # the user painted while the plan was computed
         if not calls:
             labels.data_setitem((np.array([60]), np.array([50])), 9)
         calls.append(job)
-        planned(job)
 
-    monkeypatch.setattr(c, "_planned", user_paints_then_planned)
+    c.planned.connect(user_paints_while_planning)
     _commit_and_wait(qtbot, w)
     assert len(calls) == 2  # the first plan was refused, the second written
     assert labels.data[60, 50] == 9  # the user's pixel is kept (keep policy)
@@ -100,17 +99,18 @@ def test_labels_changed_every_time_refuses_and_writes_nothing(
     viewer = make_napari_viewer()
     _, w = _ready(viewer, qtbot)
     labels = w.session.labels_layer
-    c, planned, notes = w.committer, w.committer._planned, []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", notes.append)
+    c, notes = w.committer, []
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", notes.append)
     writer_steps = []
 
-    def paint_between_steps(job):
-        planned(job)
-        writer_steps.append(c.writer)
+    def paint_between_steps(writer):
+        if writer.steps != 1:
+            return
+        writer_steps.append(writer)
         # after the first band is written, the user paints elsewhere (next turn)
         labels.data_setitem((np.array([5]), np.array([150])), 2 + len(writer_steps))
 
-    monkeypatch.setattr(c, "_planned", paint_between_steps)
+    c.stepped.connect(paint_between_steps)
     _commit_and_wait(qtbot, w)
     assert len(writer_steps) == _commit.MAX_ATTEMPTS
     assert all(s.steps >= 1 for s in writer_steps)  # bands had been written, then undone
@@ -128,9 +128,9 @@ def test_error_mid_write_leaves_labels_unchanged(make_napari_viewer, qtbot, monk
     labels.data[0:4, 0:4] = 5
     labels.data_setitem((np.array([10]), np.array([10])), 4)  # an undo step before
     before = labels.data.copy()
-    write, n = acommit._write, []
+    write, n = acommit.write_chunk, []
     notes = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", notes.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", notes.append)
 
     def failing(data, chunk):
         n.append(1)
@@ -138,7 +138,7 @@ def test_error_mid_write_leaves_labels_unchanged(make_napari_viewer, qtbot, monk
             raise OSError("disk full")
         write(data, chunk)
 
-    monkeypatch.setattr(acommit, "_write", failing)
+    monkeypatch.setattr(acommit, "write_chunk", failing)
     _commit_and_wait(qtbot, w)
     assert len(n) == 4 and "disk full" in notes[-1]
     np.testing.assert_array_equal(labels.data, before)

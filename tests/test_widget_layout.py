@@ -71,6 +71,7 @@ def test_sections_show_what_applies_per_image_kind(make_napari_viewer, kind):
         "MeasurePanel",
         "FinetunePanel",
         "PerformancePanel",
+        "PacsPanel",
     ]
     for key, section in sections.items():
         if key in not_applying:

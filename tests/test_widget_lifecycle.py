@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 
 import napari
 import numpy as np
@@ -145,7 +145,7 @@ def test_removing_a_bound_layer_unbinds_it(make_napari_viewer, qtbot, monkeypatc
     assert len(pts.events.data.callbacks) < n_data
     assert w.session.points_layer is None
     warnings = []
-    monkeypatch.setattr("napari_sam2.widget._dock.show_warning", warnings.append)
+    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
     _press(viewer, lab, Qt.Key.Key_S, qtbot)  # still bound on the labels layer: a message
     assert warnings and "prompt" in warnings[-1].lower()
     viewer.layers.remove(lab)
@@ -256,9 +256,15 @@ def test_demo_shows_prompt_layers(no_checkpoints, monkeypatch, tmp_path):
 
 
 # --------------------------------------------------------------------------- busy bar
-class _Slow(ClassicalBackend):
+class _Gated(ClassicalBackend):
+    """Classical, but an encode stays in progress until ``gate`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
     def encode(self, image, cancel=None):
-        time.sleep(0.8)
+        assert self.gate.wait(30), "the test never opened the gate"
         return super().encode(image)
 
 
@@ -267,15 +273,17 @@ def test_single_segment_shows_busy_bar_not_a_zero_counter(make_napari_viewer, qt
 
     viewer = make_napari_viewer()
     viewer.add_image(discs())
-    w = make_widget(viewer, Segmenter(predictor=_Slow()))
+    backend = _Gated()
+    w = make_widget(viewer, Segmenter(predictor=backend))
     assert w.busy_bar.isHidden()
     click(w.session.points_layer, (40, 30))
     w.segment()
-    qtbot.wait(100)
+    qtbot.wait(100)  # events flow while the encode is held: the bar stays
     assert w.busy
     assert not w.busy_bar.isHidden()
     assert (w.busy_bar.minimum(), w.busy_bar.maximum()) == (0, 0)  # indeterminate
     assert not any("SAM 2" in str(p) for p in progress._all_instances)
+    backend.gate.set()
     qtbot.waitUntil(lambda: not w.busy and w.session.result is not None, timeout=TIMEOUT)
     assert w.busy_bar.isHidden()
     assert "0it" not in capfd.readouterr().err

@@ -27,7 +27,7 @@ def messages(monkeypatch):
     """Every warning/error/info the dock shows, in order."""
     got = []
     for name in ("show_warning", "show_error", "show_info"):
-        monkeypatch.setattr(f"napari_sam2.widget._dock.{name}", got.append)
+        monkeypatch.setattr(f"napari_sam2.widget._notify.{name}", got.append)
     return got
 
 

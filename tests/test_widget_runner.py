@@ -9,7 +9,7 @@ import pytest
 from qtpy.QtWidgets import QProgressBar, QPushButton, QWidget
 
 from napari_sam2.engine.errors import Cancelled
-from napari_sam2.widget import _runner
+from napari_sam2.widget import _notify
 from napari_sam2.widget._runner import BackgroundRun
 from widget_helpers import TIMEOUT
 
@@ -23,7 +23,7 @@ def rig(qtbot, monkeypatch):
     run_btn, cancel_btn, bar = QPushButton("Run"), QPushButton("Cancel"), QProgressBar()
     # the parent stays referenced (qtbot holds widgets weakly): the runner dies with it
     rec = {"status": [], "errors": [], "progress": [], "threads": [], "finished": 0, "w": parent}
-    monkeypatch.setattr(_runner, "show_error", rec["errors"].append)
+    monkeypatch.setattr(_notify, "show_error", rec["errors"].append)
 
     def on_progress(done, total):
         rec["progress"].append((done, total))

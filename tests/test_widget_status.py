@@ -12,11 +12,11 @@ LEFT = (40, 40)
 
 
 def _quiet(monkeypatch):
-    from napari_sam2.widget import _dock
+    from napari_sam2.widget import _notify
 
     seen = []
     for name in ("show_info", "show_warning", "show_error"):
-        monkeypatch.setattr(_dock, name, seen.append)
+        monkeypatch.setattr(_notify, name, seen.append)
     return seen
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine.errors import ImageError
-from .layers import channel_axis_of, full_resolution
+from .coords import full_resolution
+from .layers import channel_axis_of
 
 VIEWED = "viewed"
 COMBINED = ("mean", "max", "composite")

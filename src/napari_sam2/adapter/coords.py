@@ -20,9 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.errors import ImageError
-from .layers import full_resolution
 from .orientation import coupled, linear_part, napari_round
 from .orientation import shown_data_mapper as _shown_mapper
+
+
+def full_resolution(layer):
+    """The layer's data at full resolution (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def image_ndim(image_layer) -> int:

@@ -12,7 +12,7 @@ from ..engine import automatic
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from .channels import image_source
-from .layers import ensure_fits, labels_matching, write_edits
+from .layers import labels_matching, write_edits
 from .orientation import Orientation, oriented_source
 
 
@@ -51,12 +51,12 @@ def prepare_everything(
     """
     if session.segmenter is None:
         raise ImageError("The model is still loading: wait for the status line to say ready.")
-    img = session._image()
+    img = session.checked_image()
     msg = labels_matching(session.labels_layer, img)
     if msg:
         raise LabelsError(msg)
     index = session.viewed_index()
-    plane = automatic.ALL_PLANES if all_planes else session._labels_plane(img, index)
+    plane = automatic.ALL_PLANES if all_planes else session.labels_plane(img, index)
     orient = session.orientation()
     source = oriented_source(image_source(session.viewer, img, session.channel, index), orient)
     settings = dict(settings or {})
@@ -77,13 +77,9 @@ def prepare_everything(
 
 def compute_everything(session, req: EverythingRequest, progress=None) -> list:
     """Segment (worker thread) and plan the writes; the labels are not modified."""
-    seg = session.segmenter
-    sig = req.source.signature()
-    if sig != session._source_sig or seg.source is None:
-        seg.set_image(req.source.data, **req.source.kwargs)
-        session._source_sig = sig
+    session.ensure_image(req.source)
     return automatic.plan_everything(
-        seg,
+        session.segmenter,
         req.labels(),
         req.plane,
         policy=req.policy,
@@ -101,12 +97,7 @@ def apply_everything(session, req: EverythingRequest, edits) -> list[int]:
         raise LabelsError("The labels layer changed meanwhile: nothing was written.")
     if not edits:
         return []
-    top = max(e.label_id for e in edits)
-    if ensure_fits(layer, top):
-        session.notices.append(
-            f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
-            "(the undo history starts again)."
-        )
+    session.fit_ids(layer, max(e.label_id for e in edits))
     if req.orientation is not None:  # indices in the labels array's own axis order
         edits = [req.orientation.data_edit(e) for e in edits]
     ids = write_edits(layer, edits)

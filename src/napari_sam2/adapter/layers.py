@@ -8,6 +8,7 @@ import numpy as np
 
 from ..engine.errors import ImageError, LabelsError
 from ..engine.labels import LabelEdit
+from .coords import full_resolution, slices_obliquely
 
 POSITIVE = "positive"  # Points feature column: True = positive click
 POINT_COLORS = {True: "#39ff14", False: "#ff2d55"}
@@ -28,11 +29,6 @@ def channel_axis_of(image_layer) -> int | None:
 def plane_geometry(image_layer) -> dict:
     """Geometry of the image's last two (spatial) axes: for 2-D layers shown on any plane."""
     return _geometry(image_layer, keep=[image_layer.ndim - 2, image_layer.ndim - 1])
-
-
-def full_resolution(layer):
-    """The layer's data at full resolution (level 0 of a multiscale layer)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def spatial_shape(image_layer) -> tuple[int, ...]:
@@ -239,8 +235,6 @@ def write_edits(labels_layer, edits: Sequence[LabelEdit]) -> list[int]:
     for e in edits:
         if e.label_id > np.iinfo(dtype).max:
             raise LabelsError(f"Label {e.label_id} does not fit labels dtype {dtype}.")
-    from .coords import slices_obliquely
-
     setitem = labels_layer.data_setitem
     if slices_obliquely(labels_layer):
         setitem = _oblique_setitem(labels_layer)
@@ -282,7 +276,26 @@ def _oblique_setitem(labels_layer):
         if not changed.any():
             return
         idx = tuple(np.asarray(i)[changed] for i in indices)
-        labels_layer._save_history((idx, old[changed].copy(), value[changed].copy()))
+        save_history(labels_layer, [(idx, old[changed].copy(), value[changed].copy())])
         data[idx] = value[changed]
 
     return setitem
+
+
+# ------------------------------------------------------------ napari private API
+# napari 0.9 has no public way to record an undo step for pixels written without
+# ``data_setitem`` (which updates the shown slice in place: wrong for oblique layers, and
+# one texture update per call for a commit written in bands), nor to ask whether a paint
+# stroke is being recorded.  These two functions are the only places that use napari's
+# private history API; ``tests/test_widget_commit.py`` and ``tests/test_oblique_slicing.py``
+# fail when it changes.
+def save_history(labels_layer, atoms) -> None:
+    """Record ``atoms`` (napari's ``(indices, old values, new values)`` history atoms) in the
+    layer's undo history; inside ``labels_layer.block_history()`` they form one step."""
+    for atom in atoms:
+        labels_layer._save_history(atom)
+
+
+def painting(labels_layer) -> bool:
+    """Is napari grouping history atoms right now (a paint stroke in progress)?"""
+    return bool(getattr(labels_layer, "_block_history", False))

@@ -182,13 +182,11 @@ class Orientation:
         return {"plane_axes": list(self.plane_axes), "index_axes": list(self.leading)}
 
 
-def orientation_of(viewer, image_layer) -> Orientation:
-    """The :class:`Orientation` of ``image_layer`` in ``viewer`` (checked)."""
-    from .layers import channel_axis_of
-
-    dims = viewer.dims
-    order = tuple(int(a) for a in dims.order)
-    o = Orientation(order, int(image_layer.ndim), channel_axis_of(image_layer))
+def orientation_of(viewer, image_layer, channel_axis: int | None = None) -> Orientation:
+    """The :class:`Orientation` of ``image_layer`` (its ``channel_axis``, if any) in
+    ``viewer`` (checked)."""
+    order = tuple(int(a) for a in viewer.dims.order)
+    o = Orientation(order, int(image_layer.ndim), channel_axis)
     return o.check(f"'{image_layer.name}'")
 
 

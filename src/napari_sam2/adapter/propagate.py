@@ -109,7 +109,7 @@ def prepare_propagation(
     """Read layers and the viewed plane (main thread).  Raises typed errors."""
     if session.segmenter is None:
         raise ImageError("The model is still loading: wait for the status line to say ready.")
-    img = session._image()
+    img = session.checked_image()
     orient = session.orientation()
     axes = plane_axes(img, orient)
     if not axes:
@@ -125,7 +125,7 @@ def prepare_propagation(
     if msg:
         raise LabelsError(msg)
     index = session.viewed_index()
-    plane = session._labels_plane(img, index)
+    plane = session.labels_plane(img, index)
     labels = orient.view(session.labels_layer.data)  # the non-displayed axes first
     on_plane = np.asarray(labels[plane])
     if objects == "selected label":
@@ -147,6 +147,7 @@ def prepare_propagation(
     source = oriented_source(image_source(session.viewer, img, session.channel, index), orient)
     kwargs = {
         "axis": axis,
+        "axis_kind": axis_kind(axes[axis][1]) or "z",  # T: objects move between frames
         "label_ids": label_ids,
         "direction": direction,
         "stop_at": stop_at,
@@ -156,6 +157,32 @@ def prepare_propagation(
     return PropagationJob(
         session.segmenter, img, session.labels_layer, source, plane, axis, kwargs, orient
     )
+
+
+VIDEO_FRAME_COST = 1.5  # a video frame ~ one encode + memory attention (measured on CPU)
+
+
+def time_estimate(job: PropagationJob) -> str | None:
+    """What video mode will cost off CUDA, said before the run starts (None otherwise)."""
+    from ..engine.propagate import choose_mode
+
+    seg = job.segmenter
+    if choose_mode(seg, job.kwargs.get("mode", "auto")) != "video":
+        return None
+    device = str(getattr(getattr(seg.backend, "device", None), "type", "cpu"))
+    if device == "cuda":
+        return None
+    first, last = job.kwargs["stop_at"]
+    n = max(0, int(last) - int(first))
+    per = float(seg.stats.last_encode_s or 0.0) * VIDEO_FRAME_COST
+    if per <= 0:
+        return (
+            f"Video mode on {device}: {n} frame(s), each an encode plus memory attention "
+            "(seconds per frame here)."
+        )
+    total = n * per
+    span = f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s"
+    return f"Video mode on {device}: about {span} for {n} frame(s) (~{per:.1f} s each)."
 
 
 def run_propagation(job: PropagationJob, progress=None) -> PropagationReport:
@@ -214,7 +241,7 @@ def apply_propagation(job: PropagationJob, report: PropagationReport | None = No
 # ------------------------------------------------------------------- time-lapse
 def object_rows(labels_layer, time_axis: int) -> list[dict]:
     """Per-object table (frame, ID, area in physical units, centroids) of a Labels layer."""
-    from ..io.tracks import object_table
+    from ..io.exports.tracks import object_table
 
     data = np.asarray(labels_layer.data)
     return object_table(
@@ -231,7 +258,7 @@ def add_tracks_layer(viewer, labels_layer, time_axis: int = 0, rows=None):
     The Tracks layer gets the Labels layer's scale and translate, so it lies on the
     objects in world coordinates.  Its ``metadata["table"]`` holds the per-object rows.
     """
-    from ..io.tracks import tracks_array
+    from ..io.exports.tracks import tracks_array
 
     if time_axis != 0:
         raise ImageError("Tracks need time as the first axis (napari's Tracks layout).")

@@ -17,24 +17,21 @@ import numpy as np
 
 from .. import __version__
 from ..engine.backends.base import Prediction
-from ..engine.edits import plan_edits
-from ..engine.errors import ImageError, LabelsError, PromptError
-from ..engine.labels import KEEP, OVERWRITE
+from ..engine.errors import ImageError, LabelsError, NapariSam2Error, PromptError
 from ..engine.segmenter import Segmenter
 from .channels import VIEWED, ImageSource, image_source
-from .coords import napari_round, world_to_shown_data
+from .commit import commit_preview
+from .coords import full_resolution, napari_round, world_to_shown_data
 from .layers import (
     channel_axis_of,
     check_channel_axis_first,
     ensure_fits,
-    full_resolution,
     labels_matching,
     spatial_shape,
-    write_edits,
 )
 from .orientation import Orientation, orientation_of, oriented_source, viewed_index
 from .prompts import PromptSet, collect_prompts
-from .tiles import check_tiled_prompts, commit_tiled, predict_request, wants_tiles
+from .tiles import check_tiled_prompts, predict_request, wants_tiles
 
 
 @dataclass
@@ -46,8 +43,8 @@ class Request:
     source: ImageSource
     refine_id: int | None = None
     tiled: bool = False  # answered from the tile around the prompts (adapter.tiles)
-    orientation: Orientation | None = None  # the displayed axes (adapter.orientation)
     cancel: threading.Event = field(default_factory=threading.Event)
+    orientation: Orientation | None = None  # the displayed axes (adapter.orientation)
 
     def oriented(self) -> Orientation:
         """The request's orientation (the last two axes when none was recorded)."""
@@ -99,26 +96,30 @@ class SegmentationSession:
     # ------------------------------------------------------------ requests
     def orientation(self) -> Orientation:
         """Which axes of the image the viewer displays (:mod:`.orientation`)."""
-        return orientation_of(self.viewer, self._image())
+        img = self.checked_image()
+        return orientation_of(self.viewer, img, channel_axis_of(img))
 
     def viewed_index(self) -> tuple[int, ...]:
         """Index of the viewed plane over the layer's non-displayed axes (channel axis
         included, first), in the orientation's order."""
-        img = self._image()
+        img = self.checked_image()
         return viewed_index(img, self.viewer.dims.point, self.orientation())
 
     def viewed_plane(self) -> tuple[int, ...]:
         """Index of the viewed plane over the non-channel leading axes (labels' index)."""
-        return self._labels_plane(self._image(), self.viewed_index())
+        return self.labels_plane(self.checked_image(), self.viewed_index())
 
     @staticmethod
-    def _labels_plane(img, index) -> tuple[int, ...]:
-        """The labels' plane index from the layer's full leading index (channel dropped)."""
+    def labels_plane(img, index) -> tuple[int, ...]:
+        """The labels' plane index from the image layer's full leading index ``index``
+        (its channel axis dropped)."""
         ch = channel_axis_of(img)
         plane = tuple(v for i, v in enumerate(index) if i != ch)
         return plane[: len(spatial_shape(img)) - 2]
 
-    def _image(self):
+    def checked_image(self):
+        """The chosen image layer, if the viewer shows a plane of it that can be segmented;
+        else :class:`ImageError` saying what to do."""
         if self.image_layer is None:
             raise ImageError("No image layer: open an image and choose it in the widget.")
         if self.image_layer.ndim < 2:
@@ -160,12 +161,36 @@ class SegmentationSession:
 
     def prepare(self) -> Request:
         """Read layers and the viewed plane (main thread). Raises typed errors."""
+        req = self._read()
+        req.token = self._latest = next(self._tokens)
+        self._running[req.token] = req.cancel
+        return req
+
+    def matches(self, req: Request) -> bool:
+        """Would Segment ask now what ``req`` asked (same image, pixels, plane, prompts,
+        refined label)?  Reads the layers (main thread); False when they cannot be read."""
+        try:
+            now = self._read()
+        except NapariSam2Error:
+            return False
+        return (
+            now.image_layer is req.image_layer
+            and now.plane == req.plane
+            and now.refine_id == req.refine_id
+            and now.tiled == req.tiled
+            and now.oriented().key() == req.oriented().key()
+            and now.source.signature() == req.source.signature()
+            and same_objects(now.prompts.objects, req.prompts.objects)
+        )
+
+    def _read(self) -> Request:
+        """What Segment would ask now, as a request without a token."""
         if self.segmenter is None:
             raise ImageError("The model is still loading: wait for the status line to say ready.")
-        img = self._image()
+        img = self.checked_image()
         orient = self.orientation()
         index = self.viewed_index()
-        plane = self._labels_plane(img, index)
+        plane = self.labels_plane(img, index)
         hw = orient.plane_shape(spatial_shape(img))
         tiled = wants_tiles(self, img, self.level, orient)
         if tiled and self.refine:  # before reading the labels plane
@@ -187,11 +212,7 @@ class SegmentationSession:
             tiled = check_tiled_prompts(masks, hw, self.level)
         source = image_source(self.viewer, img, self.channel, index, self.level if tiled else 0)
         source = oriented_source(source, orient)
-        token = next(self._tokens)
-        self._latest = token
-        req = Request(token, img, plane, prompts, source, refine_id, tiled, orient)
-        self._running[token] = req.cancel
-        return req
+        return Request(0, img, plane, prompts, source, refine_id, tiled, orientation=orient)
 
     def compute(self, req: Request) -> Result:
         """Encode (cached) and predict — the slow part, for a worker thread."""
@@ -201,11 +222,10 @@ class SegmentationSession:
                 preds, placement = predict_request(self, req)
                 info = {"stats": seg.stats.as_dict(), "placement": placement}
                 return Result(req, preds, 0, info)
-            sig = req.source.signature()
-            if sig != self._source_sig or seg.source is None:
-                seg.set_image(req.source.data, **req.source.kwargs)
-                self._source_sig = sig
-            preds = seg.predict(req.plane, objects=req.prompts.objects, cancel=req.cancel)
+            self.ensure_image(req.source)
+            preds = seg.predict(  # untiled request: whole-plane masks
+                req.plane, objects=req.prompts.objects, cancel=req.cancel, tile=False
+            )
         finally:
             self._running.pop(req.token, None)
         return Result(req, preds, 0, {"stats": seg.stats.as_dict()})
@@ -219,15 +239,11 @@ class SegmentationSession:
         except ImageError:
             return False
 
-    def _same_orientation(self, req: Request) -> bool:
-        """Does the viewer display the axes ``req`` was made on (the same engine plane)?"""
-        o = req.orientation
-        return o is None or self.orientation().key() == o.key()
-
     def shows_plane_of(self, req: Request) -> bool:
         """Is ``req``'s plane the one viewed now (same displayed axes, same index)?
         Raises :class:`ImageError` when no plane can be segmented now."""
-        return req.plane == self.viewed_plane() and self._same_orientation(req)
+        same_axes = req.orientation is None or self.orientation().key() == req.orientation.key()
+        return req.plane == self.viewed_plane() and same_axes
 
     def accept(self, result: Result) -> bool:
         """Keep a finished result as the preview if still current."""
@@ -257,70 +273,60 @@ class SegmentationSession:
         self.result.candidate = (self.result.candidate + 1) % n
         return self.result.candidate
 
+    # ---------------------------------------------------------------- image
+    def ensure_image(self, source: ImageSource, *, data=None, signature=None) -> None:
+        """Hand ``source`` to the segmenter unless it holds it already (worker thread).
+
+        ``data``/``signature``: another view of the source's pixels and its signature
+        (e.g. the strided view of :mod:`.tiles`)."""
+        sig = source.signature() if signature is None else signature
+        if sig != self._source_sig or self.segmenter.source is None:
+            self.segmenter.set_image(source.data if data is None else data, **source.kwargs)
+            self._source_sig = sig
+
+    def holds_image(self, source: ImageSource) -> bool:
+        """Does the segmenter hold ``source`` (same pixels, same normalisation)?"""
+        return self.segmenter is not None and source.signature() == self._source_sig
+
+    def forget_image(self) -> None:
+        """The next request hands its image to the segmenter again (a new model)."""
+        self._source_sig = None
+
     # --------------------------------------------------------------- commit
-    def _next_id(self, labels_layer) -> int:
+    def next_id(self, labels_layer) -> int:
+        """The next free label ID of ``labels_layer`` (its max + 1, cached)."""
         key = id(labels_layer)
         if key not in self._max_cache:
             data = labels_layer.data
             self._max_cache[key] = int(np.max(data)) if data.size else 0
         return self._max_cache[key] + 1
 
+    def cached_max(self, labels_layer) -> int | None:
+        """The cached max ID of ``labels_layer`` (None: not known now)."""
+        return self._max_cache.get(id(labels_layer))
+
     def invalidate_max(self, event=None) -> None:
         self._max_cache.clear()
         self.labels_version += 1
 
-    def commit(self) -> list[int]:
-        """Write the preview into the Labels layer as one undo step; returns the IDs."""
-        res = self.result
-        if res is None:
-            raise PromptError("Nothing to commit: press Segment first.")
-        if not self.is_current(res.request) and not self.shows_plane_of(res.request):
-            raise PromptError("The preview belongs to another plane: segment again here.")
-        if res.info.get("placement") is not None:
-            return commit_tiled(self, res, res.info["placement"])
-        msg = labels_matching(self.labels_layer, res.request.image_layer)
-        if msg:
-            raise LabelsError(msg)
-        layer = self.labels_layer
-        masks = res.masks()
-        preds = [Prediction(m[None], np.ones(1)) for m in masks]
-        rid = res.request.refine_id
-        if not any(m.any() for m in masks):
-            raise PromptError("The predicted mask is empty: nothing was written.")
-        start = None if rid is not None else self._next_id(layer)
-        known_max = self._max_cache.get(id(layer))  # the write's paint event empties it
-        if ensure_fits(layer, rid if rid is not None else start + len(masks) - 1):
+    def fit_ids(self, labels_layer, max_id: int) -> None:
+        """Widen the layer's dtype for ``max_id`` if needed, with a notice for the user."""
+        if ensure_fits(labels_layer, max_id):
             self.notices.append(
-                f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
-                "(the undo history starts again)."
+                f"Labels layer '{labels_layer.name}' widened to {labels_layer.data.dtype} "
+                "for more IDs (the undo history starts again)."
             )
-        orient = res.request.oriented()
-        labels = orient.view(layer.data)  # the plane's axes last
-        edits = plan_edits(
-            labels,
-            preds,
-            res.request.plane,
-            label_id=rid,
-            policy=OVERWRITE if self.overwrite else KEEP,
-            replace=rid is not None,
-            start_id=start,
-        )
-        ids = write_edits(layer, [orient.data_edit(e) for e in edits])
-        if not ids:  # every mask lies on other objects (keep) or reproduces the object
-            self.notices.append(_nothing_new(labels, res.request.plane, masks, rid))
-            self.result = None
-            return []
-        if known_max is not None:
-            self._max_cache[id(layer)] = max([known_max, *ids])
-        self._record(res, [(e.label_id, e.object_index) for e in edits if e.size])
-        self.result = None
-        return ids
+
+    def commit(self) -> list[int]:
+        """Write the preview into the Labels layer as one undo step; returns the IDs
+        (:func:`napari_sam2.adapter.commit.commit_preview`)."""
+        return commit_preview(self)
 
     def export(self, out_dir) -> list:
         """Mask PNG per object + RGBA cut-out from the image, for the viewed plane."""
-        from ..io.exports import export_object_masks, safe_child, save_cutout
+        from ..io.exports.objects import export_object_masks, safe_child, save_cutout
 
-        img = self._image()
+        img = self.checked_image()
         msg = labels_matching(self.labels_layer, img)
         if msg:
             raise LabelsError(msg)
@@ -341,8 +347,10 @@ class SegmentationSession:
                 )
         return paths
 
-    def _record(self, res: Result, written) -> None:
-        """Provenance in the Labels layer's metadata (saved by our TIFF writer).
+    def record_commit(self, labels_layer, res: Result, written, known_max=None) -> None:
+        """A commit of ``res`` wrote ``written`` into ``labels_layer``: the max-ID cache
+        (``known_max``: the cached max before the write, whose paint event emptied it) and
+        the provenance in the layer's metadata (saved by our TIFF writer).
 
         ``written``: ``(label_id, object_index)`` pairs, the index into the request's
         prompts.  Every commit appends its own facts (model, normalisation, image, plane)
@@ -350,7 +358,9 @@ class SegmentationSession:
         model or window never rewrites what an earlier object was made with.  The top-level
         facts repeat the latest commit's (for readers of the single-commit form).
         """
-        meta = self.labels_layer.metadata.setdefault("napari_sam2", {})
+        if known_max is not None and written:
+            self._max_cache[id(labels_layer)] = max([known_max, *(lid for lid, _ in written)])
+        meta = labels_layer.metadata.setdefault("napari_sam2", {})
         facts = {k: v for k, v in self.segmenter.describe().items() if k != "cache"}
         facts["image"] = res.request.source.describe()
         facts["plugin_version"] = __version__
@@ -373,16 +383,21 @@ class SegmentationSession:
             objs.setdefault(int(lid), []).append(d)
 
 
-def _nothing_new(labels, plane, masks, refine_id) -> str:
-    """The notice for a commit that changes no pixel: which object(s) the mask lies on."""
-    sel = np.zeros(np.shape(masks[0]), bool)
-    for m in masks:
-        sel |= m
-    under = np.asarray(labels[tuple(plane)])[sel]
-    ids = [int(v) for v in np.unique(under) if v]
-    if refine_id is not None and ids in ([], [refine_id]):
-        return f"Nothing new to write: the mask is object {refine_id} already."
-    if not ids:
-        return "Nothing new to write: the mask is empty."
-    which = f"object {ids[0]}" if len(ids) == 1 else "objects " + ", ".join(map(str, ids))
-    return f"Nothing new to write: the mask lies on {which}."
+def same_objects(a, b) -> bool:
+    """Are two lists of :class:`~napari_sam2.engine.prompts.ObjectPrompt` the same prompts?"""
+
+    def arrays(o):
+        return (
+            None if o.points is None else o.points.coords,
+            None if o.points is None else o.points.labels,
+            None if o.box is None else o.box.as_array(),
+            None if o.mask is None else o.mask.mask,
+        )
+
+    def same(x, y):
+        return (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+
+    return len(a) == len(b) and all(
+        p.label_id == q.label_id and all(map(same, arrays(p), arrays(q)))
+        for p, q in zip(a, b, strict=True)
+    )

@@ -5,7 +5,7 @@ multiscale layer is chosen) the session does not read the plane: it reads the ti
 the prompts (:func:`napari_sam2.engine.tiling.predict_tiled`: a model-input-sized window,
 encoded at the chosen level's resolution and cached per tile), keeps the masks
 tile-local, previews them as a small layer placed over the tile, and writes only their
-bounding box into the Labels layer (one undo step).
+bounding box into the Labels layer (one undo step, :mod:`napari_sam2.adapter.commit`).
 
 Resolution levels: a level's pixel ``k`` covers the full-resolution pixels
 ``[k f, (k + 1) f)`` (``f`` = level-0 size / level size per axis, napari's downsample
@@ -20,19 +20,15 @@ downscaled anyway (its input is one tile), and the read stays bounded.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..engine.backends.base import Prediction
-from ..engine.edits import plan_edits
-from ..engine.errors import LabelsError, PromptError
-from ..engine.labels import KEEP, OVERWRITE, LabelEdit
+from ..engine.errors import PromptError
 from ..engine.prompts import Box, ObjectPrompt, Points
 from ..engine.tiling import default_tile_size, predict_tiled
-from .layers import ensure_fits, labels_matching, write_edits
 
 MAX_WINDOW = 2  # prompts wider than this many tiles are answered on a strided view
 UNTILED_MAX_PIXELS = 4096 * 4096  # mask prompts (refine, polygons) below this: whole plane
@@ -190,62 +186,7 @@ def predict_request(session, req) -> tuple[list[Prediction], Placement]:
         shape = tuple(math.ceil(n / stride) for n in shape)
         objects = [_to_level(o, (stride, stride), shape) for o in objects]
         factor = (factor[0] * stride, factor[1] * stride)
-    if sig != session._source_sig or seg.source is None:
-        seg.set_image(data, **req.source.kwargs)
-        session._source_sig = sig
+    session.ensure_image(req.source, data=data, signature=sig)
     preds = predict_tiled(seg, req.plane, objects=objects, tile_size=tile, cancel=req.cancel)
     t = preds[0].info["tile"]
     return preds, Placement((t.r0, t.c0), factor, plane0, level, stride)
-
-
-# ------------------------------------------------------------------ commit
-def _shift(edit: LabelEdit, plane, window) -> LabelEdit:
-    rr, cc = edit.indices[-2:]
-    lead = tuple(np.full(rr.shape, i, np.intp) for i in plane)
-    idx = lead + (rr + window[0].start, cc + window[1].start)
-    return dataclasses.replace(edit, indices=idx)
-
-
-def commit_tiled(session, res, placement: Placement) -> list[int]:
-    """Write the tile-local preview into the Labels layer: only the masks' bounding box is
-    read or written, as one undo step; returns the IDs (see ``session.commit``)."""
-    from .session import _nothing_new
-
-    layer = session.labels_layer
-    msg = labels_matching(layer, res.request.image_layer)
-    if msg:
-        raise LabelsError(msg)
-    parts = [placement.full_window(m) for m in res.masks()]
-    if not any(p is not None for p in parts):
-        raise PromptError("The predicted mask is empty: nothing was written.")
-    found = [p[0] for p in parts if p is not None]
-    window = tuple(
-        slice(min(w[i].start for w in found), max(w[i].stop for w in found)) for i in (0, 1)
-    )
-    plane = tuple(res.request.plane)
-    orient = res.request.oriented()
-    region = orient.view(layer.data)[plane + window]  # a view of numpy data, else one read
-    masks = [placement.upsample(m, window) for m in res.masks()]
-    start = session._next_id(layer)
-    if ensure_fits(layer, start + len(masks) - 1):
-        session.notices.append(
-            f"Labels layer '{layer.name}' widened to {layer.data.dtype} for more IDs "
-            "(the undo history starts again)."
-        )
-        region = orient.view(layer.data)[plane + window]
-    edits = plan_edits(
-        np.asarray(region),
-        [Prediction(m[None], np.ones(1)) for m in masks],
-        (),
-        policy=OVERWRITE if session.overwrite else KEEP,
-        start_id=start,
-    )
-    ids = write_edits(layer, [orient.data_edit(_shift(e, plane, window)) for e in edits])
-    if not ids:
-        session.notices.append(_nothing_new(np.asarray(region), (), masks, None))
-        session.result = None
-        return []
-    session._max_cache[id(layer)] = max([session._max_cache.get(id(layer), 0), *ids])
-    session._record(res, [(e.label_id, e.object_index) for e in edits if e.size])
-    session.result = None
-    return ids

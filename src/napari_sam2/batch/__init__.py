@@ -10,15 +10,18 @@
 """
 
 from ._api import segment_files
-from ._files import InputError, read_image
-from ._napari import segment_layers
+from ._files import InputError, expand_inputs, read_image
+from ._napari import layer_files, segment_layers
+from ._planes import is_single, parse_plane_spec
 from ._prompts import PlanePrompts, PromptFileError, PromptTable
+from ._prompts import from_lists as prompts_from_lists
 from ._results import FileResult, Summary
 from ._work import Job, ModelOptions, Settings, run_job
 
 __all__ = [
     "FileResult",
     "InputError",
+    "expand_inputs",
     "Job",
     "ModelOptions",
     "PlanePrompts",
@@ -26,6 +29,10 @@ __all__ = [
     "PromptTable",
     "Settings",
     "Summary",
+    "is_single",
+    "layer_files",
+    "parse_plane_spec",
+    "prompts_from_lists",
     "read_image",
     "run_job",
     "segment_files",

@@ -28,7 +28,7 @@ from . import _files as F
 from . import _outputs as O
 from . import _ranges as R
 from ._results import DONE, FAILED, FileResult, reused_note
-from ._work import EXPECTED, Job, auto_planes, kept_axes, open_image, provenance
+from ._work import EXPECTED, Job, auto_planes, kept_axes, one_line, open_image, provenance
 
 PLANES_PER_CHUNK = 32
 """Default chunk size on a cluster (SAM 2 on a GPU: tens of seconds per chunk)."""
@@ -129,11 +129,11 @@ def run_chunk(
         out, res.counts, res.description = segment_range(chunk, seg, on_plane)
         R.write(chunk, out, res.counts, res.description)
     except (NapariSam2Error, *EXPECTED) as e:
-        res.error = _one_line(e)
+        res.error = one_line(e)
     except Exception as e:  # noqa: BLE001
         if reraise_unexpected:
             raise
-        res.error = f"{type(e).__name__}: {_one_line(e)}"
+        res.error = f"{type(e).__name__}: {one_line(e)}"
     return res
 
 
@@ -159,11 +159,6 @@ def segment_range(chunk: Chunk, seg, on_plane=None) -> tuple[np.ndarray, list, d
     return out, counts, seg.describe()
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def assemble(job: Job, results: list[ChunkResult], t0: float | None = None) -> FileResult:
     """One output from the chunks (atomic write), then the chunk files are deleted.  When
     the file fails, the complete chunk files stay for the next run (``_ranges``)."""
@@ -176,7 +171,7 @@ def assemble(job: Job, results: list[ChunkResult], t0: float | None = None) -> F
         else:
             res = _assemble(job, results)
     except Exception as e:  # noqa: BLE001 - one bad file never stops the others
-        res = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {_one_line(e)}")
+        res = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {one_line(e)}")
     for r in results:
         if res.status == DONE or r.error:
             R.remove(r.path)

@@ -1,6 +1,6 @@
-"""Outputs: their format by input (TIFF → TIFF, NIfTI/DICOM → NIfTI, or DICOM SEG), the
-atomic write (temporary name in the output folder, then ``os.replace``) and the check that
-an existing output is complete."""
+"""Outputs: the atomic write (temporary name in the output folder, then ``os.replace``) in
+the format the name asks for (:func:`napari_sam2.io.formats.labels_kind`: TIFF, NIfTI or
+DICOM SEG), and the check that an existing output is complete."""
 
 from __future__ import annotations
 
@@ -13,41 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.formats import labels_kind, labels_suffix
 from . import _files as F
 
-TIFF_OUT = "_labels.tif"
-NIFTI_OUT = "_labels.nii.gz"
-SEG_OUT = "_labels.dcm"
 SEG_DESCRIPTION = "napari-sam2 segment"
-
-
-def output_suffix(inp: Path, dicom_seg: bool = False) -> str:
-    """``_labels.tif`` for TIFF inputs, ``_labels.nii.gz`` for NIfTI and DICOM inputs
-    (``_labels.dcm``, a DICOM SEG, for DICOM with ``dicom_seg``)."""
-    suf = F._suffix(Path(inp))
-    if suf in F.NIFTI_SUFFIXES:
-        return NIFTI_OUT
-    if F.is_dicom(Path(inp)):
-        return SEG_OUT if dicom_seg else NIFTI_OUT
-    return TIFF_OUT
-
-
-def kind_of(path: Path) -> str:
-    """``nifti``, ``seg`` or ``tiff`` from an output's name."""
-    low = Path(path).name.lower()
-    if low.endswith((".nii.gz", ".nii")):
-        return "nifti"
-    if low.endswith(".dcm"):
-        return "seg"
-    return "tiff"
-
-
-def _full_suffix(path: Path) -> str:
-    low = path.name.lower()
-    for s in (".ome.tiff", ".ome.tif", ".nii.gz", ".nii", ".dcm", ".tiff"):
-        if low.endswith(s):
-            return s
-    return ".tif"
 
 
 def temp_path(path: Path, tag: str = "") -> Path:
@@ -55,7 +24,7 @@ def temp_path(path: Path, tag: str = "") -> Path:
     rename) that keeps the output's full suffix (``.nii.gz``: nibabel compresses by name)."""
     path = Path(path)
     token = f"{os.getpid()}-{secrets.token_hex(3)}{tag}"
-    return path.with_name(f".{path.name}{F.PARTIAL}{token}{_full_suffix(path)}")
+    return path.with_name(f".{path.name}{F.PARTIAL}{token}{labels_suffix(path)}")
 
 
 def remove_stale_partials(path: Path) -> None:
@@ -72,7 +41,7 @@ def read_output_record(path: Path) -> dict | None:
     """The provenance of an existing output, or None when it is not a complete output
     of ours (unreadable, truncated, no provenance, not made by ``napari-sam2 segment``)."""
     try:
-        kind = kind_of(path)
+        kind = labels_kind(path)
         if kind == "nifti":
             prov = _nifti_record(Path(path))
         elif kind == "seg":
@@ -92,7 +61,7 @@ def is_foreign(path: Path) -> bool:
     if not path.is_file() or read_output_record(path) is not None:
         return False
     try:
-        kind = kind_of(path)
+        kind = labels_kind(path)
         if kind == "nifti":
             import nibabel as nib
 
@@ -111,7 +80,7 @@ def is_foreign(path: Path) -> bool:
 
 
 def _tiff_record(path: Path) -> dict:
-    from ..io.reader import open_tiff
+    from ..io.tiff.reader import open_tiff
 
     _, info = open_tiff(path, lazy=True)
     return (info.record or {}).get("provenance") or {}
@@ -120,11 +89,11 @@ def _tiff_record(path: Path) -> dict:
 def _nifti_record(path: Path) -> dict:
     import nibabel as nib
 
-    from ..io.nifti import _provenance
+    from ..io.medical.nifti import provenance_of
 
     img = nib.load(str(path))
     np.asanyarray(img.dataobj)  # a truncated .nii.gz fails here
-    return _provenance(img) or {}
+    return provenance_of(img) or {}
 
 
 def _seg_record(path: Path) -> dict:
@@ -143,37 +112,17 @@ def _seg_record(path: Path) -> dict:
 def load_output(path: Path) -> tuple[np.ndarray, dict] | None:
     """(labels in the input's display orientation, provenance) of an output; None for a
     DICOM SEG (open it with a DICOM viewer, or the source series and napari-sam2)."""
-    kind = kind_of(path)
+    kind = labels_kind(path)
     if kind == "seg":
         return None
     if kind == "nifti":
-        return _load_nifti(Path(path))
+        from ..io.medical.writer import load_labels_nifti
+
+        return load_labels_nifti(path)
     from ..io import load_labels
 
     labels, info = load_labels(path)
     return labels, info.get("provenance") or {}
-
-
-def _load_nifti(path: Path) -> tuple[np.ndarray, dict]:
-    """The labels as the batch had them (the input's display orientation)."""
-    import nibabel as nib
-    from nibabel.orientations import apply_orientation
-
-    from ..io.nifti import _provenance
-
-    img = nib.load(str(path))
-    raw = np.asanyarray(img.dataobj)
-    prov = _provenance(img) or {}
-    med = (prov.get("input") or {}).get("medical") or {}
-    if med.get("source_affine") is not None and med.get("display_ornt") is not None:
-        data = apply_orientation(raw, np.asarray(med["display_ornt"], float))
-        if data.ndim == 4:
-            data = np.moveaxis(data, 3, 0)
-        if str(med.get("world", "")).startswith("acquisition plane"):
-            data = data[0]  # one DICOM slice, shown as 2-D
-    else:  # written in display order (no patient geometry)
-        data = raw[0] if med.get("frames") == 1 and raw.ndim == 3 and raw.shape[0] == 1 else raw
-    return np.asarray(data), prov
 
 
 # ---------------------------------------------------------------------------- write
@@ -185,7 +134,7 @@ def atomic_save(path: Path, labels, provenance: dict, img: F.Image, keep: list) 
     tmp = temp_path(path)
     notes: list[str] = []
     try:
-        kind = kind_of(path)
+        kind = labels_kind(path)
         if kind == "nifti":
             notes += _write_nifti(tmp, labels, provenance, img)
         elif kind == "seg":
@@ -200,7 +149,7 @@ def atomic_save(path: Path, labels, provenance: dict, img: F.Image, keep: list) 
 
 
 def _write_tiff(tmp: Path, labels, provenance: dict, img: F.Image, keep: list) -> None:
-    from ..cli import write_labels_tiff
+    from ..io.tiff.writer import write_labels_tiff
 
     axes = "".join(img.axes[i] for i in keep) if img.axes else None
     write_labels_tiff(
@@ -216,7 +165,7 @@ def _write_tiff(tmp: Path, labels, provenance: dict, img: F.Image, keep: list) -
 def _write_nifti(tmp: Path, labels, provenance: dict, img: F.Image) -> list[str]:
     """Source voxel order and source affine (lines up in ITK-SNAP / 3D Slicer); a DICOM
     without patient geometry: display order, an affine from the pixel size."""
-    from ..io.medical_writer import save_labels_nifti
+    from ..io.medical.writer import save_labels_nifti
     from ..io.provenance import make_provenance
 
     provenance = make_provenance(**provenance)
@@ -237,7 +186,7 @@ def _write_nifti(tmp: Path, labels, provenance: dict, img: F.Image) -> list[str]
 def _write_seg(tmp: Path, labels, provenance: dict, img: F.Image) -> None:
     import pydicom
 
-    from ..io.dicom_seg import save_labels_dicom_seg
+    from ..io.medical.dicom_seg import save_labels_dicom_seg
 
     save_labels_dicom_seg(tmp, labels, medical=img.extra.get("medical") or {},
                           provenance=provenance)  # fmt: skip

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.formats import stem
+
 POINT_KINDS = {"point": 1, "positive": 1, "negative": 0}
 BOX_KINDS = ("box", "rectangle")
 OURS = ("file", "kind", "coordinates")
@@ -131,7 +133,7 @@ class PromptTable:
             found.append(self.by_path[key])
         elif p.name in self.by_name:
             found.append(self.by_name[p.name])
-        mine = _stem(p)
+        mine = stem(p)
         stems = {mine} if stems is None else set(stems)
         for csv_stem, fp in self.exports:
             if _belongs(csv_stem, mine) or not any(_belongs(csv_stem, s) for s in stems):
@@ -204,14 +206,6 @@ class PromptTable:
                 pp.add_box(coords, lid)
             else:
                 raise PromptFileError(f"{where}: kind {kind!r} is not point, negative or box")
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suf in (".ome.tiff", ".ome.tif", ".nii.gz", ".tiff", ".tif", ".nii", ".dcm"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return path.stem
 
 
 def _belongs(csv_stem: str, image_stem: str) -> bool:

@@ -135,16 +135,17 @@ def run_job(job: Job, segmenter, *, on_plane=None, reraise_unexpected: bool = Fa
             return skipped
         result = _segment(job, segmenter, on_plane)
     except (NapariSam2Error, *EXPECTED) as e:
-        result = FileResult(job.input, job.output, FAILED, _one_line(e))
+        result = FileResult(job.input, job.output, FAILED, one_line(e))
     except Exception as e:  # noqa: BLE001 - one bad file never stops the others
         if reraise_unexpected:
             raise
-        result = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {_one_line(e)}")
+        result = FileResult(job.input, job.output, FAILED, f"{type(e).__name__}: {one_line(e)}")
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An error's first line (its type name when it has no message): a result's reason."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
@@ -261,8 +262,11 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             )
         if not src.index_shape:
             raise F.InputError("--propagate needs a stack (Z or T axis); this image is 2-D")
+        from ..engine.motion import kind_of_axis
+
+        kind = kind_of_axis(str(getattr(img, "axes", "") or "")[:1])  # T: objects move
         for plane in prompted:
-            report = seg.propagate(labels, plane, axis=0)
+            report = seg.propagate(labels, plane, axis=0, axis_kind=kind)
             notes.append(
                 f"propagated from plane {list(plane)} along axis 0: {report.summary()} "
                 f"({report.stop_reasons()})"

@@ -40,12 +40,15 @@ def plan_edits(
         next_id = _labels.next_label_id(labels) if start_id is None else int(start_id)
     edits = []
     claimed = None  # plane pixels written by earlier objects of this batch
-    hidden = _covered_by_later(preds) if policy != _labels.KEEP and label_id is None else None
+    hidden = None
+    if policy != _labels.KEEP and label_id is None:
+        hidden = _covered_by_later(preds, labels.shape[-2:])
     for k, p in enumerate(preds):
-        mask = p.mask
+        whole = p.plane_mask(labels.shape[-2:])  # bbox-local masks of tiled planes
+        mask = whole
         if claimed is not None and policy == _labels.KEEP:
             mask = mask & ~claimed
-        if hidden is not None and not (p.mask & ~hidden[k]).any():
+        if hidden is not None and not (whole & ~hidden[k]).any():
             continue  # "overwrite": later objects of the batch cover it all, no ID for it
         if not mask.any():
             continue
@@ -65,12 +68,12 @@ def plan_edits(
     return edits
 
 
-def _covered_by_later(preds: Sequence[Prediction]) -> list[np.ndarray]:
+def _covered_by_later(preds: Sequence[Prediction], shape) -> list[np.ndarray]:
     """For each prediction, the union of the masks of the predictions after it."""
     out: list = [None] * len(preds)
     acc = None
     for k in range(len(preds) - 1, -1, -1):
-        m = np.asarray(preds[k].mask, bool)
+        m = np.asarray(preds[k].plane_mask(shape), bool)
         out[k] = np.zeros(m.shape, bool) if acc is None else acc.copy()
         acc = m.copy() if acc is None else (acc | m)
     return out

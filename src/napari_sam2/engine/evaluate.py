@@ -166,7 +166,7 @@ def _simulate(segmenter, index, obj: np.ndarray, n_clicks: int, first: str):
     for k in range(n_clicks):
         points = Points(np.asarray(coords, float).reshape(-1, 2), np.asarray(labels))
         [pred] = segmenter.predict(index, objects=[ObjectPrompt(points, box)])
-        mask = np.asarray(pred.mask, dtype=bool)
+        mask = np.asarray(pred.plane_mask(obj.shape), dtype=bool)
         out[k] = iou(mask, obj)
         if out[k] == 1.0:
             out[k:] = 1.0

@@ -78,5 +78,7 @@ def run_projection(seg, plan) -> None:
                 plan.index(pos), objects=objects, multimask=False, cancel=plan.cancel
             )
             report.plane_reads += 1
-            resolved = resolve_overlaps([p.mask for p in preds], [p.score for p in preds], ids)
+            shape = plan.source.plane_shape  # bbox-local masks on tiled planes
+            masks = [p.plane_mask(shape) for p in preds]
+            resolved = resolve_overlaps(masks, [p.score for p in preds], ids)
             plan.take(direction, pos, dict(zip(ids, resolved, strict=True)), active)

@@ -276,13 +276,17 @@ def propagate(
     min_area: int = DEFAULT_MIN_AREA,
     prompt: str = "auto",
     apply: bool = True,
+    axis_kind: str = "z",
 ) -> PropagationReport:
     """See :meth:`napari_sam2.engine.Segmenter.propagate`."""
     import time
 
+    from . import motion
+
     t0 = time.perf_counter()
     source = seg._require_source()
     chosen = choose_mode(seg, mode)
+    axis_kind = motion.check_axis_kind(axis_kind)
     if prompt == "auto":
         prompt = "mask" if getattr(seg.backend, "name", None) == "classical" else "mask+box"
     plan = make_plan(
@@ -303,11 +307,17 @@ def propagate(
         prompt=prompt,
     )
     report = plan.report
+    if axis_kind == "t":  # objects move: the time-lapse rule (see .motion)
+        plan.rule = motion.time_rule(chosen, max_area_ratio, min_area)
     try:
         if chosen == "video":
             from .video import run_video
 
             run_video(seg, plan)
+        elif axis_kind == "t":
+            from .tracking import run_tracking
+
+            run_tracking(seg, plan)
         else:
             from .projection import run_projection
 

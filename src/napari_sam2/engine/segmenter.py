@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import auto_precision as _auto_precision
+from . import auto_tile as _auto_tile
 from . import automatic as _automatic
 from . import disk_cache as _disk_cache
 from . import labels as _labels
@@ -52,7 +54,10 @@ class Segmenter:
         (extra ``napari-sam2[transformers]``); ``checkpoint`` is then a transformers
         folder, a hub id in the local cache or an official ``.pt`` (converted in memory).
     device, precision : str
-        ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.
+        ``auto``/``cuda``/``mps``/``cpu``; ``auto``/``fp32``/``bf16``.  ``auto`` on a CPU
+        runs bf16 only where the CPU has native bf16 *and* a saved calibration measured it
+        faster with the same masks (:mod:`.auto_precision`; :attr:`precision_info` says
+        which and why), else fp32.
     image_size : int, optional
         Override SAM 2's input size (smaller = faster, coarser; tests use 256).
     random_weights : bool
@@ -116,6 +121,9 @@ class Segmenter:
                 random_weights=random_weights,
                 allow_download=allow_download,
             )
+        # precision "auto" on the CPU: the saved bf16/fp32 verdict (engine/auto_precision.py)
+        requested = precision if predictor is None else "given"
+        self.precision_info = _auto_precision.settle(self, requested)
         cache_dtype = cache_dtype_for(self.backend, cache_dtype)
         self.cache = EmbeddingCache(cache_bytes, cache_dtype)
         self.disk_cache = _disk_cache.resolve(disk_cache)
@@ -217,6 +225,7 @@ class Segmenter:
         objects: Sequence[ObjectPrompt] | None = None,
         multimask: bool | None = None,
         cancel=None,
+        tile: bool | int | None = None,
     ) -> list[Prediction]:
         """Segment objects on one plane; prompts are data pixel (row, col).
 
@@ -226,6 +235,14 @@ class Segmenter:
         and ``masks`` (M, H, W).  ``multimask`` None: three candidates for a lone click,
         one otherwise.  ``cancel``: see :meth:`embedding`.  Returns one
         :class:`Prediction` per object.
+
+        ``tile``: on a plane larger than the model input (SAM 2: 1024 px; classical: 2048)
+        only the window around the prompts is read, normalised and encoded (a lazy dask or
+        zarr plane is never read whole) and the masks come back **bbox-local**: their
+        top-left pixel in the plane is ``Prediction.offset``, and
+        ``Prediction.plane_mask(shape)`` places one on the plane.  ``tile=False``: the
+        whole plane (downscaled to the model input), full-plane masks; ``True``: always
+        tiled; an int: tiles of that size.  See docs/scripting.md.
         """
         src = self._require_source()
         index = src.check_index(plane)
@@ -234,6 +251,11 @@ class Segmenter:
         if not objects:
             raise PromptError("No prompt given: add a point, a box or a mask.")
         objects = [o.validated(src.plane_shape) for o in objects]
+        size = _auto_tile.tile_size_for(self, src.plane_shape, tile)
+        if size is not None:
+            return _auto_tile.predict(
+                self, index, objects, multimask=multimask, cancel=cancel, size=size
+            )
         emb = self.embedding(index, cancel=cancel)
         _check(cancel)
         return self.backend.predict(emb, objects, multimask=multimask)
@@ -253,7 +275,8 @@ class Segmenter:
         ``labels`` has the image's non-channel shape.  New objects get ``max + 1``,
         ``max + 2``...; ``label_id`` (one object only) writes that ID, and with
         ``replace=True`` the object's old pixels on this plane are replaced (refinement).
-        Returns the IDs written.
+        Returns the IDs written.  On a tiled plane (see :meth:`predict`'s ``tile``, also
+        accepted here) only each object's bounding box of ``labels`` is read and written.
         """
         src = self._require_source()
         index = src.check_index(plane)
@@ -263,6 +286,10 @@ class Segmenter:
                 f"Labels of shape {tuple(labels.shape)} do not match the image ({expected})."
             )
         preds = self.predict(index, **prompts)
+        if any(p.offset != (0, 0) or p.mask.shape != src.plane_shape for p in preds):
+            return _auto_tile.segment_into(
+                labels, preds, index, label_id=label_id, policy=policy, replace=replace
+            )
         if label_id is not None and len(preds) > 1:
             raise LabelsError("label_id can only be given for a single object.")
         edits = plan_edits(labels, preds, index, label_id=label_id, policy=policy, replace=replace)
@@ -298,6 +325,7 @@ class Segmenter:
         min_area: int = _propagate.DEFAULT_MIN_AREA,
         prompt: str = "auto",
         apply: bool = True,
+        axis_kind: str = "z",
     ) -> _propagate.PropagationReport:
         """Carry the objects of ``plane`` through the stack along ``axis`` (Z or T).
 
@@ -314,6 +342,12 @@ class Segmenter:
         ``mask+box``, ``mask``, ``box``, ``mask+point``...).  ``progress(done, total)`` is called per
         plane; ``cancel`` (``threading.Event``) is honoured between planes and inside
         encodes.  ``apply=False`` only plans (the edits are in the report).
+        ``axis_kind``: ``"z"`` (default: the IoU rule above) or ``"t"`` for a time axis,
+        where objects move: each object's mask is moved by its estimated motion before it
+        prompts the next frame, and the new mask is the same object when the model is
+        confident (predicted IoU, SAM 2.1 object score), its centroid lies within half a
+        diameter of the moved object and its area did not jump; it stops with
+        ``left_field``, ``divided``, ``lost`` or ``low_score`` (:mod:`.motion`).
         See docs/propagation.md.
         """
         return _propagate.propagate(
@@ -333,6 +367,7 @@ class Segmenter:
             min_area=min_area,
             prompt=prompt,
             apply=apply,
+            axis_kind=axis_kind,
         )
 
     def segment_everything(

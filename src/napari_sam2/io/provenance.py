@@ -2,7 +2,7 @@
 
 A provenance record is a JSON-serialisable ``dict`` that travels with a Labels
 layer as ``layer.metadata["napari_sam2"]`` and is stored inside the labels TIFF
-written by :mod:`napari_sam2.io.writer`. The widget and the engine fill it; this
+written by :mod:`napari_sam2.io.tiff.writer`. The widget and the engine fill it; this
 module only builds, normalises, serialises and validates it.
 
 Recommended keys (all optional except the ones :func:`make_provenance` adds):
@@ -67,21 +67,17 @@ def plugin_version() -> str:
     Returns
     -------
     str
-        ``napari_sam2.__version__`` when the package defines it, else the
-        distribution version of ``napari-sam2``, else ``"unknown"``.
+        ``napari_sam2.__version__`` (the ``_version`` module setuptools-scm writes),
+        else the distribution version of ``napari-sam2``, else ``"unknown"``.
     """
-    try:
-        import napari_sam2
+    try:  # the leaf module setuptools-scm writes (what napari_sam2.__version__ reads)
+        from .._version import version as scm_version
 
-        version = getattr(napari_sam2, "__version__", None)
-        if version:
-            return str(version)
-    except ImportError:  # pragma: no cover - we are inside the package
+        return str(scm_version)
+    except ImportError:  # running from a source tree that was never installed
         pass
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return "unknown"
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("napari-sam2")
     except PackageNotFoundError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from .reader import read_tiff
+from .tiff.reader import read_tiff
 
 __all__ = ["SAMPLES", "SampleInfo", "bacteria_timelapse", "nuclei_2d", "nuclei_3d", "sample_path"]
 

@@ -160,6 +160,14 @@ class EncodeScheduler:
             job = self._inflight.get(key)
             if job is not None and not job.cancel.is_set():
                 self.counters.joined += 1
+            elif (emb := self.memory.get(key)) is not None:
+                # encoded by another request between this one's lookup and its upload: an
+                # encode stores the embedding before it leaves ``_inflight``, so this check
+                # under the lock closes that window and the plane is never encoded twice
+                self.counters.memory_hits += 1
+                done: Future = Future()
+                done.set_result(emb)
+                return done
             else:
                 if self._queued >= self.limits.max_queue:
                     self.counters.rejected_busy += 1

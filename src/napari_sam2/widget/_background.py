@@ -17,6 +17,7 @@ from ..adapter.orientation import oriented_source
 from ..adapter.tiles import wants_tiles
 from ..engine.errors import NapariSam2Error
 from ..engine.prefetch import Prefetcher, neighbours
+from ._calibration import BackgroundCalibration
 
 IDLE_MS = 300  # the user has stopped moving / the worker is idle this long: prefetch
 
@@ -49,6 +50,7 @@ class Background(QObject):
         self._axis, self._direction = -1, 1
         self._timer = QTimer(self, singleShot=True, interval=IDLE_MS)
         self._timer.timeout.connect(self._idle)
+        self.calibration = BackgroundCalibration(dock)  # bf16 vs fp32, after the warm-up
 
     # ------------------------------------------------------------- warm-up
     def warm_up(self, seg) -> None:
@@ -71,10 +73,12 @@ class Background(QObject):
     def _warm_failed(self, exc) -> None:
         """Cancelled by the user's first click, or failed: the click will tell."""
         self.warm_errors.append(exc)
+        self.calibration.want()
 
     def _warmed(self, seconds) -> None:
-        if not self.dock._closed:
-            self.dock.set_status(f"{self.dock._describe()} · warmed up in {seconds:.1f} s")
+        if not self.dock.closed:
+            self.dock.set_status(f"{self.dock.describe()} · warmed up in {seconds:.1f} s")
+            self.calibration.start_if_needed()
 
     def _warm_done(self) -> None:
         self._warm_worker = None
@@ -113,12 +117,13 @@ class Background(QObject):
         """A click, Segment or Commit: background work gives way at once."""
         self._warm_cancel.set()
         self.cancel_prefetch()
+        self.calibration.user_action()
         if self.prefetch_on:
             self._timer.start()  # and resumes when the dock is idle again
 
     def _idle(self) -> None:
         dock = self.dock
-        if not self.prefetch_on or dock._closed:
+        if not self.prefetch_on or dock.closed:
             return
         if dock.busy or dock.committer.running or self.warming:
             self._timer.start()  # the user's work first
@@ -138,16 +143,13 @@ class Background(QObject):
         try:
             index = s.viewed_index()
             plane = s.viewed_plane()
-            src = oriented_source(
-                image_source(s.viewer, s.image_layer, s.channel, index), s.orientation()
-            )
+            orient = s.orientation()
+            src = oriented_source(image_source(s.viewer, s.image_layer, s.channel, index), orient)
         except NapariSam2Error:
             return []
-        if src.signature() != s._source_sig or not plane:
+        if not s.holds_image(src) or not plane:
             return []
-        if wants_tiles(
-            s, s.image_layer, s.level, s.orientation()
-        ):  # large planes: tiles on demand only
+        if wants_tiles(s, s.image_layer, s.level, orient):  # large planes: tiles on demand only
             return []
         last, self._last_plane = self._last_plane, plane
         if last is not None and len(last) == len(plane) and last != plane:
@@ -160,4 +162,5 @@ class Background(QObject):
     def close(self) -> None:
         self._timer.stop()
         self._warm_cancel.set()
+        self.calibration.close()
         self.cancel_prefetch()

@@ -5,26 +5,21 @@ from __future__ import annotations
 import napari
 import numpy as np
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from ..adapter.channels import channels_as_planes_hint
-from ..adapter.layers import (
-    POSITIVE,
-    labels_matching,
-    new_labels_layer,
-    new_points_layer,
-    new_shapes_layer,
-)
+from ..adapter.layers import POSITIVE
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
 from ..engine.llvm_guard import avoid_llvm_clash
 from ..engine.segmenter import Segmenter
+from . import _notify
 from ._bindings import Bindings
 from ._commit import Committer
 from ._first_use import HINT, ensure_layers
+from ._layer_actions import LayerActions
 from ._layers_panel import LayersPanel
 from ._lifecycle import DockLifecycle
 from ._model_panel import ModelPanel, describe_model
@@ -34,7 +29,7 @@ from ._sections import SectionStack
 from ._segment_box import SegmentBox
 
 
-class SAM2Widget(DockLifecycle, QWidget):
+class SAM2Widget(LayerActions, DockLifecycle, QWidget):
     """SAM 2 segmentation: Points/Shapes prompts in, per-object labels out.
 
     Everything the widget binds on layers and the viewer is released when it is taken out
@@ -70,7 +65,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         self._build()
         self._connect_viewer()
         if segmenter is not None:
-            self._set_status(self._describe())
+            self._set_status(self.describe())
         elif autoload:
             self.load_model()
 
@@ -136,15 +131,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.layers_panel.level_combo.currentIndexChanged.connect(self._sync_layers)
 
     # -------------------------------------------------------------- layers
-    def _check_labels_choice(self):
-        """Say at once when the chosen Labels layer cannot take this image's objects."""
-        s = self.session
-        if s.labels_layer is None or s.image_layer is None:
-            return
-        then = "commits would be refused. Pick another or press 'New'"
-        if why := labels_matching(s.labels_layer, s.image_layer, then):
-            self._set_status(why)
-
     def _refresh_channels(self, event=None):
         self.session.channel = self.layers_panel.refresh_channels()
 
@@ -162,9 +148,9 @@ class SAM2Widget(DockLifecycle, QWidget):
                 self._hint = HINT
             self._image_note = channels_as_planes_hint(s.image_layer) or ""
             if self._image_note:
-                show_info(self._image_note)
+                _notify.show_info(self._image_note)
             if made or self._image_note:
-                self._set_status(self._describe())
+                self._set_status(self.describe())
         s.channel = self.channel_combo.currentData()
         s.level = self.layers_panel.level()
         s.points_layer = self.points_combo.value()
@@ -185,36 +171,6 @@ class SAM2Widget(DockLifecycle, QWidget):
         if s.image_layer is not None and not self._bindings.is_bound(s.image_layer):
             self._bindings.connect(s.image_layer, s.image_layer.events.data, self._image_changed)
 
-    def _need_image(self):
-        img = self.image_combo.value()
-        if img is None:
-            self._warn("Open an image first: no Image layer in the viewer.")
-        return img
-
-    def _new_layer(self, make):
-        if (img := self._need_image()) is None:
-            return None
-        try:
-            return make(self.viewer, img)
-        except NapariSam2Error as e:
-            self._warn(str(e))
-            return None
-
-    def new_points(self):
-        if (layer := self._new_layer(new_points_layer)) is not None:
-            layer.mode = "add"
-            self.points_combo.set_value(layer)
-
-    def new_shapes(self):
-        if (layer := self._new_layer(new_shapes_layer)) is not None:
-            layer.mode = "add_rectangle"
-            self.shapes_combo.set_value(layer)
-
-    def new_labels(self):
-        if (layer := self._new_layer(new_labels_layer)) is not None:
-            self.labels_combo.set_value(layer)
-            self.viewer.layers.selection.active = self.session.points_layer or layer
-
     # --------------------------------------------------------------- model
     def load_model(self):
         """Load the model chosen in the model panel (in the background)."""
@@ -223,15 +179,17 @@ class SAM2Widget(DockLifecycle, QWidget):
     def set_segmenter(self, seg: Segmenter):
         """Use ``seg`` from now on; a running request and a shown result of the previous
         model are dropped (a preview is never committed with another model's name)."""
+        self.committer.stop_waiting("the model changed while segmenting.")
         self._pending = None
         self.session.cancel()
         self.session.result = None
         self.preview.clear()
         self.session.segmenter = seg
-        self.session._source_sig = None
-        self._set_status(self._describe())
+        self.session.forget_image()
+        self._set_status(self.describe())
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
+        """The status line's model text (with the image note and first-use hint)."""
         txt = describe_model(self.session.segmenter)
         return "\n".join(t for t in (self._image_note, self._hint, txt) if t)
 
@@ -240,12 +198,17 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     def _warn(self, text: str) -> None:
         """A warning notification, also kept in the status line (no stale success text)."""
-        show_warning(text)
+        _notify.show_warning(text)
         self._set_status(text)
 
     def set_status(self, text: str):
         """Show ``text`` in the dock's status line (for panels)."""
         self._set_status(text)
+
+    @property
+    def closed(self) -> bool:
+        """Taken out of its dock (its bindings released); panels stop their work."""
+        return self._closed
 
     # ------------------------------------------------------------ actions
     @property
@@ -263,13 +226,15 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._warn(str(e))
             return
         for note in req.prompts.notes:
-            show_info(note)
+            _notify.show_info(note)
         if self._worker is not None:  # newest request wins; the running one is dropped
             run = self._running
-            if run.plane != req.plane or run.image_layer is not req.image_layer:
+            moved = run.plane != req.plane or run.image_layer is not req.image_layer
+            if moved and not self.committer.waits_for(run):
                 self.session.cancel(run)  # the user moved on: stop its encode
             if self._pending is not None:
                 self.session.cancel(self._pending)  # superseded before it ran
+                self.committer.superseded(self._pending, req)
             self._pending = req
             return
         self._run(req)
@@ -291,22 +256,29 @@ class SAM2Widget(DockLifecycle, QWidget):
         self.busy_bar.set_busy("segment", True)
         worker.start()
 
+    def segment_in_flight(self):
+        """The newest Segment request still to give a result (queued or running), or None."""
+        return self._pending if self._pending is not None else self._running
+
     def _segmented(self, result):
         if self._closed:
             return
         if self.session.accept(result):
             self._show_preview(result)
-            self._set_status(self._describe())
+            self._set_status(self.describe())
         else:
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
+        self.committer.segmented(result)  # a Commit pressed meanwhile waits for it
 
     def _failed(self, exc):
         if self._closed:
             return
+        why = "the segmentation was stopped." if isinstance(exc, Cancelled) else f"{exc}"
+        self.committer.segment_ended(self._running, why)
         if isinstance(exc, Cancelled):
             self._set_status("Cancelled.")
             return
-        show_error(f"Segmentation failed: {exc}")
+        _notify.show_error(f"Segmentation failed: {exc}")
         self._set_status(f"Segmentation failed: {exc}")
 
     def _worker_done(self):
@@ -320,6 +292,7 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._run(req)
 
     def cancel(self):
+        self.committer.stop_waiting()
         self._pending = None
         self.session.cancel()
         if self._worker is not None:
@@ -340,7 +313,7 @@ class SAM2Widget(DockLifecycle, QWidget):
         except NapariSam2Error as e:
             self._warn(str(e))
             return []
-        show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
+        _notify.show_info(f"Exported {len(paths)} PNG file(s) to {out_dir}.")
         return paths
 
     def pick_label(self, world_position):
@@ -351,12 +324,14 @@ class SAM2Widget(DockLifecycle, QWidget):
             self._warn(str(e))
             return 0
         if lid <= 0:
-            show_info("No label under the cursor: Ctrl-click inside an object to refine it.")
+            _notify.show_info(
+                "No label under the cursor: Ctrl-click inside an object to refine it."
+            )
             return 0
         self.session.labels_layer.selected_label = lid
         self.refine_check.setChecked(True)
         msg = f"Refining label {lid}: add points or a box, then Segment [S] and Commit [C]."
-        show_info(msg)
+        _notify.show_info(msg)
         self._set_status(msg)
         return lid
 
@@ -374,7 +349,7 @@ class SAM2Widget(DockLifecycle, QWidget):
 
     def next_candidate(self):
         if self.session.result is None:
-            show_info("No preview: press Segment first.")
+            _notify.show_info("No preview: press Segment first.")
             return
         k = self.session.cycle_candidate()
         res = self.session.result

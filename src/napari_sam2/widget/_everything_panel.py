@@ -3,7 +3,6 @@ of every plane, in the background, written into the output labels as one undo st
 
 from __future__ import annotations
 
-from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,6 +16,7 @@ from qtpy.QtWidgets import (
 
 from ..adapter.everything import apply_everything, compute_everything, prepare_everything
 from ..engine.errors import NapariSam2Error
+from . import _notify
 from ._runner import BackgroundRun, run_controls
 
 SCOPES = (("This plane", False), ("All planes", True))
@@ -138,7 +138,7 @@ class EverythingPanel(QGroupBox):
     # ------------------------------------------------------------- actions
     def run(self):
         if self.busy:
-            show_info("Segment everything is already running.")
+            _notify.show_info("Segment everything is already running.")
             return
         session = self.dock.session
         try:
@@ -146,7 +146,7 @@ class EverythingPanel(QGroupBox):
                 session, all_planes=bool(self.scope.currentData()), settings=self.settings()
             )
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             return
         what = "every plane" if req.plane == "all" else f"plane {req.plane or '(2D)'}"
         clicks = self.points_per_side.value() ** 2  # the cost, said before it starts
@@ -167,11 +167,11 @@ class EverythingPanel(QGroupBox):
         try:
             ids = apply_everything(self.dock.session, req, edits)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             self.dock.set_status(str(e))
             return
         for note in self.dock.session.notices:
-            show_info(note)
+            _notify.show_info(note)
         self.dock.session.notices.clear()
         n = len(ids)
         self.dock.set_status(

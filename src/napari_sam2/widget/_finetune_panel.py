@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -23,6 +22,7 @@ from ..adapter.finetune import training_data
 from ..engine.errors import NapariSam2Error
 from ..engine.finetune import finetune
 from ..engine.segmenter import Segmenter
+from . import _notify
 from ._runner import BackgroundRun, run_controls
 
 
@@ -95,20 +95,20 @@ class FinetunePanel(QGroupBox):
     # ------------------------------------------------------------------ train
     def run(self):
         if self.busy:
-            show_info("Fine-tuning is already running.")
+            _notify.show_info("Fine-tuning is already running.")
             return
         seg = self.dock.session.segmenter
         if seg is None or getattr(seg.backend, "loaded", None) is None:
-            show_warning("Fine-tuning needs a SAM 2 model: load a SAM 2 checkpoint first.")
+            _notify.show_warning("Fine-tuning needs a SAM 2 model: load a SAM 2 checkpoint first.")
             return
         out = self.out_edit.text().strip()
         if not out:
-            show_warning("Choose where to save the fine-tuned checkpoint.")
+            _notify.show_warning("Choose where to save the fine-tuned checkpoint.")
             return
         try:
             data = training_data(self.dock.session, all_images=self.all_images.isChecked())
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             return
         self.use_btn.setEnabled(False)
         self.summary.setText("")

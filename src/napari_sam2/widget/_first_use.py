@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
 from ..adapter.layers import geometry_matches, matching_layers, new_labels_layer, new_points_layer
 from ..engine.errors import NapariSam2Error
+from . import _notify
 
 HINT = (
     "Click an object on the image (Shift-click: background), then press S to segment, "
@@ -45,7 +45,7 @@ def ensure_layers(dock) -> list:
         try:
             layer = make(dock.viewer, img)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             return made
         made.append(layer)
         combo.set_value(layer)
@@ -67,7 +67,7 @@ def _warn_foreign_labels(layer) -> None:
     if not isinstance(data, np.ndarray) or "napari_sam2" in meta or not data.any():
         return
     n = len(np.unique(data[data != 0]))
-    show_warning(
+    _notify.show_warning(
         f"Output labels: '{layer.name}' already holds {n} object(s) not made with SAM 2 "
         "segmentation; new objects will be added to it. To keep it unchanged (e.g. ground "
         "truth), press 'New' next to 'Labels out'."

@@ -157,6 +157,6 @@ class DockLifecycle:
             done = describe_step(layer, step)
             getattr(layer, step)()
             self.session.invalidate_max()
-            self._set_status(f"{done} {self._describe()}")
+            self._set_status(f"{done} {self.describe()}")
 
         return run

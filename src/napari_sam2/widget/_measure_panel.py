@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -21,6 +20,7 @@ from qtpy.QtWidgets import (
 
 from ..adapter.measure import describe_units, measure_job
 from ..engine.errors import NapariSam2Error
+from . import _notify
 from ._runner import BackgroundRun
 
 
@@ -80,7 +80,7 @@ class MeasurePanel(QGroupBox):
         try:
             job = measure_job(self.dock.session.labels_layer)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             self.dock.set_status(str(e))
             return False
         self.runner.start(
@@ -113,7 +113,7 @@ class MeasurePanel(QGroupBox):
         paths.  The button is enabled once a table is shown."""
         m = self.result
         if m is None:
-            show_warning("Measure first: there is no table to save.")
+            _notify.show_warning("Measure first: there is no table to save.")
             return []
         if path is None:
             layer = self.dock.session.labels_layer
@@ -128,7 +128,7 @@ class MeasurePanel(QGroupBox):
             if m.plane_columns:
                 written.append(m.planes_to_csv(out.with_name(f"{out.stem}_planes.csv")))
         except OSError as e:
-            show_warning(f"Measurements not saved: {e}")
+            _notify.show_warning(f"Measurements not saved: {e}")
             return []
         self.dock.set_status("Saved " + ", ".join(p.name for p in written))
         return written

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -18,6 +17,7 @@ from qtpy.QtWidgets import (
 from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
 from ..engine.models import SIZES
 from ..engine.segmenter import BACKENDS, Segmenter
+from . import _notify
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
@@ -29,13 +29,22 @@ def describe_model(seg: Segmenter | None) -> str:
     d = seg.describe()
     c = d.get("cache", {})
     txt = (
-        f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {d.get('precision', '')}"
+        f"{d.get('model', d['backend'])} · {d.get('device', 'cpu')} · {_precision(seg, d)}"
         f" · last encode {c.get('last_encode_s', 0):.2f} s · encodes {c.get('encodes', 0)}"
         f" · cache hits {c.get('hits', 0)}"
     )
     if seg.notice:
         txt = _short_notice(seg.notice) + txt
     return txt
+
+
+def _precision(seg, d: dict) -> str:
+    """``bf16 (measured 2.2× faster, masks agree 99.9 %)``: which precision and why."""
+    info = getattr(seg, "precision_info", None)
+    prec = d.get("precision", "")
+    if info is None or info.reason in ("as the backend runs", "asked for"):
+        return prec
+    return f"{prec} ({info.reason})"
 
 
 def _short_notice(notice: str) -> str:
@@ -147,9 +156,9 @@ class ModelPanel(QGroupBox):
 
     def _loaded(self, seg):
         if seg.notice:
-            show_warning(seg.notice)
+            _notify.show_warning(seg.notice)
         self.loaded.emit(seg)
 
     def _failed(self, exc):
         self.status.emit(f"Model not loaded: {exc}")
-        show_error(f"SAM 2 model not loaded: {exc}")
+        _notify.show_error(f"SAM 2 model not loaded: {exc}")

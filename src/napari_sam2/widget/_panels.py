@@ -27,6 +27,7 @@ def panel_classes() -> tuple:
     from ._finetune_panel import FinetunePanel
     from ._follow_panel import FollowImagePanel
     from ._measure_panel import MeasurePanel
+    from ._pacs_panel import PacsPanel
     from ._performance_panel import PerformancePanel
     from ._propagate_panel import PropagatePanel
     from ._save_panel import SavePanel
@@ -41,4 +42,5 @@ def panel_classes() -> tuple:
         FinetunePanel,
         PerformancePanel,
         FollowImagePanel,
+        PacsPanel,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -22,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import disk_cache as _disk_cache
+from . import _notify
 from ._background import Background, prefetch_default
 
 
@@ -93,7 +93,7 @@ class PerformancePanel(QGroupBox):
             seg.disk_cache = _disk_cache.resolve(self.disk_setting())
         except (OSError, ValueError) as e:
             seg.disk_cache = None
-            show_warning(f"Disk cache off: {e}")
+            _notify.show_warning(f"Disk cache off: {e}")
 
     def _model_loaded(self, seg) -> None:
         self.apply_disk_cache()

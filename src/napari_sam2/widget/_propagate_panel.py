@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -15,6 +14,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from ..adapter.layers import channel_axis_of
 from ..adapter.orientation import orientation_of
 from ..adapter.propagate import (
     OBJECTS,
@@ -26,9 +26,11 @@ from ..adapter.propagate import (
     prepare_propagation,
     propose_axis,
     run_propagation,
+    time_estimate,
 )
 from ..engine.errors import NapariSam2Error
 from ..engine.propagate import DIRECTIONS, MODES
+from . import _notify
 from ._runner import BackgroundRun
 
 ASK = "choose…"
@@ -112,7 +114,7 @@ class PropagatePanel(QGroupBox):
         if img is None:
             return
         try:
-            orient = orientation_of(self.dock.viewer, img)  # propagate across the view
+            orient = orientation_of(self.dock.viewer, img, channel_axis_of(img))  # across the view
             axes = plane_axes(img, orient)
             proposed = propose_axis(img, orient)
         except NapariSam2Error:
@@ -134,7 +136,7 @@ class PropagatePanel(QGroupBox):
 
     def propagate(self) -> None:
         if self.running:
-            show_info("A propagation is already running: cancel it first.")
+            _notify.show_info("A propagation is already running: cancel it first.")
             return
         if not self.axis_combo.count():
             self.refresh_axes()
@@ -148,9 +150,12 @@ class PropagatePanel(QGroupBox):
                 mode=self.mode_combo.currentText(),
             )
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             self.dock.set_status(str(e))
             return
+        estimate = time_estimate(job)  # video mode off CUDA: said before it starts
+        if estimate:
+            _notify.show_info(estimate)
         self._pbar = napari_progress(total=0, desc="SAM 2: propagating")
         self.runner.start(
             lambda cancel, progress: run_propagation(job, progress),
@@ -158,7 +163,8 @@ class PropagatePanel(QGroupBox):
             failed="Propagation failed",
             failed_status="Propagation failed (labels unchanged)",
             cancel=job.cancel,
-            status=f"Propagating from plane {job.plane} along axis {job.axis}…",
+            status=(estimate + " " if estimate else "")
+            + f"Propagating from plane {job.plane} along axis {job.axis}…",
         )
 
     def cancel(self) -> None:
@@ -169,7 +175,7 @@ class PropagatePanel(QGroupBox):
     def _time_labels(self):
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen.")
+            _notify.show_warning("No Labels layer chosen.")
             return None, None
         axis = self.chosen_axis()
         return layer, 0 if axis is None else int(axis)
@@ -181,13 +187,13 @@ class PropagatePanel(QGroupBox):
         try:
             tracks = add_tracks_layer(self.dock.viewer, layer, axis)
         except NapariSam2Error as e:
-            show_warning(str(e))
+            _notify.show_warning(str(e))
             return None
         self.dock.set_status(f"Tracks layer '{tracks.name}' added ({len(tracks.data)} points).")
         return tracks
 
     def save_table(self, path=None):
-        from ..io.tracks import save_table_csv
+        from ..io.exports.tracks import save_table_csv
 
         layer, axis = self._time_labels()
         if layer is None:
@@ -201,7 +207,7 @@ class PropagatePanel(QGroupBox):
         return out
 
     def export_ctc(self, out_dir=None):
-        from ..io.tracks import export_ctc
+        from ..io.exports.tracks import export_ctc
 
         layer, axis = self._time_labels()
         if layer is None:

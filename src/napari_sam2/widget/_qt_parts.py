@@ -3,11 +3,11 @@ the scroll area that holds the panels."""
 
 from __future__ import annotations
 
-from napari.utils.notifications import show_info
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QFrame, QProgressBar, QScrollArea
 
 from ..adapter.layers import POSITIVE
+from . import _notify
 
 NONE = "—"
 
@@ -89,7 +89,7 @@ def toggle_polarity(layer):
         feats.loc[sel, POSITIVE] = new
         layer.features = feats
         layer.refresh_colors()
-    show_info(f"New points are {'positive' if new else 'negative'}.")
+    _notify.show_info(f"New points are {'positive' if new else 'negative'}.")
 
 
 def shift_click_negative(layer, event):

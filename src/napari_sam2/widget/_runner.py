@@ -15,11 +15,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton
 
 from ..engine.errors import Cancelled
+from . import _notify
 
 
 def run_controls(run_text: str, tip: str = "") -> tuple:
@@ -174,7 +174,7 @@ class BackgroundRun(QObject):
         if isinstance(exc, Cancelled):
             self._set_status(job.cancelled)
             return
-        show_error(f"{job.failed}: {exc}")
+        _notify.show_error(f"{job.failed}: {exc}")
         self._set_status(f"{job.failed_status}: {exc}")
 
     def _finished(self) -> None:

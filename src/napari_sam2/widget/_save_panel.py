@@ -11,29 +11,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
 
+from ..io.formats import LABELS_SUFFIXES, labels_kind
+from . import _notify
 from ._segment_names import SegmentNamesDialog
 
 TIFF_FILTER = "TIFF with voxel size and provenance (*.tif *.tiff)"
 OME_FILTER = "OME-TIFF (*.ome.tif *.ome.tiff)"
 NIFTI_FILTER = "NIfTI aligned with the source scan (*.nii.gz *.nii)"
 SEG_FILTER = "DICOM SEG (*.dcm)"
-_EXTENSIONS = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".nii.gz", ".nii", ".dcm")
 
 
 def _writer(path: str):
-    name = path.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        from ..io.medical_writer import write_labels_nifti
+    """The npe2 writer for the labels file kind the name asks for (io.formats)."""
+    kind = labels_kind(path)
+    if kind == "nifti":
+        from ..adapter.medical_writers import write_labels_nifti
 
         return write_labels_nifti
-    if name.endswith(".dcm"):
-        from ..io.dicom_seg import write_labels_dicom_seg
+    if kind == "seg":
+        from ..adapter.medical_writers import write_labels_dicom_seg
 
         return write_labels_dicom_seg
-    from ..io.writer import write_labels
+    from ..io.tiff.writer import write_labels
 
     return write_labels
 
@@ -70,7 +71,7 @@ class SavePanel(QGroupBox):
         """Open the segment names dialog of the Labels layer (returns it; None if no layer)."""
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen: nothing to name.")
+            _notify.show_warning("No Labels layer chosen: nothing to name.")
             return None
         dialog = SegmentNamesDialog(layer, self)
         if show:
@@ -87,7 +88,7 @@ class SavePanel(QGroupBox):
         """Write the Labels layer to ``path`` (asked for when None); returns the path."""
         layer = self.dock.session.labels_layer
         if layer is None:
-            show_warning("No Labels layer chosen: nothing to save.")
+            _notify.show_warning("No Labels layer chosen: nothing to save.")
             return None
         if path is None:
             filters = self._filters()
@@ -96,13 +97,13 @@ class SavePanel(QGroupBox):
             )
             if not path:
                 return None
-            if not path.lower().endswith(_EXTENSIONS):  # the dialog's filter names the type
+            if not path.lower().endswith(LABELS_SUFFIXES):  # the dialog's filter names the type
                 path += {NIFTI_FILTER: ".nii.gz", SEG_FILTER: ".dcm", OME_FILTER: ".ome.tif"}.get(
                     chosen, ".tif"
                 )
-        if not str(path).lower().endswith(_EXTENSIONS):
+        if not str(path).lower().endswith(LABELS_SUFFIXES):
             msg = f"{Path(path).name}: choose a .tif, .ome.tif, .nii.gz or .dcm name."
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         data, attributes, _ = layer.as_layer_data_tuple()
@@ -110,7 +111,7 @@ class SavePanel(QGroupBox):
             (written,) = _writer(str(path))(str(path), data, attributes)
         except (ValueError, OSError, ImportError) as e:  # LabelsWriteError is a ValueError
             msg = f"Labels not saved: {e}"
-            show_warning(msg)
+            _notify.show_warning(msg)
             self.dock.set_status(msg)
             return None
         self.dock.set_status(f"Labels '{layer.name}' saved to {written}")

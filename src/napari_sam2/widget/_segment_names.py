@@ -8,7 +8,6 @@ puts them, so they survive a save → open → correct → save cycle.
 from __future__ import annotations
 
 import numpy as np
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -18,7 +17,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..io.segment_codes import SegmentSpecError, default_label, parse_segments
+from ..io.medical.segment_codes import SegmentSpecError, default_label, parse_segments
+from . import _notify
 
 COLUMNS = ("ID", "Name", "Category", "Type")
 HINT = (
@@ -85,7 +85,7 @@ class SegmentNamesDialog(QDialog):
         try:
             specs = parse_segments(self.mapping())
         except SegmentSpecError as exc:
-            show_warning(f"Segment names not kept: {exc}")
+            _notify.show_warning(f"Segment names not kept: {exc}")
             return
         self.layer.metadata = {
             **self.layer.metadata,

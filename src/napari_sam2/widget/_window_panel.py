@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
-from ..io.windowing import preset_limits, preset_names
+from ..io.medical.windowing import preset_limits, preset_names
+from . import _notify
 
 PLACEHOLDER = "Choose a window…"
 
@@ -106,12 +106,12 @@ class WindowPanel(QGroupBox):
         """Set the image layer's contrast limits to the preset ``name``; returns them."""
         layer = self._layer
         if layer is None:
-            show_warning("Choose an image (not RGB) in the widget first.")
+            _notify.show_warning("Choose an image (not RGB) in the widget first.")
             return None
         try:
             low, high = (float(v) for v in preset_limits(name, _sample(layer), layer.metadata))
         except (KeyError, ValueError) as exc:
-            show_warning(f"Window '{name}': {exc}")
+            _notify.show_warning(f"Window '{name}': {exc}")
             return None
         r_low, r_high = (float(v) for v in layer.contrast_limits_range)
         if low < r_low or high > r_high:  # a window wider than the data: widen the slider

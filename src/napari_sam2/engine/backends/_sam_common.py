@@ -70,13 +70,16 @@ class SamBackendBase:
         if ev is not None and ev.is_set():
             raise Cancelled("Encoding cancelled.")
 
-    def _guarded_encode(self, cancel, run: Callable[[], object], what: str, after=None):
+    def _guarded_encode(
+        self, cancel, run: Callable[[], object], what: str, after=None, precision=None
+    ):
         """``run()`` under the lock and autocast with ``cancel`` watched by the block hooks;
         an out-of-memory is raised as ``_out_of_memory(what)`` once the lock is released.
-        ``after`` (if given) always runs, still under the lock (e.g. resetting a predictor)."""
+        ``after`` (if given) always runs, still under the lock (e.g. resetting a predictor).
+        ``precision`` overrides the backend's for this call only (calibration)."""
         t0 = time.perf_counter()
         result = None
-        with self._lock, autocast(self.device, self.precision):
+        with self._lock, autocast(self.device, precision or self.precision):
             self._cancel = cancel
             try:
                 result = run()
@@ -116,10 +119,15 @@ def predict_grouped(backend, embedding, objects: Sequence[ObjectPrompt], multima
     with backend._lock, autocast(backend.device, backend.precision):
         try:
             for (_, mm), idx in groups.items():
-                masks, scores, low = backend._decode(embedding, [objects[i] for i in idx], mm)
+                decoded = backend._decode(embedding, [objects[i] for i in idx], mm)
+                masks, scores, low = decoded[:3]
+                obj = decoded[3] if len(decoded) > 3 else None  # object score logits
                 for j, i in enumerate(idx):
                     c, s, lr = sort_candidates(masks[j], scores[j], low[j])
-                    out[i] = Prediction(c, s, lr, objects[i], {"multimask": mm})
+                    info = {"multimask": mm}
+                    if obj is not None:
+                        info["object_score"] = float(obj[j])
+                    out[i] = Prediction(c, s, lr, objects[i], info)
         except torch.OutOfMemoryError:
             oom = True
     if oom:

@@ -35,6 +35,26 @@ class Prediction:
     def score(self) -> float:
         return float(self.scores[0])
 
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(row, col) of the masks' top-left pixel in the plane: (0, 0) for whole-plane
+        masks, the bounding box's corner for bbox-local ones (tiled planes)."""
+        r, c = self.info.get("offset", (0, 0))
+        return int(r), int(c)
+
+    def plane_mask(self, shape) -> np.ndarray:
+        """The best mask placed on a plane of ``shape`` (H, W); a whole-plane mask is
+        returned as it is."""
+        m = self.mask
+        shape = tuple(int(v) for v in shape)
+        if "offset" not in self.info or m.shape == shape and self.offset == (0, 0):
+            return m
+        out = np.zeros(shape, bool)
+        r, c = self.offset
+        sub = out[r : r + m.shape[0], c : c + m.shape[1]]
+        sub[...] = m[: sub.shape[0], : sub.shape[1]]
+        return out
+
 
 @runtime_checkable
 class Predictor(Protocol):

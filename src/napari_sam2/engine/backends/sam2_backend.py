@@ -106,8 +106,9 @@ class Sam2Backend(SamBackendBase):
 
     # ------------------------------------------------------------------ encode
     @torch.inference_mode()
-    def encode(self, image: np.ndarray, cancel=None) -> dict:
-        """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks."""
+    def encode(self, image: np.ndarray, cancel=None, precision: str | None = None) -> dict:
+        """Embed the image; ``cancel`` (a ``threading.Event``) stops it between blocks;
+        ``precision`` (``fp32``/``bf16``) overrides the backend's for this call only."""
         check_sam_input(image)
 
         def run():
@@ -120,7 +121,9 @@ class Sam2Backend(SamBackendBase):
             }
 
         what = f"encoding a {image.shape[0]}×{image.shape[1]} plane"
-        emb, seconds = self._guarded_encode(cancel, run, what, self._predictor.reset_predictor)
+        emb, seconds = self._guarded_encode(
+            cancel, run, what, self._predictor.reset_predictor, precision
+        )
         emb["encode_s"] = seconds
         return emb
 
@@ -177,7 +180,7 @@ class Sam2Backend(SamBackendBase):
             )
         sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=masks_in)
         batched = len(objects) > 1
-        low_res, iou, _, _ = model.sam_mask_decoder(
+        low_res, iou, _, obj_score = model.sam_mask_decoder(
             image_embeddings=emb["image_embed"],
             image_pe=model.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -188,7 +191,10 @@ class Sam2Backend(SamBackendBase):
         )
         full = self._predictor._transforms.postprocess_masks(low_res.float(), hw)
         masks = (full > self.mask_threshold).cpu().numpy()
-        return masks, iou.float().cpu().numpy(), low_res.float().clamp(-32, 32).cpu().numpy()
+        low = low_res.float().clamp(-32, 32).cpu().numpy()
+        # SAM 2.1's object score logit per object (> 0: the object is there)
+        obj = obj_score.float().reshape(len(objects), -1)[:, 0].cpu().numpy()
+        return masks, iou.float().cpu().numpy(), low, obj
 
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         """The error for an out-of-memory during ``what``; cached device memory is freed

@@ -78,8 +78,9 @@ class TransformersBackend(SamBackendBase):
 
     # ------------------------------------------------------------------ encode
     @torch.inference_mode()
-    def encode(self, image: np.ndarray, cancel=None) -> dict:
-        """Embed a float32 (H, W, 3) image in [0, 1]; ``cancel`` stops between blocks."""
+    def encode(self, image: np.ndarray, cancel=None, precision: str | None = None) -> dict:
+        """Embed a float32 (H, W, 3) image in [0, 1]; ``cancel`` stops between blocks;
+        ``precision`` overrides the backend's for this call only (calibration)."""
         check_sam_input(image)
 
         def run():
@@ -94,7 +95,7 @@ class TransformersBackend(SamBackendBase):
             }
 
         what = f"encoding a {image.shape[0]}×{image.shape[1]} plane"
-        emb, seconds = self._guarded_encode(cancel, run, what)
+        emb, seconds = self._guarded_encode(cancel, run, what, precision=precision)
         emb["encode_s"] = seconds
         return emb
 
