@@ -178,7 +178,12 @@ class PropagatePanel(QGroupBox):
             _notify.show_warning("No Labels layer chosen.")
             return None, None
         axis = self.chosen_axis()
-        return layer, 0 if axis is None else int(axis)
+        if axis is None:
+            return layer, 0
+        try:  # the list numbers the axes not displayed: the labels' own axis of that entry
+            return layer, self.dock.session.orientation().leading[int(axis)]
+        except (NapariSam2Error, IndexError):
+            return layer, int(axis)
 
     def add_tracks(self):
         layer, axis = self._time_labels()
