@@ -21,7 +21,7 @@ def environment() -> str:
 
     import torch
 
-    from napari_sam2.engine.models import cpu_has_native_bf16
+    from napari_sam2.engine.runtime.devices import cpu_has_native_bf16
 
     return (
         f"CPU: {cpu_model()} ({os.cpu_count()} logical cores, torch threads "

@@ -63,7 +63,7 @@ def stock_predictor(backend):
 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from napari_sam2.engine.models import build_model
+    from napari_sam2.engine.model.load import build_model
 
     lm = backend.loaded
     model = build_model(lm.spec, image_size=backend.image_size)
@@ -109,7 +109,7 @@ def precision_compare(backend, img, repeats: int, native: bool) -> dict:
     """fp32 vs bf16 autocast encode time and mask agreement (16 clicks).  Without native
     bf16 one bf16 encode only (it is emulated and slow)."""
     from napari_sam2.engine.planes import PlaneSource
-    from napari_sam2.engine.precision import compare_embeddings
+    from napari_sam2.engine.runtime.precision import compare_embeddings
 
     image = PlaneSource(img).sam_image(())
     saved = backend.precision
@@ -135,9 +135,9 @@ def precision_compare(backend, img, repeats: int, native: bool) -> dict:
 
 def cache_dtype_compare(backend, img) -> dict:
     """Masks from fp16/bf16-stored embeddings vs float32, bytes per entry, unpack cost."""
-    from napari_sam2.engine.cache import EmbeddingCache, _unpack, nbytes_of
+    from napari_sam2.engine.cache.memory import EmbeddingCache, _unpack, nbytes_of
     from napari_sam2.engine.planes import PlaneSource
-    from napari_sam2.engine.precision import compare_embeddings
+    from napari_sam2.engine.runtime.precision import compare_embeddings
 
     image = PlaneSource(img).sam_image(())
     emb = backend.encode(image)
@@ -171,7 +171,7 @@ def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
 
 
 def compile_gain(make_backend, img, repeats: int) -> dict:
-    from napari_sam2.engine.speed import compile_encoder
+    from napari_sam2.engine.runtime.speed import compile_encoder
 
     eager, comp = make_backend(), make_backend()
     cost = compile_encoder(comp, warmup=True)
@@ -192,8 +192,8 @@ def channels_last_gain(make_backend, img, repeats: int) -> dict:
 
 def int8_gain(make_backend, img, repeats: int) -> dict:
     """Dynamic int8 quantisation of the trunk's Linear layers vs fp32, and mask agreement."""
-    from napari_sam2.engine.precision import compare_embeddings
-    from napari_sam2.engine.speed import quantize_encoder_int8
+    from napari_sam2.engine.runtime.precision import compare_embeddings
+    from napari_sam2.engine.runtime.speed import quantize_encoder_int8
 
     base, q = make_backend(), make_backend()
     quantize_encoder_int8(q)

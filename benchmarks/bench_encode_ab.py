@@ -3,10 +3,11 @@
 Two things make our encode cheaper than ``SAM2ImagePredictor.set_image`` without changing a
 bit of its output (docs/performance.md, "Encoder trims" and "Allocator"):
 
-- the exact encoder trims (``engine/encoder_trims.py``), measurable inside one process
+- the exact encoder trims (``engine/runtime/encoder_trims.py``), measurable inside one process
   (our trimmed model vs an untrimmed copy, interleaved);
-- torch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, set when ``napari_sam2`` is
-  imported), which torch reads once at import, so it is compared across processes.
+- torch's huge-page allocation (``THP_MEM_ALLOC_ENABLE=1``, set when a model is loaded,
+  before torch is imported), which torch reads once at import, so it is compared across
+  processes.
 
 The parent runs child processes alternately with huge pages off and on; each child times
 the stock predictor (untrimmed copy) and ours, interleaved, and reports wall time, CPU time
@@ -26,7 +27,10 @@ import sys
 
 
 def child(size: str, image_size: int, repeats: int) -> dict:
-    import napari_sam2  # first: it sets the variable torch reads at import
+    import napari_sam2
+    from napari_sam2.engine.runtime.allocator import prefer_huge_pages
+
+    prefer_huge_pages()  # first: it sets the variable torch reads at import (as a model load)
 
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE"), napari_sam2.__version__
     import resource

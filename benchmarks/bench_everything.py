@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     from napari_sam2 import Segmenter
-    from napari_sam2.engine.automatic import EverythingParams
-    from napari_sam2.engine.automatic_sam2 import sam2_candidates
+    from napari_sam2.engine.automatic.params import EverythingParams
+    from napari_sam2.engine.backends.sam2_automatic import sam2_candidates
 
     torch.manual_seed(0)
     seg = Segmenter("tiny", random_weights=True, device=args.device, image_size=args.image_size)

@@ -44,7 +44,8 @@ def _timed(torch, fn, repeats):
 
 
 def _save_random(size: str, folder: Path, torch) -> Path:
-    from napari_sam2.engine.models import build_model, get_spec
+    from napari_sam2.engine.model.load import build_model
+    from napari_sam2.engine.model.registry import get_spec
 
     spec = get_spec(size)
     with torch.random.fork_rng():

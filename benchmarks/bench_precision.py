@@ -34,8 +34,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_sam2.engine.backends.sam2_backend import Sam2Backend
-    from napari_sam2.engine.models import load_sam2
+    from napari_sam2.engine.backends.sam2 import Sam2Backend
+    from napari_sam2.engine.model.load import load_sam2
     from napari_sam2.engine.planes import PlaneSource
 
     torch.manual_seed(0)

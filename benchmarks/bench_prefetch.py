@@ -1,7 +1,7 @@
 """Does prefetching neighbouring planes help or hurt the click latency?
 
 SAM 2.1 tiny (real architecture, random weights) on a synthetic Z-stack, driven the way the
-widget drives :class:`napari_sam2.engine.prefetch.Prefetcher`: after each click the
+widget drives :class:`napari_sam2.engine.cache.prefetch.Prefetcher`: after each click the
 viewed plane's neighbours are prefetched while the user thinks; a click cancels it first
 (the user moves and clicks at once, so the widget's debounced restart on a slice change
 does not start).
@@ -49,7 +49,7 @@ def _click(seg, prefetcher, z, hw):
 
 
 def _walk(seg, planes, hw, think_s, prefetch: bool):
-    from napari_sam2.engine.prefetch import Prefetcher, neighbours
+    from napari_sam2.engine.cache.prefetch import Prefetcher, neighbours
 
     seg.cache.clear()
     pf = Prefetcher(seg) if prefetch else None
@@ -79,7 +79,7 @@ def run(
     import torch
 
     from napari_sam2.engine import Segmenter
-    from napari_sam2.engine.prefetch import Prefetcher
+    from napari_sam2.engine.cache.prefetch import Prefetcher
 
     torch.manual_seed(0)
     seg = Segmenter(

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_sam2 import Segmenter
-    from napari_sam2.engine.propagate import propagate
+    from napari_sam2.engine.propagation import propagate
 
     img = tifffile.imread(args.stack)
     gt_path = Path(args.stack.replace(".tif", "_labels.tif"))

@@ -41,8 +41,9 @@ def main(argv=None) -> int:
     import torch
 
     from napari_sam2.engine import Segmenter
-    from napari_sam2.engine.convert import pt_to_hf
-    from napari_sam2.engine.models import build_model, get_spec
+    from napari_sam2.engine.model.convert import pt_to_hf
+    from napari_sam2.engine.model.load import build_model
+    from napari_sam2.engine.model.registry import get_spec
 
     print(environment())
     img = sample_image()

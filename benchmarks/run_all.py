@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-import napari_sam2  # noqa: F401  (before torch: it turns on huge pages, as shipped)
+from napari_sam2.engine.runtime.allocator import prefer_huge_pages
+
+prefer_huge_pages()  # before torch, as a model load does when shipped
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _encode_sections as E  # noqa: E402
@@ -48,7 +50,8 @@ def _save_random(size: str, folder: Path, image_size: int) -> Path:
     needs a checkpoint hash, works as for real weights)."""
     import torch
 
-    from napari_sam2.engine.models import build_model, get_spec
+    from napari_sam2.engine.model.load import build_model
+    from napari_sam2.engine.model.registry import get_spec
 
     spec = get_spec(size)
     with torch.random.fork_rng():
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_sam2.engine.precision import decide, native_bf16
+    from napari_sam2.engine.runtime.precision import decide, native_bf16
 
     img = sample_image()
     native = native_bf16()

@@ -60,7 +60,7 @@ def no_checkpoints(tmp_path, monkeypatch) -> Path:
     ``HOME`` and the working directory point into ``tmp_path``,
     ``NAPARI_SAM2_CHECKPOINT_DIR`` is unset and the Hugging Face cache lookup finds nothing.
     """
-    from napari_sam2.engine import models
+    from napari_sam2.engine.model import checkpoints
 
     home = tmp_path / "home"
     work = tmp_path / "work"
@@ -68,8 +68,8 @@ def no_checkpoints(tmp_path, monkeypatch) -> Path:
     work.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
-    monkeypatch.delenv(models.CHECKPOINT_DIR_ENV, raising=False)
-    monkeypatch.setattr(models, "_hf_cached", lambda spec: None)
+    monkeypatch.delenv(checkpoints.CHECKPOINT_DIR_ENV, raising=False)
+    monkeypatch.setattr(checkpoints, "_hf_cached", lambda spec: None)
     return tmp_path
 
 
@@ -77,7 +77,8 @@ def no_checkpoints(tmp_path, monkeypatch) -> Path:
 def sam2_random_checkpoint(tmp_path_factory) -> Path:
     """A SAM 2.1 tiny checkpoint with random weights, saved under its official name."""
     torch = pytest.importorskip("torch")
-    from napari_sam2.engine.models import build_model, get_spec
+    from napari_sam2.engine.model.load import build_model
+    from napari_sam2.engine.model.registry import get_spec
 
     with torch.random.fork_rng():
         torch.manual_seed(SAM2_SEED)

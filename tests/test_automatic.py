@@ -10,9 +10,8 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import Cancelled, LabelsError, Segmenter
-from napari_sam2.engine.automatic import (
-    EverythingParams,
-    area_in_pixels,
+from napari_sam2.engine.automatic.params import EverythingParams, area_in_pixels
+from napari_sam2.engine.automatic.postprocess import (
     fill_small_holes,
     relabel_raster,
     resolve_overlaps,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.engine.automatic import EverythingParams
-from napari_sam2.engine.automatic_sam2 import sam2_candidates
+from napari_sam2.engine.automatic.params import EverythingParams
+from napari_sam2.engine.backends.sam2_automatic import sam2_candidates
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pytest
 
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends import ClassicalBackend
+from napari_sam2.engine.cache.prefetch import Prefetcher, neighbours
 from napari_sam2.engine.errors import Cancelled
-from napari_sam2.engine.prefetch import Prefetcher, neighbours
 from widget_helpers import TIMEOUT, click, ready_widget
 from widget_helpers import discs as _discs
 from widget_helpers import segment_and_wait as _segment

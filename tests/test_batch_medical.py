@@ -293,3 +293,31 @@ def test_one_image_form_reads_nifti_and_dicom(tmp_path, capsys):
     args[2:4] = []  # no --plane on a volume: the reason gives an example
     assert main(args[:-3] + ["-o", str(tmp_path / "x.nii.gz"), "--no-progress"]) == 3
     assert "--plane 12" in capsys.readouterr().out
+
+
+def test_dicom_seg_segments_file_names_the_segments(tmp_path, capsys):
+    """``--segments FILE`` names and codes the SEG's segments; a bad code fails before any
+    file is segmented, with a one-line error."""
+    pytest.importorskip("highdicom")
+    from napari_sam2.cli import main
+
+    names = tmp_path / "names.csv"
+    names.write_text("id,label,category,type\n1,Left lesion,Morphologically Altered Structure,"
+                     "Neoplasm\n", encoding="utf-8")  # fmt: skip
+    out = tmp_path / "out"
+    args = ["segment", str(CT_SERIES), "--auto", "--backend", "classical", "--dicom-seg",
+            "--segments", str(names), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    ds = pydicom.dcmread(out / "CT5N_labels.dcm")
+    by_id = {s.TrackingID: s for s in ds.SegmentSequence}
+    first = by_id["napari-sam2 label 1"]
+    assert first.SegmentLabel == "Left lesion"
+    assert first.SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
+    assert first.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    others = [s.SegmentLabel for t, s in by_id.items() if t != "napari-sam2 label 1"]
+    assert all(label.startswith("label ") for label in others)  # unnamed IDs keep the default
+    names.write_text("id,label,type\n1,x,Not a SNOMED concept\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main([*args[:-3], "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "Not a SNOMED concept" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -139,12 +139,12 @@ def test_info_lists_found_checkpoint(no_ckpt_env, tmp_path, capsys, monkeypatch)
 
 def test_info_names_cpu_bf16_calibrations(no_ckpt_env, tmp_path, capsys, monkeypatch):
     # on a CPU with native bf16, info says how auto picks bf16 and how many verdicts exist
-    import napari_sam2.engine.models as models
+    from napari_sam2.engine.runtime import devices
 
     (tmp_path / "abc.json").write_text("{}")
     monkeypatch.setenv("NAPARI_SAM2_PRECISION_DIR", str(tmp_path))
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(models, "resolve_device", lambda d: __import__("torch").device("cpu"))
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "resolve_device", lambda d: __import__("torch").device("cpu"))
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "native bf16" in out and f"1 verdict(s) in {tmp_path}" in out
@@ -335,7 +335,7 @@ def test_readme_example_runs(no_ckpt_env, tmp_path):
     assert "[1, 2] [0 1 2]" in r.stdout
     assert (tmp_path / "nuclei_labels.tif").is_file()
     # the classical-backend notice reaches stderr once (one log record, no second channel)
-    from napari_sam2.engine.segmenter import CLASSICAL_NOTICE
+    from napari_sam2.engine.backends.factory import CLASSICAL_NOTICE
 
     first_line = CLASSICAL_NOTICE.split(":")[0]
     assert r.stderr.count(first_line) == 1, r.stderr[-3000:]

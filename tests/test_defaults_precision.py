@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from napari_sam2.engine import Segmenter
-from napari_sam2.engine import auto_precision as ap
-from napari_sam2.engine import precision as P
 from napari_sam2.engine.errors import Cancelled
+from napari_sam2.engine.runtime import auto_precision as ap
+from napari_sam2.engine.runtime import precision as P
 
 NATIVE = {"avx2", "avx512_bf16", "amx_bf16"}
 AVX2 = {"avx2", "fma"}

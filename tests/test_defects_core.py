@@ -10,10 +10,10 @@ import pytest
 
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends.base import Prediction
+from napari_sam2.engine.edits import plan_edits
 from napari_sam2.engine.labels import KEEP
 from napari_sam2.engine.planes import PlaneSource
 from napari_sam2.engine.prompts import ObjectPrompt, Points
-from napari_sam2.engine.segmenter import plan_edits
 from napari_sam2.io.provenance import provenance_from_json, provenance_to_json
 from widget_helpers import click, discs, ready_widget, segment_and_wait
 
@@ -238,7 +238,7 @@ def test_pyproject_pins_the_tested_sam2_range():
     import re
     from pathlib import Path
 
-    from napari_sam2.engine import sam2_compat
+    from napari_sam2.engine.model import sam2_compat
 
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert re.findall(r'"(sam2[^"]*)"', text) == [sam2_compat.SAM2_RANGE]
@@ -249,12 +249,13 @@ def test_pyproject_pins_the_tested_sam2_range():
 def test_unsupported_sam2_version_is_one_clear_error_at_load(monkeypatch, version):
     """A sam2 outside the tested range: load_sam2 raises Sam2VersionError (a ModelError)
     saying which version and what to install, before anything is built."""
-    from napari_sam2.engine import ModelError, Sam2VersionError, models, sam2_compat
+    from napari_sam2.engine import ModelError, Sam2VersionError
+    from napari_sam2.engine.model import load, sam2_compat
 
     monkeypatch.setattr(sam2_compat, "sam2_version", lambda: version)
-    monkeypatch.setattr(models, "build_model", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setattr(load, "build_model", lambda *a, **k: pytest.fail("built"))
     with pytest.raises(Sam2VersionError) as info:
-        models.load_sam2("tiny", random_weights=True, device="cpu", image_size=256)
+        load.load_sam2("tiny", random_weights=True, device="cpu", image_size=256)
     assert isinstance(info.value, ModelError)
     assert str(info.value) == (
         f"sam2 {version} is not supported, install sam2>=1.0,<1.2 (pip install 'sam2>=1.0,<1.2')."
@@ -267,7 +268,7 @@ def test_sam2_without_the_private_api_is_one_clear_error(monkeypatch, sam2_rando
     from sam2 import sam2_image_predictor
 
     from napari_sam2.engine import Sam2VersionError
-    from napari_sam2.engine.backends.sam2_backend import Sam2Backend
+    from napari_sam2.engine.backends.sam2 import Sam2Backend
 
     cls = sam2_image_predictor.SAM2ImagePredictor
     init = cls.__init__

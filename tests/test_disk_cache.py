@@ -1,4 +1,4 @@
-"""Never encode twice: the persistent embedding cache (engine/disk_cache.py)."""
+"""Never encode twice: the persistent embedding cache (engine/cache/disk.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_sam2.engine import Segmenter
-from napari_sam2.engine.disk_cache import DiskCache, default_dir, resolve
+from napari_sam2.engine.cache.disk import DiskCache, default_dir, resolve
 
 TEST_IMAGE_SIZE = 256  # as tests/conftest.py
 

@@ -243,7 +243,7 @@ def test_python_example(chain: list[Block], docs_dir, request, monkeypatch):
             namespace["viewer"] = request.getfixturevalue("make_napari_viewer")()
             # as the dock widget does on creation: importing triton (torchvision) after
             # Mesa's LLVM OpenGL is loaded segfaults, here and in later tests of the process
-            from napari_sam2.engine.llvm_guard import avoid_llvm_clash
+            from napari_sam2.engine.runtime.llvm_guard import avoid_llvm_clash
 
             avoid_llvm_clash()
         for part, code in (

@@ -1,4 +1,4 @@
-"""Exact encoder trims (``engine/encoder_trims.py``): the same numbers as sam2's own code.
+"""Exact encoder trims (``engine/runtime/encoder_trims.py``): the same numbers as sam2's own code.
 
 The real SAM 2.1 tiny architecture with random weights (input 256).  Every comparison is
 ``torch.equal``: the trims must not move a single bit, so our masks stay those of
@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
 from conftest import TEST_IMAGE_SIZE  # noqa: E402
-from napari_sam2.engine.encoder_trims import trim_encoder, untrim_encoder  # noqa: E402
+from napari_sam2.engine.runtime.encoder_trims import trim_encoder, untrim_encoder  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def model(sam2_random_checkpoint):
     from sam2.build_sam import build_sam2
 
-    from napari_sam2.engine.models import get_spec
+    from napari_sam2.engine.model.registry import get_spec
 
     m = build_sam2(
         get_spec("tiny").config,

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 from napari_sam2.engine import Segmenter  # noqa: E402
-from napari_sam2.engine.models import resolve_device, resolve_precision  # noqa: E402
+from napari_sam2.engine.runtime.devices import resolve_device, resolve_precision  # noqa: E402
 
 SIZE = 256
 H, W = 96, 160

@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_sam2.engine import devices, models
 from napari_sam2.engine.errors import (
     CheckpointNotFoundError,
     DeviceError,
     HubUnavailableError,
     UnknownModelError,
 )
-from napari_sam2.engine.models import (
+from napari_sam2.engine.model import checkpoints, load, registry
+from napari_sam2.engine.model.checkpoints import (
     CHECKPOINT_DIR_ENV,
     find_checkpoint,
-    get_spec,
     resolve_checkpoint,
-    resolve_device,
-    resolve_precision,
 )
+from napari_sam2.engine.model.registry import get_spec
+from napari_sam2.engine.runtime import devices
+from napari_sam2.engine.runtime.devices import resolve_device, resolve_precision
 
 
 # ----------------------------------------------------------------------------- registry
@@ -55,7 +55,7 @@ def test_get_spec_rejects_unknown_version():
         get_spec("tiny", version="3.0")
 
 
-@pytest.mark.parametrize("size", models.SIZES)
+@pytest.mark.parametrize("size", registry.SIZES)
 def test_spec_fields_match_official_names(size):
     spec = get_spec(size)
     short = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}[size]
@@ -71,8 +71,8 @@ def test_spec_fields_match_official_names(size):
     assert old.url.startswith("https://dl.fbaipublicfiles.com/segment_anything_2/072824/")
 
 
-@pytest.mark.parametrize("size", models.SIZES)
-@pytest.mark.parametrize("version", models.VERSIONS)
+@pytest.mark.parametrize("size", registry.SIZES)
+@pytest.mark.parametrize("version", registry.VERSIONS)
 def test_every_registered_config_ships_with_sam2(size, version):
     from importlib import resources
 
@@ -81,12 +81,12 @@ def test_every_registered_config_ships_with_sam2(size, version):
 
 
 def test_load_model_config_applies_image_size_and_postprocessing():
-    cfg = models.load_model_config(get_spec("tiny"), image_size=256)
+    cfg = load.load_model_config(get_spec("tiny"), image_size=256)
     assert cfg.model.image_size == 256
     extra = cfg.model.sam_mask_decoder_extra_args
     assert extra.dynamic_multimask_via_stability is True
     with pytest.raises(ValueError, match="multiple of 32"):
-        models.load_model_config(get_spec("tiny"), image_size=250)
+        load.load_model_config(get_spec("tiny"), image_size=250)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -156,9 +156,9 @@ def test_load_sam2_without_checkpoint_raises_before_building(no_checkpoints, mon
     def boom(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("the model must not be built without a checkpoint")
 
-    monkeypatch.setattr(models, "build_model", boom)
+    monkeypatch.setattr(load, "build_model", boom)
     with pytest.raises(CheckpointNotFoundError, match="sam2.1_hiera_tiny.pt"):
-        models.load_sam2("tiny", device="cpu")
+        load.load_sam2("tiny", device="cpu")
 
 
 def test_offline_hub_gives_hub_error(monkeypatch):
@@ -169,7 +169,7 @@ def test_offline_hub_gives_hub_error(monkeypatch):
 
     monkeypatch.setattr(hub, "hf_hub_download", offline)
     with pytest.raises(HubUnavailableError) as info:
-        models.download_checkpoint(get_spec("tiny"))
+        checkpoints.download_checkpoint(get_spec("tiny"))
     msg = str(info.value)
     assert "network is unreachable" in msg
     assert "sam2.1_hiera_tiny.pt" in msg
@@ -181,7 +181,7 @@ def test_file_sha256(tmp_path):
     f = tmp_path / "f.bin"
     data = bytes(range(256)) * 5000
     f.write_bytes(data)
-    assert models.file_sha256(f, chunk=1000) == hashlib.sha256(data).hexdigest()
+    assert checkpoints.file_sha256(f, chunk=1000) == hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------- devices
@@ -235,9 +235,9 @@ def test_resolve_precision(monkeypatch):
 
 def test_autocast_contexts():
     cpu = torch.device("cpu")
-    with models.autocast(cpu, "bf16"):
+    with devices.autocast(cpu, "bf16"):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.bfloat16
-    with models.autocast(cpu, "fp32"):
+    with devices.autocast(cpu, "fp32"):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32

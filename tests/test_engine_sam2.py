@@ -11,16 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.engine import Segmenter, models
+from napari_sam2.engine import Segmenter
+from napari_sam2.engine.backends._sam_common import to_xy
 from napari_sam2.engine.backends.base import Prediction, Predictor
-from napari_sam2.engine.backends.sam2_backend import Sam2Backend, has_compiled_extension, to_xy
+from napari_sam2.engine.backends.sam2 import Sam2Backend, has_compiled_extension
 from napari_sam2.engine.errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     ImageError,
 )
-from napari_sam2.engine.models import build_model, get_spec, load_sam2
+from napari_sam2.engine.model import checkpoints, state_dict
+from napari_sam2.engine.model.load import build_model, load_sam2
+from napari_sam2.engine.model.registry import get_spec
 from napari_sam2.engine.prompts import Box, MaskPrompt, ObjectPrompt, Points
 
 TEST_IMAGE_SIZE = 256  # what the sam2_random_* fixtures use
@@ -172,7 +175,7 @@ def test_prompt_tensors_are_sam_xy_in_model_frame(sam2_random_segmenter):
         ObjectPrompt(points=Points([[10, 100], [60, 4]], [1, 0])),
         ObjectPrompt(box=Box(30, 20, 5, 120)),  # corners in any order
     ]
-    coords, labels = backend._prompt_tensors(objects, (H, W))
+    coords, labels = backend.prompt_tensors(objects, (H, W))
     coords = coords.cpu().numpy()
     assert coords.shape == (2, 2, 2)
     # x = col / W * s, y = row / H * s
@@ -181,7 +184,7 @@ def test_prompt_tensors_are_sam_xy_in_model_frame(sam2_random_segmenter):
     np.testing.assert_allclose(coords[1], [[20 / W * s, 5 / H * s], [120 / W * s, 30 / H * s]])
     np.testing.assert_array_equal(labels.cpu().numpy(), [[1, 0], [2, 3]])
     # shorter prompts are padded with "not a point"
-    _, padded = backend._prompt_tensors(
+    _, padded = backend.prompt_tensors(
         [objects[0], ObjectPrompt(points=Points([[1, 1]], [1]))], (H, W)
     )
     np.testing.assert_array_equal(padded.cpu().numpy(), [[1, 0], [1, -1]])
@@ -272,7 +275,7 @@ def test_checkpoint_folder_and_env_var(sam2_random_checkpoint, no_checkpoints, m
     )
     assert loaded.checkpoint == sam2_random_checkpoint and loaded.checkpoint_sha256 is None
     # found through NAPARI_SAM2_CHECKPOINT_DIR: "auto" then means SAM 2, no notice
-    monkeypatch.setenv(models.CHECKPOINT_DIR_ENV, str(folder))
+    monkeypatch.setenv(checkpoints.CHECKPOINT_DIR_ENV, str(folder))
     seg = Segmenter("tiny", backend="auto", device="cpu", image_size=256)
     assert isinstance(seg.backend, Sam2Backend) and seg.notice is None
     assert seg.backend.loaded.checkpoint == sam2_random_checkpoint
@@ -341,10 +344,10 @@ def test_checkpoint_of_another_model(tmp_path):
 
 
 def test_guess_size_and_version(sam2_random_checkpoint):
-    sd = models.read_state_dict(sam2_random_checkpoint)
-    assert models.guess_size(sd) == "tiny"
-    assert models.guess_version(sd) == "2.1"
-    assert models.guess_size({}) is None
+    sd = state_dict.read_state_dict(sam2_random_checkpoint)
+    assert state_dict.guess_size(sd) == "tiny"
+    assert state_dict.guess_version(sd) == "2.1"
+    assert state_dict.guess_size({}) is None
 
 
 def test_truncated_checkpoint(tmp_path, sam2_random_checkpoint):
@@ -364,14 +367,14 @@ def test_garbage_checkpoint(tmp_path, content):
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointCorruptError):
-        models.read_state_dict(path)
+        state_dict.read_state_dict(path)
 
 
 def test_checkpoint_without_weights(tmp_path):
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": {}}, path)
     with pytest.raises(CheckpointCorruptError, match="no model weights"):
-        models.read_state_dict(path)
+        state_dict.read_state_dict(path)
 
 
 def test_missing_checkpoint_file(tmp_path):

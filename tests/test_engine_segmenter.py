@@ -9,15 +9,11 @@ import pytest
 
 from napari_sam2.engine import ClassicalBackend, EmbeddingCache, Segmenter
 from napari_sam2.engine.backends.base import Prediction, Predictor
-from napari_sam2.engine.cache import nbytes_of
-from napari_sam2.engine.errors import (
-    CheckpointNotFoundError,
-    ImageError,
-    LabelsError,
-    PromptError,
-)
+from napari_sam2.engine.backends.factory import CLASSICAL_NOTICE
+from napari_sam2.engine.cache.memory import nbytes_of
+from napari_sam2.engine.edits import plan_edits
+from napari_sam2.engine.errors import CheckpointNotFoundError, ImageError, LabelsError, PromptError
 from napari_sam2.engine.prompts import Box, ObjectPrompt, Points
-from napari_sam2.engine.segmenter import CLASSICAL_NOTICE, plan_edits
 
 H, W = 80, 100  # non-square on purpose: a swapped axis shows up as a wrong shape
 # rectangle A sits off the diagonal: its transpose (rows<->cols) is background
@@ -390,7 +386,7 @@ class CountingPredictor(ClassicalBackend):
         super().__init__()
         self.encoded: list[float] = []
 
-    def encode(self, image):
+    def encode(self, image, cancel=None):
         self.encoded.append(float(image.sum()))
         return super().encode(image)
 

@@ -1,4 +1,4 @@
-"""Simulated-click evaluation (engine/evaluate.py) and ``napari-sam2 evaluate``."""
+"""Simulated-click evaluation (engine/training/evaluate.py) and ``napari-sam2 evaluate``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from napari_sam2.cli import main
 from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends.base import Prediction
 from napari_sam2.engine.errors import Cancelled, LabelsError
-from napari_sam2.engine.evaluate import CSV_COLUMNS, corrective_click, evaluate, interior_point
+from napari_sam2.engine.training.annotator import corrective_click, interior_point
+from napari_sam2.engine.training.evaluate import CSV_COLUMNS, evaluate
 
 CROP = (slice(0, 192), slice(0, 192))  # 19 nuclei: fast on the classical backend
 
@@ -41,7 +42,7 @@ class OracleBackend:
     def describe(self):
         return {"backend": self.name}
 
-    def encode(self, image):
+    def encode(self, image, cancel=None):
         return None
 
     def predict(self, embedding, objects, *, multimask=None):

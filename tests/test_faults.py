@@ -19,8 +19,9 @@ from napari_sam2.engine import (
     CheckpointNotFoundError,
     DeviceMemoryError,
     Segmenter,
-    models,
 )
+from napari_sam2.engine.model import checkpoints, load, registry, state_dict
+from napari_sam2.engine.runtime import devices
 from widget_helpers import click, discs, ready_widget, segment_and_wait
 
 torch = pytest.importorskip("torch")
@@ -75,7 +76,7 @@ def _advice_ok(msg: str) -> bool:
 )
 def test_memory_advice_suggests_what_is_not_in_use(size, device, precision, want, unwanted):
     """Out-of-memory advice: a smaller model, bf16, the CPU — each only when not in use."""
-    msg = models.memory_advice(size, device, precision)
+    msg = devices.memory_advice(size, device, precision)
     assert all(w in msg for w in want) and not any(u in msg for u in unwanted), msg
 
 
@@ -117,9 +118,9 @@ def test_oom_while_moving_the_model_to_the_device(monkeypatch):
         def to(self, dev):
             raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(models, "build_model", lambda spec, image_size=None: Net())
+    monkeypatch.setattr(load, "build_model", lambda spec, image_size=None: Net())
     with pytest.raises(DeviceMemoryError) as info:
-        models.load_sam2("large", random_weights=True, device="cpu")
+        load.load_sam2("large", random_weights=True, device="cpu")
     msg = str(info.value)
     assert "sam2.1-large" in msg and "smaller model (tiny, small, base_plus)" in msg
 
@@ -267,14 +268,14 @@ def test_failed_write_of_a_batch_is_rolled_back(make_napari_viewer, qtbot, monke
 
 # ------------------------------------------------------------------ checkpoints
 def _no_build(monkeypatch):
-    monkeypatch.setattr(models, "build_model", lambda *a, **k: pytest.fail("model built"))
+    monkeypatch.setattr(load, "build_model", lambda *a, **k: pytest.fail("model built"))
 
 
 def test_missing_checkpoint(tmp_path, monkeypatch):
     """A checkpoint path that does not exist: CheckpointNotFoundError with the URL."""
     _no_build(monkeypatch)
     with pytest.raises(CheckpointNotFoundError, match="does not exist.*dl.fbaipublicfiles"):
-        models.load_sam2("tiny", checkpoint=tmp_path / "nope.pt", device="cpu")
+        load.load_sam2("tiny", checkpoint=tmp_path / "nope.pt", device="cpu")
 
 
 def test_truncated_checkpoint_fails_before_building(tmp_path, monkeypatch, sam2_random_checkpoint):
@@ -284,7 +285,7 @@ def test_truncated_checkpoint_fails_before_building(tmp_path, monkeypatch, sam2_
     path.write_bytes(data[: len(data) // 3])
     _no_build(monkeypatch)
     with pytest.raises(CheckpointCorruptError, match="truncated"):
-        models.load_sam2("tiny", checkpoint=path, device="cpu", image_size=256)
+        load.load_sam2("tiny", checkpoint=path, device="cpu", image_size=256)
 
 
 def test_corrupt_checkpoint_fails_before_building(tmp_path, monkeypatch, sam2_random_checkpoint):
@@ -297,7 +298,7 @@ def test_corrupt_checkpoint_fails_before_building(tmp_path, monkeypatch, sam2_ra
     path.write_bytes(bytes(data))
     _no_build(monkeypatch)
     with pytest.raises(CheckpointCorruptError, match="Download it again"):
-        models.load_sam2("tiny", checkpoint=path, device="cpu", image_size=256)
+        load.load_sam2("tiny", checkpoint=path, device="cpu", image_size=256)
 
 
 def test_checkpoint_of_another_size_fails_before_building(
@@ -306,7 +307,7 @@ def test_checkpoint_of_another_size_fails_before_building(
     """A tiny checkpoint loaded as 'large': CheckpointMismatchError naming both, nothing built."""
     _no_build(monkeypatch)
     with pytest.raises(CheckpointMismatchError) as info:
-        models.load_sam2("large", checkpoint=sam2_random_checkpoint, device="cpu")
+        load.load_sam2("large", checkpoint=sam2_random_checkpoint, device="cpu")
     msg = str(info.value)
     assert "'large'" in msg and "looks like a SAM 2.1 'tiny' checkpoint" in msg
 
@@ -322,7 +323,7 @@ def test_checkpoint_of_another_model_family(tmp_path, monkeypatch):
     torch.save(sd, path)
     _no_build(monkeypatch)
     with pytest.raises(CheckpointMismatchError, match=r"Segment Anything \(SAM 1\)"):
-        models.load_sam2("tiny", checkpoint=path, device="cpu")
+        load.load_sam2("tiny", checkpoint=path, device="cpu")
 
 
 class _Payload:
@@ -339,7 +340,7 @@ def test_pickled_code_in_a_checkpoint_is_not_run(tmp_path):
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": {"x": torch.zeros(1)}, "evil": _Payload()}, path)
     with pytest.raises(CheckpointCorruptError):
-        models.read_state_dict(path)
+        state_dict.read_state_dict(path)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -381,7 +382,7 @@ def test_damaged_download_is_detected_and_deleted(tmp_path, monkeypatch):
     link, blob = _fake_hub(tmp_path, good[:-5], hashlib.sha256(good).hexdigest())
     monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: str(link))
     with pytest.raises(CheckpointCorruptError, match="damaged.*deleted"):
-        models.download_checkpoint(models.get_spec("tiny"))
+        checkpoints.download_checkpoint(registry.get_spec("tiny"))
     assert not blob.exists() and not link.is_symlink()
 
 
@@ -391,7 +392,7 @@ def test_verified_download_is_returned(tmp_path, monkeypatch):
     good = b"the real checkpoint bytes"
     link, blob = _fake_hub(tmp_path, good, hashlib.sha256(good).hexdigest())
     monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: str(link))
-    assert models.download_checkpoint(models.get_spec("tiny")) == link
+    assert checkpoints.download_checkpoint(registry.get_spec("tiny")) == link
     assert blob.read_bytes() == good
 
 

@@ -14,8 +14,9 @@ tifffile = pytest.importorskip("tifffile")
 
 from napari_sam2.engine import Segmenter  # noqa: E402
 from napari_sam2.engine.errors import Cancelled, LabelsError, ModelError  # noqa: E402
-from napari_sam2.engine.finetune import card_path_for, finetune, save_checkpoint  # noqa: E402
-from napari_sam2.engine.models import file_sha256, read_state_dict  # noqa: E402
+from napari_sam2.engine.model.checkpoints import file_sha256  # noqa: E402
+from napari_sam2.engine.model.state_dict import read_state_dict  # noqa: E402
+from napari_sam2.engine.training.finetune import card_path_for, finetune, save_checkpoint  # noqa: E402
 
 CROP = 128  # the top-left 128 x 128 of the nuclei image: 12 whole or cut nuclei
 DECODER = "sam_mask_decoder."
@@ -155,7 +156,7 @@ def test_bad_input_raises_typed_errors(nuclei, sam2_random_segmenter, classical_
 
 
 def test_loss_target_caps_the_resolution():
-    from napari_sam2.engine.finetune_train import loss_target
+    from napari_sam2.engine.training.train import loss_target
 
     mask = np.zeros((600, 400), bool)
     mask[300:, :200] = True
@@ -181,8 +182,8 @@ def test_validation_is_the_evaluation_click_one_and_early_stopping(
     nuclei, sam2_random_segmenter, sam2_random_checkpoint, tmp_path
 ):
     """Validation mIoU = the evaluation protocol's first click; the best epoch is written."""
-    from napari_sam2.engine import finetune_data as fd
-    from napari_sam2.engine.evaluate import evaluate
+    from napari_sam2.engine.training import data as fd
+    from napari_sam2.engine.training.evaluate import evaluate
 
     img, lab = nuclei
     out = tmp_path / "es.pt"

@@ -11,7 +11,7 @@ import tifffile
 
 from napari_sam2.adapter.finetune import training_data
 from napari_sam2.engine.errors import LabelsError
-from napari_sam2.engine.finetune import card_path_for
+from napari_sam2.engine.training.finetune import card_path_for
 from napari_sam2.widget._finetune_panel import FinetunePanel
 from widget_helpers import TIMEOUT, make_widget
 

@@ -13,8 +13,11 @@ The profile registered in ``tests/conftest.py`` makes every run draw the same ex
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -199,11 +202,14 @@ def prompts(draw, h: int, w: int):
 
 
 # ------------------------------------------------------------------------- checks
+OUTCOMES: Counter = Counter()  # (stage, valid?) of the running fuzz test's calls
+
+
 def typed_or_valid(fn, stage: str | None = "predict"):
     """Run ``fn``: a documented error (with a message) returns None, anything else propagates.
 
-    The outcome is counted per ``stage`` (shown by ``--hypothesis-show-statistics``) unless
-    ``stage`` is None."""
+    The outcome is counted per ``stage`` (shown by ``--hypothesis-show-statistics``, and in
+    :data:`OUTCOMES` for :func:`valid_share`) unless ``stage`` is None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy overflow in casts of 1e30
         try:
@@ -213,10 +219,56 @@ def typed_or_valid(fn, stage: str | None = "predict"):
             assert len(msg) > 15, f"unclear message: {msg!r}"
             if stage:
                 event(f"{stage}: typed error {type(e).__name__}")
+                OUTCOMES[stage, False] += 1
             return None
     if stage:
         event(f"{stage}: valid result")
+        OUTCOMES[stage, True] += 1
     return out
+
+
+def valid_share(stage: str, at_least: float):
+    """The fuzz test must also *succeed*: at least ``at_least`` of its ``stage`` calls over
+    all examples return a valid result (a backend that rejects every input with a typed
+    error would otherwise pass)."""
+
+    def decorate(test):
+        # not functools.wraps's __dict__ copy: pytest must see a plain test (with the
+        # fixtures of ``test``) that runs all of hypothesis's examples once
+        @functools.wraps(test, updated=())
+        def run(*args, **kwargs):
+            OUTCOMES.clear()
+            test(*args, **kwargs)
+            valid, typed = OUTCOMES[stage, True], OUTCOMES[stage, False]
+            assert valid + typed > 0, f"no {stage} call was made"
+            share = valid / (valid + typed)
+            print(f"SHARE {test.__name__} {stage} {valid}/{valid + typed}")
+            assert share >= at_least, (
+                f"only {valid} of {valid + typed} {stage} calls gave a valid result "
+                f"({share:.0%} < {at_least:.0%})"
+            )
+
+        run.__signature__ = inspect.signature(test)
+        del run.__wrapped__
+        return run
+
+    return decorate
+
+
+def test_valid_share_fails_a_backend_that_rejects_everything():
+    """Control: a fuzz test whose every call ends in a typed error fails :func:`valid_share`."""
+
+    @valid_share("predict", 0.1)
+    @settings(FUZZ, max_examples=5)
+    @given(x=st.integers())
+    def rejects_all(x):
+        def fail():
+            raise NapariSam2Error(f"this backend rejects every input, {x} included")
+
+        assert typed_or_valid(fail) is None
+
+    with pytest.raises(AssertionError, match=r"only 0 of \d+ predict calls gave a valid"):
+        rejects_all()
 
 
 def check_predictions(preds, prompt_kwargs, plane_shape):
@@ -249,6 +301,7 @@ def _plane_index(draw, index_shape):
 
 
 # -------------------------------------------------------------------------- tests
+@valid_share("predict", 0.3)  # 60 % in the default profile
 @FUZZ
 @given(case=images(), data=st.data())
 def test_fuzz_classical_predict(case, data):
@@ -264,6 +317,7 @@ def test_fuzz_classical_predict(case, data):
         check_predictions(preds, kw, plane_shape)
 
 
+@valid_share("segment_into", 0.2)  # 39 %
 @FUZZ
 @given(case=images(max_side=40, big=False), data=st.data())
 def test_fuzz_segment_into_labels(case, data):
@@ -320,6 +374,7 @@ def test_fuzz_segment_into_labels(case, data):
             assert np.all((old == 0) | np.isin(old, ids)), "keep policy overwrote another object"
 
 
+@valid_share("sam_image", 0.5)  # 100 %
 @settings(FUZZ, max_examples=150)
 @given(case=images())
 def test_fuzz_plane_source(case):
@@ -353,6 +408,7 @@ def sam2_fuzz_segmenter(sam2_random_checkpoint):
     )
 
 
+@valid_share("predict", 0.3)  # 60 %
 @settings(FUZZ, max_examples=20)
 @given(case=images(max_side=40, big=False), data=st.data())
 def test_fuzz_sam2_random_weights(sam2_fuzz_segmenter, case, data):
@@ -379,6 +435,7 @@ def stack_segmenter():
     return Segmenter(backend="classical").set_image(image)
 
 
+@valid_share("predict", 0.25)  # 47 %
 @FUZZ
 @given(
     kw=prompts(24, 32),
@@ -416,6 +473,7 @@ ODD_IMAGES = {
 }
 
 
+@valid_share("set_image", 0.2)  # 43 %
 @FUZZ
 @given(name=st.sampled_from(sorted(ODD_IMAGES)), rc=st.tuples(st.floats(-1, 6), st.floats(-1, 6)))
 @example(name="ragged list", rc=(0.0, 0.0))  # was a numpy ValueError

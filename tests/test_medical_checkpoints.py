@@ -19,7 +19,9 @@ torch = pytest.importorskip("torch")
 
 from napari_sam2.engine import Segmenter  # noqa: E402
 from napari_sam2.engine.errors import NapariSam2Error  # noqa: E402
-from napari_sam2.engine.models import build_model, get_spec, guess_size, guess_version  # noqa: E402
+from napari_sam2.engine.model.load import build_model  # noqa: E402
+from napari_sam2.engine.model.registry import get_spec  # noqa: E402
+from napari_sam2.engine.model.state_dict import guess_size, guess_version  # noqa: E402
 from napari_sam2.engine.prompts import ObjectPrompt, Points  # noqa: E402
 
 

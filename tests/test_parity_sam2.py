@@ -83,7 +83,7 @@ def reference(sam2_random_checkpoint, float_image):
     from sam2.build_sam import build_sam2
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from napari_sam2.engine.models import get_spec
+    from napari_sam2.engine.model.registry import get_spec
 
     model = build_sam2(
         get_spec("tiny").config,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.engine import precision as P
+from napari_sam2.engine.runtime import precision as P
 
 AMX = {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 AVX2 = {"fpu", "avx2", "fma"}
@@ -158,7 +158,8 @@ def test_calibrate_pipeline_with_stubbed_timings(sam2_random_segmenter, tmp_path
 
 
 def test_load_sam2_auto_reads_the_calibration(sam2_random_checkpoint, tmp_path, monkeypatch):
-    from napari_sam2.engine.models import file_sha256, load_sam2
+    from napari_sam2.engine.model.checkpoints import file_sha256
+    from napari_sam2.engine.model.load import load_sam2
 
     monkeypatch.setenv(P.PRECISION_DIR_ENV, str(tmp_path))
     monkeypatch.setattr(P, "native_bf16", lambda *a, **k: True)

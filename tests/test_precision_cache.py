@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import EmbeddingCache, Segmenter
-from napari_sam2.engine.precision import click_grid, compare_embeddings
+from napari_sam2.engine.runtime.precision import click_grid, compare_embeddings
 
 torch = pytest.importorskip("torch")
 

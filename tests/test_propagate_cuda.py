@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 from napari_sam2.engine import Segmenter  # noqa: E402
-from napari_sam2.engine.propagate import propagate  # noqa: E402
+from napari_sam2.engine.propagation import propagate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

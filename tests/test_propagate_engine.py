@@ -10,14 +10,9 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import Cancelled, ImageError, LabelsError, ModelError
-from napari_sam2.engine.projection import resolve_overlaps
-from napari_sam2.engine.propagate import (
-    CANCELLED,
-    END,
-    LOW_IOU,
-    VANISHED,
-    iou,
-)
+from napari_sam2.engine.propagation.plan import iou
+from napari_sam2.engine.propagation.projection import resolve_overlaps
+from napari_sam2.engine.propagation.report import CANCELLED, END, LOW_IOU, VANISHED
 
 
 @pytest.fixture(scope="module")
@@ -284,11 +279,11 @@ def test_resolve_overlaps_higher_score_wins_ties_lower_id():
 def test_auto_mode_is_video_on_cuda_only(classical_segmenter):
     from types import SimpleNamespace
 
-    from napari_sam2.engine.propagate import choose_mode
+    from napari_sam2.engine.propagation import choose_mode
 
-    def seg_on(device_type, name="sam2"):
-        backend = SimpleNamespace(
-            name=name, loaded=object(), device=SimpleNamespace(type=device_type)
+    def seg_on(device_type, video=True):
+        backend = SimpleNamespace(  # a backend that declares video support (as Sam2Backend)
+            name="any", supports_video=video, device=SimpleNamespace(type=device_type)
         )
         return SimpleNamespace(backend=backend)
 
@@ -297,5 +292,8 @@ def test_auto_mode_is_video_on_cuda_only(classical_segmenter):
     assert choose_mode(seg_on("mps"), "auto") == "projection"
     assert choose_mode(seg_on("cpu"), "video") == "video"
     assert choose_mode(classical_segmenter, "auto") == "projection"
+    assert choose_mode(seg_on("cuda", video=False), "auto") == "projection"
+    with pytest.raises(ModelError, match="Video mode needs"):
+        choose_mode(seg_on("cuda", video=False), "video")
     with pytest.raises(ValueError, match="mode must be"):
         choose_mode(classical_segmenter, "fast")

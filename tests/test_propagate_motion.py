@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam2.engine import Segmenter, motion
+from napari_sam2.engine import Segmenter
 from napari_sam2.engine.backends.base import Prediction
-from napari_sam2.engine.propagate import LOW_IOU
+from napari_sam2.engine.propagation import motion
+from napari_sam2.engine.propagation.report import LOW_IOU
 from timelapse_helpers import moving_cells
 
 

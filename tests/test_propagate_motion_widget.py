@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_sam2.adapter.propagate import prepare_propagation, time_estimate
-from napari_sam2.engine import motion
+from napari_sam2.engine.propagation import motion
 from timelapse_helpers import moving_cells
 from widget_helpers import TIMEOUT, ready_widget
 

@@ -38,7 +38,7 @@ def _lazy(stack, reads):
 
 
 def test_video_predictor_shares_the_image_model(sam2_random_segmenter):
-    from napari_sam2.engine.video import video_predictor
+    from napari_sam2.engine.propagation.video import video_predictor
 
     model = sam2_random_segmenter.backend.loaded.model
     vp = video_predictor(model)
@@ -55,7 +55,7 @@ def test_lazy_frames_normalise_like_the_image_path(sam2_random_segmenter, nuclei
     from sam2.utils.transforms import SAM2Transforms
 
     from napari_sam2.engine.planes import PlaneSource
-    from napari_sam2.engine.video import LazyFrames
+    from napari_sam2.engine.propagation.video import LazyFrames
 
     img, _ = nuclei
     src = PlaneSource(img[:, :, :80])  # non-square planes
@@ -70,7 +70,7 @@ def test_lazy_frames_normalise_like_the_image_path(sam2_random_segmenter, nuclei
 
 @pytest.mark.slow
 def test_video_mode_multi_object_both_directions_lazy(sam2_random_segmenter, nuclei):
-    from napari_sam2.engine.propagate import propagate
+    from napari_sam2.engine.propagation import propagate
 
     img, gt = nuclei
     crop, gcrop = img[:, 10:90, 10:90], gt[:, 10:90, 10:90]
@@ -116,7 +116,7 @@ def test_video_mode_multi_object_both_directions_lazy(sam2_random_segmenter, nuc
 
 @pytest.mark.slow
 def test_video_mode_cancel_leaves_labels_identical(sam2_random_segmenter, nuclei):
-    from napari_sam2.engine.propagate import propagate
+    from napari_sam2.engine.propagation import propagate
 
     img, gt = nuclei
     seg = sam2_random_segmenter.set_image(img[:, 10:90, 10:90])

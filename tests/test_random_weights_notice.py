@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("sam2")
 
 from napari_sam2.engine import Segmenter  # noqa: E402
-from napari_sam2.engine.backend_choice import RANDOM_WEIGHTS_NOTICE  # noqa: E402
+from napari_sam2.engine.backends.factory import RANDOM_WEIGHTS_NOTICE  # noqa: E402
 from napari_sam2.widget._model_panel import describe_model  # noqa: E402
 
 SIZE = 256  # as the conftest fixtures: a fast build

@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from napari_sam2.engine import Segmenter
-from napari_sam2.engine import speed as S
 from napari_sam2.engine.errors import Cancelled, ImageError
-from napari_sam2.engine.precision import click_grid, compare_embeddings
+from napari_sam2.engine.runtime import speed as S
+from napari_sam2.engine.runtime.precision import click_grid, compare_embeddings
 
 torch = pytest.importorskip("torch")
 
@@ -126,29 +126,51 @@ def test_default_batch_size(sam2_random_segmenter, classical_segmenter):
 
 
 def test_compile_encoder_wiring_without_compiling(sam2_random_checkpoint, stack, monkeypatch):
-    """torch.compile replaced by a recorder (tests never compile): the encoder's forward is
-    wrapped once, the cancel hooks are removed, results are unchanged and owned."""
-    calls = []
+    """torch.compile replaced by a stand-in (tests never compile) that behaves like a CUDA
+    graph: it returns the same output buffers on every call and cannot run the per-block
+    cancel hooks.  After compile_encoder every encode goes through it once (the warm-up
+    included) without the hooks, results are unchanged and survive the next encode
+    (owned), a second call compiles nothing, and cancel is still honoured between planes."""
+    runs = []
 
     def fake_compile(fn, **kw):
-        calls.append(kw)
-        return fn
+        buffers = {}
+
+        def graph(sample):
+            runs.append(sample.shape)
+            out = fn(sample)
+            for k, v in out.items():  # CUDA graphs: outputs live in reused buffers
+                vs = v if isinstance(v, list) else [v]
+                old = buffers.setdefault(k, [t.clone() for t in vs])
+                for o, t in zip(old, vs, strict=True):
+                    o.copy_(t)
+            return {k: list(b) if isinstance(out[k], list) else b[0] for k, b in buffers.items()}
+
+        return graph
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     seg = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu", image_size=256)
     seg.set_image(stack)
-    before = seg.backend.encode(seg.source.sam_image((0,)))
-    assert len(seg.backend._cancel_hooks) == 12
-    spent = S.compile_encoder(seg.backend)
-    assert spent > 0 and calls == [{"mode": None, "dynamic": False}]
-    assert seg.backend._cancel_hooks == []
-    assert S.compile_encoder(seg.backend) == 0.0 and len(calls) == 1  # once only
-    after = seg.backend.encode(seg.source.sam_image((0,)))
-    _same(before, after, atol=0)
-    ev = threading.Event()
-    ev.set()
+    images = [seg.source.sam_image((z,)) for z in range(2)]
+    eager = [seg.backend.encode(im) for im in images]
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(Cancelled):  # eager: the block hooks stop an encode
+        seg.backend.encode(images[0], cancel=cancelled)
+    assert runs == []
+
+    S.compile_encoder(seg.backend)
+    assert len(runs) == 1  # the warm-up encode ran the compiled graph
+    assert S.compile_encoder(seg.backend) == 0.0 and len(runs) == 1  # once only
+
+    first = seg.backend.encode(images[0], cancel=cancelled)  # no hook runs inside a graph
+    second = seg.backend.encode(images[1])
+    assert len(runs) == 3
+    _same(eager[0], first, atol=0)  # not overwritten by the second run's buffers
+    _same(eager[1], second, atol=0)
+    assert not torch.equal(first["image_embed"], second["image_embed"])
     with pytest.raises(Cancelled):  # still honoured, between planes
-        seg.embedding((1,), cancel=ev)
+        seg.embedding((1,), cancel=cancelled)
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

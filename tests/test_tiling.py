@@ -8,12 +8,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from napari_sam2.engine import Segmenter
-from napari_sam2.engine.tiling import (
-    predict_tiled,
-    segment_into_tiled,
-    tile_around,
-    tile_grid,
-)
+from napari_sam2.engine.tiling import predict_tiled, segment_into_tiled, tile_around, tile_grid
 
 TILE, OVERLAP = 256, 64
 

@@ -18,12 +18,12 @@ import tifffile
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from napari_sam2.engine import convert as C  # noqa: E402
 from napari_sam2.engine.errors import (  # noqa: E402
     CheckpointMismatchError,
     CheckpointNotFoundError,
     MissingExtraError,
 )
+from napari_sam2.engine.model import convert as C  # noqa: E402
 from napari_sam2.engine.segmenter import Segmenter  # noqa: E402
 
 SIZE = 256  # tests/conftest.py TEST_IMAGE_SIZE
@@ -270,7 +270,7 @@ def test_missing_transformers_message(monkeypatch):
 
 
 def test_hub_id_not_cached(monkeypatch):
-    from napari_sam2.engine import hf_models
+    from napari_sam2.engine.model import hf as hf_models
 
     monkeypatch.setattr(hf_models, "_hub_files", lambda repo: (None, []))
     with pytest.raises(CheckpointNotFoundError, match="not in the local Hugging Face cache"):
@@ -294,7 +294,8 @@ def test_every_size_converts(size, version):
     """Config and key mapping of every registry model fit transformers' Sam2Model."""
     from transformers import Sam2Config, Sam2Model
 
-    from napari_sam2.engine.models import build_model, get_spec
+    from napari_sam2.engine.model.load import build_model
+    from napari_sam2.engine.model.registry import get_spec
 
     sd = build_model(get_spec(size, version)).state_dict()
     fields = C.hf_config_dict(size, version)

@@ -298,7 +298,7 @@ def test_importing_the_widget_leaves_triton_alone():
 
 
 def test_triton_blocked_only_with_mesa_llvm(tmp_path, monkeypatch):
-    from napari_sam2.engine import llvm_guard as rt
+    from napari_sam2.engine.runtime import llvm_guard as rt
 
     mesa = tmp_path / "maps_mesa"
     mesa.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1\n")
@@ -319,7 +319,7 @@ def test_triton_blocked_only_with_mesa_llvm(tmp_path, monkeypatch):
 
 
 def test_a_loaded_triton_is_left_alone(tmp_path, monkeypatch):
-    from napari_sam2.engine import llvm_guard as rt
+    from napari_sam2.engine.runtime import llvm_guard as rt
 
     mesa = tmp_path / "maps"
     mesa.write_text("x /usr/lib/libLLVM-15.so.1\n")
@@ -333,9 +333,10 @@ def test_a_loaded_triton_is_left_alone(tmp_path, monkeypatch):
 def test_model_loading_guards_against_the_llvm_clash(monkeypatch):
     """Scripted use in napari's console builds a model without any dock widget: the
     guard must run before sam2 (torchvision → triton) is imported, not only in the dock."""
-    from napari_sam2.engine import hf_models
-    from napari_sam2.engine import llvm_guard as rt
-    from napari_sam2.engine.models import get_spec, load_model_config
+    from napari_sam2.engine.model import hf as hf_models
+    from napari_sam2.engine.model.load import load_model_config
+    from napari_sam2.engine.model.registry import get_spec
+    from napari_sam2.engine.runtime import llvm_guard as rt
 
     calls = []
     monkeypatch.setattr(rt, "avoid_llvm_clash", lambda *a, **k: calls.append(1) or False)

@@ -4,10 +4,6 @@ The public scripted API lives in :mod:`napari_sam2.engine` and is re-exported he
 lazily (importing the package does not import torch).
 """
 
-from ._runtime import prefer_huge_pages as _prefer_huge_pages
-
-_prefer_huge_pages()  # before anything imports torch (see _runtime.py)
-
 try:
     from ._version import version as __version__
 except ImportError:  # not installed (e.g. running from a source tree)

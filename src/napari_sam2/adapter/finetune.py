@@ -20,7 +20,7 @@ from .layers import channel_axis_of, labels_matching
 
 @dataclass
 class TrainingData:
-    """The arguments :func:`napari_sam2.engine.finetune.finetune` takes from the layers."""
+    """The arguments :func:`napari_sam2.engine.training.finetune.finetune` takes from the layers."""
 
     images: list = field(default_factory=list)
     labels: list = field(default_factory=list)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE, LabelEdit
-from ..engine.propagate import PropagationReport
+from ..engine.propagation.report import PropagationReport
 from .channels import image_source
 from .layers import channel_axis_of, labels_matching, spatial_shape, write_edits
 from .orientation import Orientation, oriented_source
@@ -164,7 +164,7 @@ VIDEO_FRAME_COST = 1.5  # a video frame ~ one encode + memory attention (measure
 
 def time_estimate(job: PropagationJob) -> str | None:
     """What video mode will cost off CUDA, said before the run starts (None otherwise)."""
-    from ..engine.propagate import choose_mode
+    from ..engine.propagation import choose_mode
 
     seg = job.segmenter
     if choose_mode(seg, job.kwargs.get("mode", "auto")) != "video":

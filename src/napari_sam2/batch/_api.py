@@ -84,6 +84,7 @@ def segment_files(
     on_task_start=None,
     dicom_seg: bool = False,
     plane_chunks: int | None = None,
+    segments=None,
 ) -> Summary:
     """Segment many image files and write one labels file per file.
 
@@ -132,6 +133,11 @@ def segment_files(
         Called with each Job when its processing starts (testing, monitoring).
     dicom_seg : bool
         DICOM inputs get a DICOM SEG (``<stem>_labels.dcm``, highdicom) instead of NIfTI.
+    segments : mapping or path, optional
+        Names and SNOMED CT codes of the DICOM SEG segments per label ID: a mapping as
+        for :func:`napari_sam2.io.medical.dicom_seg.save_labels_dicom_seg`, or a JSON/CSV
+        file (:func:`napari_sam2.io.medical.segment_codes.read_segment_file`).  Checked
+        before any file is segmented.
     plane_chunks : int, optional
         ``auto`` stacks (without prompts/propagation) are split into this many plane
         ranges, one task each, assembled into one output.  None: on a cluster, stacks of
@@ -161,6 +167,7 @@ def segment_files(
         series=0 if series == F.ALL_SERIES else int(series),
         overwrite=overwrite or output is not None,
         dicom_seg=dicom_seg,
+        segments=_segments_setting(segments),
     )
     results: list = [FileResult(u, None, FAILED, "no file matches") for u in unmatched]
     todo_inputs = []
@@ -273,3 +280,20 @@ def _where(client, scheduler, workers) -> str:
     if scheduler:
         return f"dask scheduler {scheduler}"
     return f"dask LocalCluster ({workers} worker processes)"
+
+
+def _segments_setting(segments) -> dict | None:
+    """``{"ID": {"label", "category", "type"}}`` (plain JSON for the workers and the
+    fingerprint) from a mapping or a JSON/CSV file; SegmentSpecError when a code is unknown."""
+    if segments is None:
+        return None
+    from collections.abc import Mapping
+
+    from ..io.medical.segment_codes import parse_segments, read_segment_file
+
+    specs = (
+        parse_segments(segments)
+        if isinstance(segments, Mapping)
+        else read_segment_file(segments)
+    )
+    return {str(k): spec.as_dict() for k, spec in sorted(specs.items())} or None

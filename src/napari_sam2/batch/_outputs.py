@@ -189,7 +189,8 @@ def _write_seg(tmp: Path, labels, provenance: dict, img: F.Image) -> None:
     from ..io.medical.dicom_seg import save_labels_dicom_seg
 
     save_labels_dicom_seg(tmp, labels, medical=img.extra.get("medical") or {},
-                          provenance=provenance)  # fmt: skip
+                          provenance=provenance,
+                          segments=(provenance.get("batch") or {}).get("segments"))  # fmt: skip
     ds = pydicom.dcmread(tmp)
     fp = (provenance.get("batch") or {}).get("fingerprint", "")
     ds.SeriesDescription = f"{SEG_DESCRIPTION} {fp}"[:64]

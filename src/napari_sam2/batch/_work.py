@@ -61,6 +61,7 @@ class Settings:
     series: int = 0
     overwrite: bool = False
     dicom_seg: bool = False
+    segments: dict | None = None  # DICOM SEG names/codes {"ID": {"label", "category", "type"}}
 
 
 @dataclass
@@ -88,6 +89,8 @@ def fingerprint(prompts, settings: Settings, model: ModelOptions) -> str:
     """Identifies how an output was made (prompts, settings, model options)."""
     s = asdict(settings)
     s.pop("overwrite")
+    if s.get("segments") is None:  # outputs made before segment names existed stay current
+        s.pop("segments")
     p = {repr(k): asdict(v) for k, v in sorted((prompts or {}).items())}
     return _digest({"prompts": p, "settings": s, "model": asdict(model)})
 
@@ -192,7 +195,12 @@ def provenance(job: Job, seg_description: dict, prompted: list, objects: dict, i
         "command": F.COMMAND,
         **seg_description,
         "objects": objects,
-        "batch": {"fingerprint": job.fingerprint, "auto": st.auto, "propagate": st.propagate},
+        "batch": {
+            "fingerprint": job.fingerprint,
+            "auto": st.auto,
+            "propagate": st.propagate,
+            **({"segments": st.segments} if st.segments else {}),
+        },
         "input": img.extra,
     }
 
@@ -262,7 +270,7 @@ def _segment(job: Job, seg, on_plane) -> FileResult:
             )
         if not src.index_shape:
             raise F.InputError("--propagate needs a stack (Z or T axis); this image is 2-D")
-        from ..engine.motion import kind_of_axis
+        from ..engine.propagation.motion import kind_of_axis
 
         kind = kind_of_axis(str(getattr(img, "axes", "") or "")[:1])  # T: objects move
         for plane in prompted:

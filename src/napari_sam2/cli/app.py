@@ -33,18 +33,15 @@ def add_parsers(sub) -> None:
 def cmd_info(args) -> int:
     import platform
 
-    from ..engine.backends.sam2_backend import has_compiled_extension
-    from ..engine.models import (
+    from ..engine.backends.factory import CLASSICAL_NOTICE
+    from ..engine.backends.sam2 import has_compiled_extension
+    from ..engine.model.checkpoints import (
         CHECKPOINT_DIR_ENV,
-        SIZES,
-        cpu_has_native_bf16,
         default_checkpoint_dirs,
         find_checkpoint,
-        get_spec,
-        resolve_device,
-        resolve_precision,
     )
-    from ..engine.segmenter import CLASSICAL_NOTICE
+    from ..engine.model.registry import SIZES, get_spec
+    from ..engine.runtime.devices import cpu_has_native_bf16, resolve_device, resolve_precision
 
     print(f"napari-sam2 {dist_version('napari-sam2')}  (Python {platform.python_version()})")
     for dist in ("napari", "torch", "sam2", "numpy", "scikit-image", "tifffile", "PyQt6"):
@@ -57,12 +54,12 @@ def cmd_info(args) -> int:
     bf16 = "native bf16 (AVX-512 BF16/AMX)" if cpu_has_native_bf16() else "no native bf16"
     print(f"precision:   {resolve_precision(dev, 'auto')} by default (CPU: {bf16})")
     if dev.type == "cpu" and cpu_has_native_bf16():
-        from ..engine.precision import calibration_dir
+        from ..engine.runtime.precision import calibration_dir
 
         found = sorted(calibration_dir().glob("*.json"))
         print(
             f"             CPU bf16 is used once a calibration measured it faster and agreeing "
-            f"(napari_sam2.engine.precision.calibrate); {len(found)} verdict(s) in "
+            f"(napari_sam2.engine.runtime.precision.calibrate); {len(found)} verdict(s) in "
             f"{calibration_dir()}"
         )
     ext = has_compiled_extension()

@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from ..engine import auto_precision as ap
-    from ..engine import precision as P
+    from ..engine.runtime import auto_precision as ap
+    from ..engine.runtime import precision as P
 
     args.device, args.precision = "cpu", "fp32"  # measured on the CPU, from fp32
     seg = segmenter_from_args(args)

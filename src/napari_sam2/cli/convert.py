@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 def cmd_convert(args) -> int:
     from pathlib import Path
 
-    from ..engine.convert import convert
+    from ..engine.model.convert import convert
 
     if Path(args.dst).exists() and Path(args.dst).is_file() == Path(args.src).is_file():
         print(f"napari-sam2 convert: overwriting {args.dst}", file=sys.stderr)

@@ -48,8 +48,8 @@ def add_parser(sub) -> None:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from ..engine.evaluate import evaluate as run_eval
-    from ..engine.evaluate import overall_mean, plot_curves, write_csv, write_json
+    from ..engine.training.evaluate import evaluate as run_eval
+    from ..engine.training.evaluate import overall_mean, plot_curves, write_csv, write_json
 
     pairs = labelled_pairs(args)
     if args.clicks < 1:

@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from ..engine.finetune import card_path_for, finetune
+    from ..engine.training.finetune import card_path_for, finetune
 
     pairs = labelled_pairs(args)
     out = Path(args.out)

@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
 def cmd_precompute(args) -> int:
     import numpy as np
 
-    from ..engine.auto_precision import calibrate_if_needed
-    from ..engine.disk_cache import DiskCache, default_dir
+    from ..engine.cache.disk import DiskCache, default_dir
+    from ..engine.runtime.auto_precision import calibrate_if_needed
 
     folder = default_dir() if args.disk_cache == "default" else Path(args.disk_cache)
     cache = DiskCache(folder, max_bytes=int(args.max_gb * 1024**3))

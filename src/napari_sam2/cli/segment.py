@@ -26,7 +26,7 @@ from .dicomweb import run as run_dicomweb
 from .dicomweb import wants_dicomweb
 
 BATCH_ONLY = ("out_dir", "prompts", "auto", "propagate", "overwrite", "summary", "scheduler",
-              "workers", "dicom_seg", "plane_chunks")  # fmt: skip
+              "workers", "dicom_seg", "plane_chunks", "segments")  # fmt: skip
 EXIT_SOME_FAILED = 3
 
 
@@ -91,6 +91,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--dicom-seg", action="store_true",
                    help="DICOM inputs: write a DICOM SEG (<stem>_labels.dcm, needs highdicom) "
                    "instead of NIfTI")  # fmt: skip
+    g.add_argument("--segments", metavar="FILE",
+                   help="with --dicom-seg: segment names and SNOMED CT codes per label ID, a "
+                   "JSON ({\"1\": \"Liver\"}) or CSV (id,label,category,type) file")  # fmt: skip
 
 
 def wants_batch(args) -> bool:
@@ -157,6 +160,7 @@ def run(args) -> int:
         retries=args.retries,
         progress=not args.no_progress,
         dicom_seg=args.dicom_seg,
+        segments=args.segments,
         plane_chunks=args.plane_chunks,
     )
     for r in summary.done:
@@ -260,11 +264,11 @@ def cmd_segment(args) -> int:
 
 def _calibrate_first(args) -> None:
     """``precision=auto`` on a CPU with native bf16: one fp32/bf16 measurement before a run
-    of more than a few planes (engine/auto_precision.py); the workers use its verdict."""
+    of more than a few planes (engine/runtime/auto_precision.py); the workers use its verdict."""
     import sys
 
     from ..batch import expand_inputs
-    from ..engine.auto_precision import CLI_MIN_PLANES, calibrate_before_run
+    from ..engine.runtime.auto_precision import CLI_MIN_PLANES, calibrate_before_run
 
     files, _ = expand_inputs(args.image)
     n = max(len(files), CLI_MIN_PLANES + 1) if args.propagate else len(files)  # a volume

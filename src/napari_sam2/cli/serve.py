@@ -64,7 +64,7 @@ def cmd_serve(args) -> int:
         raise UsageError(
             f"the server needs its extra ({e.name} is missing): pip install 'napari-sam2[server]'"
         ) from None
-    from ..engine.speed import default_batch_size
+    from ..engine.runtime.speed import default_batch_size
 
     auth = not args.no_auth
     check_bind(args.host, auth)  # before loading a model

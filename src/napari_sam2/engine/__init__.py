@@ -2,7 +2,7 @@
 
 from .automatic import EverythingParams
 from .backends import ClassicalBackend, Prediction, Predictor
-from .cache import EmbeddingCache
+from .cache.memory import EmbeddingCache
 from .errors import (
     Cancelled,
     CheckpointCorruptError,
@@ -20,10 +20,11 @@ from .errors import (
     UnknownModelError,
 )
 from .labels import LabelEdit, apply_edit, next_label_id, plan_object_write, write_object
-from .models import ModelSpec, get_spec, load_sam2
+from .model.load import load_sam2
+from .model.registry import ModelSpec, get_spec
 from .planes import Normalization, PlaneSource
 from .prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
-from .propagate import ObjectTrack, PropagationReport
+from .propagation.report import ObjectTrack, PropagationReport
 from .segmenter import Segmenter
 
 __all__ = [

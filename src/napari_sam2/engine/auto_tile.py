@@ -65,7 +65,7 @@ def predict(seg, index, objects, *, multimask, cancel, size: int) -> list[Predic
     box of all prompts, masks included."""
     from .tiling import tile_around, tile_embedding
 
-    src = seg._require_source()
+    src = seg.require_source()
     lo = np.full(2, np.inf)
     hi = np.full(2, -np.inf)
     for o in objects:

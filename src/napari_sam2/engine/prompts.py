@@ -1,7 +1,7 @@
 """Prompt objects, in *data pixel coordinates (row, col)* of one 2-D plane.
 
 These are the only prompt types the engine knows.  The conversion to SAM's (x, y)
-order happens in exactly one place: :func:`napari_sam2.engine.backends.sam2_backend.to_xy`.
+order happens in exactly one place: :func:`napari_sam2.engine.backends._sam_common.to_xy`.
 """
 
 from __future__ import annotations

@@ -8,29 +8,29 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from . import auto_precision as _auto_precision
 from . import auto_tile as _auto_tile
 from . import automatic as _automatic
-from . import disk_cache as _disk_cache
 from . import labels as _labels
-from . import propagate as _propagate
-from . import speed as _speed
-from . import warmup as _warmup
-from .backend_choice import BACKENDS, CLASSICAL_NOTICE, cache_dtype_for, make_backend  # noqa: F401
+from . import propagation as _propagate
 from .backends.base import Prediction, Predictor
+from .backends.factory import BACKENDS, cache_dtype_for, make_backend
 from .backends.remote import connect, wants_server
-from .cache import EmbeddingCache
+from .cache import disk as _disk_cache
+from .cache.memory import EmbeddingCache
+from .cancel import check_cancel
 from .edits import plan_edits
-from .errors import Cancelled, ImageError, LabelsError, PromptError
+from .errors import ImageError, LabelsError, PromptError
 from .planes import DEFAULT_PERCENTILES, PlaneSource
 from .prompts import ObjectPrompt, make_objects
+from .runtime import auto_precision as _auto_precision
+from .runtime import speed as _speed
+from .runtime import warmup as _warmup
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class Segmenter:
         )
         return self
 
-    def _require_source(self) -> PlaneSource:
+    def require_source(self) -> PlaneSource:
+        """The image's :class:`PlaneSource`; :class:`ImageError` when no image is set."""
         if self.source is None:
             raise ImageError("No image set: call set_image(array) first.")
         return self.source
@@ -167,7 +168,7 @@ class Segmenter:
         ``cancel``: a ``threading.Event``; once set, a running encode stops as soon as the
         backend can (between image-encoder blocks for SAM 2) with :class:`Cancelled`.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         raw = src.raw_plane(index)  # read once: lazy (dask/zarr) planes cost I/O
         key = (src.plane_key(index, raw=raw), self.backend.cache_key())
@@ -177,14 +178,10 @@ class Segmenter:
             if emb is not None:
                 emb = self.cache.put(key, emb)
         if emb is None:
-            _check(cancel)
+            check_cancel(cancel)
             t0 = time.perf_counter()
             image = src.to_sam_image(raw)
-            if _accepts_cancel(self.backend):
-                emb = self.backend.encode(image, cancel=cancel)
-            else:
-                emb = self.backend.encode(image)
-                _check(cancel)
+            emb = self.backend.encode(image, cancel=cancel)
             self.cache.stats.encodes += 1
             self.cache.stats.last_encode_s = time.perf_counter() - t0
             emb = self.cache.put(key, emb)
@@ -201,7 +198,7 @@ class Segmenter:
         session (or the widget) on the same image and model encodes nothing.
         ``batch_size``: planes per encoder call (default: 4 on CUDA, 1 elsewhere).
         """
-        src = self._require_source()
+        src = self.require_source()
         planes = list(np.ndindex(*src.index_shape)) if planes is None else list(planes)
         return _speed.precompute(self, planes, batch_size, cancel=cancel, progress=progress)
 
@@ -210,7 +207,7 @@ class Segmenter:
         return _warmup.warm_up(self.backend, cancel=cancel)
 
     def is_encoded(self, plane=()) -> bool:
-        src = self._require_source()
+        src = self.require_source()
         return (src.plane_key(src.check_index(plane)), self.backend.cache_key()) in self.cache
 
     # --------------------------------------------------------------- predict
@@ -244,7 +241,7 @@ class Segmenter:
         whole plane (downscaled to the model input), full-plane masks; ``True``: always
         tiled; an int: tiles of that size.  See docs/scripting.md.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         if objects is None:
             objects = make_objects(points, point_labels, boxes, masks)
@@ -257,7 +254,7 @@ class Segmenter:
                 self, index, objects, multimask=multimask, cancel=cancel, size=size
             )
         emb = self.embedding(index, cancel=cancel)
-        _check(cancel)
+        check_cancel(cancel)
         return self.backend.predict(emb, objects, multimask=multimask)
 
     def segment_into(
@@ -278,7 +275,7 @@ class Segmenter:
         Returns the IDs written.  On a tiled plane (see :meth:`predict`'s ``tile``, also
         accepted here) only each object's bounding box of ``labels`` is read and written.
         """
-        src = self._require_source()
+        src = self.require_source()
         index = src.check_index(plane)
         expected = src.index_shape + src.plane_shape
         if tuple(labels.shape) != expected:
@@ -396,7 +393,7 @@ class Segmenter:
         overlaps resolved (higher score wins).  Classical backend: threshold + watershed.
         Areas in physical units² when ``pixel_size`` (row, col) is given.  More settings
         (``points_per_batch``, ``box_nms_thresh``, ``hole_area``, ``sigma``, ``split_h``):
-        see :class:`napari_sam2.engine.automatic.EverythingParams`.
+        see :class:`napari_sam2.engine.automatic.params.EverythingParams`.
         """
         return _automatic.segment_everything(
             self,
@@ -413,15 +410,3 @@ class Segmenter:
             progress=progress,
             **advanced,
         )
-
-
-def _check(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("Cancelled.")
-
-
-def _accepts_cancel(backend) -> bool:
-    try:
-        return "cancel" in inspect.signature(backend.encode).parameters
-    except (TypeError, ValueError):
-        return False

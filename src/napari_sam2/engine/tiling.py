@@ -6,12 +6,9 @@
   normalises it with the stack-wide window and encodes it; embeddings are cached per tile
   (key: the tile's pixels + normalisation + model), so no full-plane copy is ever made;
 - :func:`predict_tiled` / :func:`segment_into_tiled`: prompts on a large plane, answered
-  from the tile around them (masks come back tile-local with their offset);
-- :func:`everything_tiled`: automatic mode tile by tile.  Each tile keeps the objects
-  whose centre lies in its *core* (the tile minus half the overlap on each inner side:
-  the cores partition the plane) plus the pieces cut by a tile edge; a piece or object
-  that overlaps an object already written by an earlier tile joins its ID, so an object
-  crossing a tile border gets one ID.
+  from the tile around them (masks come back tile-local with their offset).
+
+Automatic mode tile by tile is :mod:`napari_sam2.engine.automatic.tiled`.
 """
 
 from __future__ import annotations
@@ -19,21 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.filters import gaussian, threshold_otsu
 
 from . import labels as _labels
-from .automatic import (
-    EverythingParams,
-    check_cancel,
-    classical_instances,
-    fill_small_holes,
-    resolve_overlaps,
-)
-from .errors import ModelError, PromptError
+from .cancel import check_cancel
+from .errors import PromptError
 from .prompts import Box, ObjectPrompt, Points, make_objects
-
-MERGE_FRACTION = 0.5  # overlap / smaller area above which two pieces are one object
 
 
 @dataclass(frozen=True)
@@ -119,22 +106,19 @@ def default_tile_size(segmenter) -> int:
 # ------------------------------------------------------------------ reading
 def raw_tile(src, index, tile: Tile) -> np.ndarray:
     """The tile's pixels as stored (only this window is read from lazy data)."""
-    return _read(src, index, tile.slices)
+    return read_window(src, index, tile.slices)
 
 
 def tile_embedding(segmenter, index, tile: Tile, *, cancel=None):
     """The tile's embedding from the segmenter's cache, or read + normalised + encoded."""
-    src = segmenter._require_source()
+    src = segmenter.require_source()
     raw = raw_tile(src, index, tile)
     key = ("tile", src.plane_key(index, raw=raw), segmenter.backend.cache_key())
     emb = segmenter.cache.get(key)
     if emb is None:
-        check_cancel(cancel)
+        check_cancel(cancel, "Segment everything cancelled.")
         image = src.to_sam_image(raw)
-        try:
-            emb = segmenter.backend.encode(image, cancel=cancel)
-        except TypeError:
-            emb = segmenter.backend.encode(image)
+        emb = segmenter.backend.encode(image, cancel=cancel)
         segmenter.cache.stats.encodes += 1
         emb = segmenter.cache.put(key, emb)
     return emb
@@ -144,7 +128,7 @@ def tile_embedding(segmenter, index, tile: Tile, *, cancel=None):
 def predict_tiled(segmenter, plane=(), *, tile_size: int | None = None, cancel=None, **prompts):
     """Predict on the tile around the prompts; each :class:`Prediction` holds tile-local
     masks and ``info["offset"] = (r0, c0)``, ``info["tile"]`` its :class:`Tile`."""
-    src = segmenter._require_source()
+    src = segmenter.require_source()
     index = src.check_index(plane)
     objects = prompts.pop("objects", None) or make_objects(**prompts)
     if not objects:
@@ -165,7 +149,7 @@ def predict_tiled(segmenter, plane=(), *, tile_size: int | None = None, cancel=N
         src.plane_shape, lo[0], lo[1], hi[0], hi[1], tile_size or default_tile_size(segmenter)
     )
     emb = tile_embedding(segmenter, index, tile, cancel=cancel)
-    check_cancel(cancel)
+    check_cancel(cancel, "Segment everything cancelled.")
     local = [_shifted(o, tile.r0, tile.c0) for o in objects]
     preds = segmenter.backend.predict(emb, local)
     for p in preds:
@@ -187,7 +171,7 @@ def segment_into_tiled(
     segmenter, labels, plane=(), *, policy: str = _labels.KEEP, tile_size=None, **prompts
 ) -> list[int]:
     """:func:`predict_tiled` and write each object (new IDs from ``max + 1``)."""
-    src = segmenter._require_source()
+    src = segmenter.require_source()
     index = src.check_index(plane)
     preds = predict_tiled(segmenter, index, tile_size=tile_size, **prompts)
     next_id = _labels.next_label_id(labels)
@@ -205,132 +189,10 @@ def segment_into_tiled(
     return ids
 
 
-# --------------------------------------------------------------- automatic
-def _read(src, index, spatial) -> np.ndarray:
+def read_window(src, index, spatial) -> np.ndarray:
+    """The pixels of one plane's ``spatial`` window as stored (channels first)."""
     data = np.asarray(src.data[src._selector(src.check_index(index), spatial)])
     if src.channel_axis is not None:
         rest = [a for a in range(src.data.ndim) if a not in src.leading_axes]
         data = np.moveaxis(data, rest.index(src.channel_axis), 0)
     return data.astype(np.uint8) if data.dtype == bool else data
-
-
-def plane_threshold(src, index, sigma: float = 1.0, max_values: int = 4_000_000):
-    """Otsu threshold and polarity of the whole normalised plane, from a strided sample
-    (bounded memory; every tile then uses the same threshold).  Returns (t, bright)."""
-    h, w = src.plane_shape
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_values))))
-    gray = src.to_sam_image(_read(src, index, (slice(None, None, step),) * 2)).mean(-1)
-    smooth = gaussian(gray, sigma / step, preserve_range=True)
-    if smooth.min() == smooth.max():
-        return float(smooth.min()), True
-    t = float(threshold_otsu(smooth))
-    return t, bool((smooth > t).mean() <= 0.5)
-
-
-def tile_instances(segmenter, index, tile: Tile, params, *, threshold=None, cancel=None):
-    """Instance labels (int32, tile-local) of one tile; no area filter."""
-    from .backends.classical import ClassicalBackend
-
-    backend = segmenter.backend
-    local = EverythingParams(**{**params.__dict__, "min_area": 0.0, "max_area": None})
-    if isinstance(backend, ClassicalBackend):
-        src = segmenter._require_source()
-        gray = src.to_sam_image(raw_tile(src, index, tile)).mean(-1)
-        smooth = gaussian(gray, params.sigma, preserve_range=True)
-        return classical_instances(smooth, local, threshold=threshold)[0]
-    if getattr(backend, "name", None) == "sam2" and hasattr(backend, "_predictor"):
-        from .automatic_sam2 import sam2_candidates
-
-        emb = tile_embedding(segmenter, index, tile, cancel=cancel)
-        top, left, bottom, right = tile.cut
-        cand = sam2_candidates(
-            backend, emb, local, edge_box=(left, top, right, bottom), cancel=cancel
-        )
-        return resolve_overlaps(cand.local_masks(), cand.scores, tile.shape, local)[0]
-    raise ModelError(f"The {getattr(backend, 'name', '?')!r} backend has no automatic mode.")
-
-
-def _touches_cut(sl, tile: Tile) -> bool:
-    top, left, bottom, right = tile.cut
-    h, w = tile.shape
-    return (
-        (top and sl[0].start == 0)
-        or (left and sl[1].start == 0)
-        or (bottom and sl[0].stop == h)
-        or (right and sl[1].stop == w)
-    )
-
-
-def compact_ids(lab: np.ndarray) -> np.ndarray:
-    """Renumber the IDs present to 1..N keeping their order (O(pixels), no sort)."""
-    present = np.bincount(lab.ravel()) > 0
-    present[0] = False
-    lut = np.zeros(present.size, np.int32)
-    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-    return lut[lab]
-
-
-def everything_tiled(
-    segmenter,
-    index,
-    params: EverythingParams,
-    *,
-    tile_size=None,
-    overlap=None,
-    cancel=None,
-    progress=None,
-) -> np.ndarray:
-    """Instance labels (int32) of a large plane, computed tile by tile and merged across
-    tile borders.  IDs 1..N in the order the tiles found them."""
-    from .backends.classical import ClassicalBackend
-
-    src = segmenter._require_source()
-    index = src.check_index(index)
-    tile_size = int(tile_size or params.tile_size or default_tile_size(segmenter))
-    overlap = int(params.tile_overlap if overlap is None else overlap)
-    tiles = tile_grid(src.plane_shape, tile_size, min(overlap, tile_size - 1))
-    threshold = None
-    if isinstance(segmenter.backend, ClassicalBackend):
-        threshold = plane_threshold(src, index, params.sigma)
-    out = np.zeros(src.plane_shape, np.int32)
-    areas = [0]
-    for k, tile in enumerate(tiles):
-        check_cancel(cancel)
-        loc = tile_instances(segmenter, index, tile, params, threshold=threshold, cancel=cancel)
-        g_all = out[tile.slices]
-        cr0, cc0, cr1, cc1 = tile.core
-        for lid, sl in enumerate(ndi.find_objects(loc), start=1):
-            if sl is None:
-                continue
-            m = loc[sl] == lid
-            rr, cc = np.nonzero(m)
-            cy, cx = rr.mean() + sl[0].start + tile.r0, cc.mean() + sl[1].start + tile.c0
-            in_core = cr0 <= cy < cr1 and cc0 <= cx < cc1
-            if not in_core and not _touches_cut(sl, tile):
-                continue  # whole here, but owned by the tile whose core holds its centre
-            g = g_all[sl]
-            under = g[m]
-            under = under[under > 0]
-            target = None
-            if under.size:
-                ids, counts = np.unique(under, return_counts=True)
-                j = int(ids[np.argmax(counts)])
-                if counts.max() >= MERGE_FRACTION * min(rr.size, areas[j]):
-                    target = j
-            free = m & (g == 0)
-            n_free = int(free.sum())
-            if target is None:
-                if n_free == 0:
-                    continue
-                target = len(areas)
-                areas.append(0)
-            g[free] = target
-            areas[target] += n_free
-        if progress is not None:
-            progress(k + 1, len(tiles))
-    from .automatic import filter_areas
-
-    out = filter_areas(out, params.min_area, params.max_area)
-    if params.hole_area:
-        out = fill_small_holes(out, params.hole_area)
-    return compact_ids(out)

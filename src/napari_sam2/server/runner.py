@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..engine.backend_choice import cache_dtype_for
-from ..engine.disk_cache import DiskCache
+from ..engine.backends.factory import cache_dtype_for
+from ..engine.cache.disk import DiskCache
 from .app import ServerSettings, create_app
 from .auth import TokenSet, check_bind
 from .scheduler import EncodeScheduler, Limits

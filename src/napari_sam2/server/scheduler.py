@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from ..engine.cache import EmbeddingCache
+from ..engine.cache.memory import EmbeddingCache
 from ..engine.errors import Cancelled, NapariSam2Error
 
 log = logging.getLogger(__name__)

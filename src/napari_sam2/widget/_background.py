@@ -15,8 +15,8 @@ from qtpy.QtCore import QObject, QTimer
 from ..adapter.channels import image_source
 from ..adapter.orientation import oriented_source
 from ..adapter.tiles import wants_tiles
+from ..engine.cache.prefetch import Prefetcher, neighbours
 from ..engine.errors import NapariSam2Error
-from ..engine.prefetch import Prefetcher, neighbours
 from ._calibration import BackgroundCalibration
 
 IDLE_MS = 300  # the user has stopped moving / the worker is idle this long: prefetch

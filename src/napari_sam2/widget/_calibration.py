@@ -1,6 +1,6 @@
-"""The bf16/fp32 measurement in the dock's background (engine/auto_precision.py).
+"""The bf16/fp32 measurement in the dock's background (engine/runtime/auto_precision.py).
 
-Started after the model's warm-up when :func:`~napari_sam2.engine.auto_precision.
+Started after the model's warm-up when :func:`~napari_sam2.engine.runtime.auto_precision.
 needs_calibration` says so (``auto`` precision, a SAM 2 model on a CPU with native bf16,
 no verdict saved yet).  Like warm-up and prefetch it gives way to the user: any user
 action cancels it between two encoder blocks, and it starts again (from the beginning, it
@@ -16,8 +16,8 @@ import threading
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer
 
-from ..engine import auto_precision as _ap
 from ..engine.errors import Cancelled
+from ..engine.runtime import auto_precision as _ap
 
 IDLE_MS = 2000  # the user has left the dock alone this long: measure (again)
 

@@ -13,7 +13,7 @@ from ..adapter.layers import POSITIVE
 from ..adapter.preview import PreviewLayer
 from ..adapter.session import SegmentationSession
 from ..engine.errors import Cancelled, NapariSam2Error
-from ..engine.llvm_guard import avoid_llvm_clash
+from ..engine.runtime.llvm_guard import avoid_llvm_clash
 from ..engine.segmenter import Segmenter
 from . import _notify
 from ._bindings import Bindings
@@ -47,7 +47,7 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         autoload: bool = True,
     ):
         super().__init__()
-        avoid_llvm_clash()  # napari has loaded its GL driver by now; see engine.llvm_guard
+        avoid_llvm_clash()  # napari has loaded its GL driver by now; see engine/runtime/llvm_guard.py
         self.viewer = viewer
         self.session = SegmentationSession(viewer, segmenter)
         self.preview = PreviewLayer(viewer)

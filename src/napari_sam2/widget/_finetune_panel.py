@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
 
 from ..adapter.finetune import training_data
 from ..engine.errors import NapariSam2Error
-from ..engine.finetune import finetune
 from ..engine.segmenter import Segmenter
+from ..engine.training.finetune import finetune
 from . import _notify
 from ._runner import BackgroundRun, run_controls
 

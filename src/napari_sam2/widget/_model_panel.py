@@ -1,6 +1,8 @@
-"""The widget's model panel: backend, size, checkpoint, device; loads in a worker."""
+"""The widget's model panel: backend, size, checkpoint, device, input size; loads in a worker."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Signal
@@ -12,11 +14,12 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QPushButton,
+    QSpinBox,
 )
 
-from ..engine.backend_choice import CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
-from ..engine.models import SIZES
-from ..engine.segmenter import BACKENDS, Segmenter
+from ..engine.backends.factory import BACKENDS, CLASSICAL_NOTICE, RANDOM_WEIGHTS_NOTICE
+from ..engine.model.registry import SIZES
+from ..engine.segmenter import Segmenter
 from . import _notify
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -57,6 +60,10 @@ def _short_notice(notice: str) -> str:
     return notice.split(":")[0].rstrip(".") + ". "
 
 
+MAX_INPUT_SIZE = 4096
+MEDSAM2_INPUT_SIZE = 512
+
+
 class ModelPanel(QGroupBox):
     """Choose and load a model; emits :attr:`loaded` with the new :class:`Segmenter`."""
 
@@ -84,8 +91,18 @@ class ModelPanel(QGroupBox):
         row = QHBoxLayout()
         row.addWidget(self.ckpt_edit, 1)
         row.addWidget(browse)
+        self.ckpt_edit.editingFinished.connect(self._suggest_input_size)
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.input_size = QSpinBox()  # SAM 2's input resolution; 0 = the model's own
+        self.input_size.setRange(0, MAX_INPUT_SIZE)
+        self.input_size.setSingleStep(32)
+        self.input_size.setSuffix(" px")
+        self.input_size.setSpecialValueText("model default (1024 px)")
+        self.input_size.setToolTip(
+            "The resolution the model sees (a multiple of 32). SAM 2.1 is trained at 1024 px; "
+            "MedSAM2 checkpoints at 512 px (chosen by itself for a MedSAM2_*.pt file)."
+        )
         self.server_edit = QLineEdit()  # encode on a napari-sam2 server: docs/server.md
         self.server_edit.setPlaceholderText("local (or http://gpu-host:8765)")
         self.token_edit = QLineEdit()  # kept in memory only, never saved
@@ -97,6 +114,7 @@ class ModelPanel(QGroupBox):
         form.addRow("Size", self.size_combo)
         form.addRow("Checkpoint", row)
         form.addRow("Device", self.device_combo)
+        form.addRow("Input size", self.input_size)
         form.addRow("Server", self.server_edit)
         form.addRow("Token", self.token_edit)
         form.addRow(self.load_btn)
@@ -113,13 +131,25 @@ class ModelPanel(QGroupBox):
         )
         if path:
             self.ckpt_edit.setText(path)
+            self._suggest_input_size()
+
+    def _suggest_input_size(self) -> None:
+        """A MedSAM2 checkpoint (bowang-lab's ``MedSAM2_*.pt``) is SAM 2.1 tiny trained at
+        512 px: choose that when the user has not chosen an input size."""
+        name = Path(self.ckpt_edit.text().strip()).name.lower()
+        if name.startswith("medsam2") and self.input_size.value() == 0:
+            self.input_size.setValue(MEDSAM2_INPUT_SIZE)
+            self.size_combo.setCurrentText("tiny")
+            self.status.emit("MedSAM2 checkpoint: size tiny, input 512 px (as it was trained).")
 
     def options(self) -> dict:
+        size = self.input_size.value()
         return {
             "model": self.size_combo.currentText(),
             "checkpoint": self.ckpt_edit.text().strip() or None,
             "backend": self.backend_combo.currentText(),
             "device": self.device_combo.currentText(),
+            **({"image_size": size} if size else {}),
             **self._server_options(),
         }
 

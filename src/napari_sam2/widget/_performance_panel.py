@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..engine import disk_cache as _disk_cache
+from ..engine.cache import disk as _disk_cache
 from . import _notify
 from ._background import Background, prefetch_default
 

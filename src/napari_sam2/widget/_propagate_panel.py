@@ -29,7 +29,7 @@ from ..adapter.propagate import (
     time_estimate,
 )
 from ..engine.errors import NapariSam2Error
-from ..engine.propagate import DIRECTIONS, MODES
+from ..engine.propagation.plan import DIRECTIONS, MODES
 from . import _notify
 from ._runner import BackgroundRun
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import Cancelled
-from ..models import autocast
+from ..cancel import check_cancel
 from ..prompts import ObjectPrompt
-from .base import Prediction, check_sam_input, sort_candidates  # noqa: F401 - shared
+from ..runtime.devices import autocast
+from .base import Prediction, sort_candidates
 
 MASK_LOGIT = 10.0  # logit magnitude given to a binary mask prompt
 
@@ -66,9 +66,7 @@ class SamBackendBase:
 
     def _check_cancel(self, module, args):
         """Forward pre-hook between two image-encoder blocks: stop when cancelled."""
-        ev = self._cancel
-        if ev is not None and ev.is_set():
-            raise Cancelled("Encoding cancelled.")
+        check_cancel(self._cancel, "Encoding cancelled.")
 
     def _guarded_encode(
         self, cancel, run: Callable[[], object], what: str, after=None, precision=None

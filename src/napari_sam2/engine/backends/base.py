@@ -61,15 +61,28 @@ class Predictor(Protocol):
     """A promptable segmenter of 2-D planes.
 
     ``encode`` is the expensive, cacheable step (image → embedding); ``predict`` is cheap.
+    A backend also *declares* what it can do beyond prompts, so that no caller has to
+    test its name or class (docs/scripting.md, "Custom backends"):
+
+    - ``automatic_instances(region, params, *, cancel=None, progress=None)`` → int32
+      instance labels (1..N) of an :class:`~napari_sam2.engine.automatic.params.AutomaticRegion`
+      ("segment everything"); optional: a backend without it has no automatic mode;
+    - ``supports_video`` (default False): SAM 2's video predictor can propagate with its
+      model (``mode="video"``); such a backend also has ``loaded`` (the loaded model);
+    - ``propagation_prompt`` (default ``"mask+box"``): how projection propagation prompts
+      the next plane with an object's previous mask when ``prompt="auto"``;
+    - ``trainable`` (default False): fine-tuning can train its mask decoder.
+
+    Read them with :func:`capability`.
     """
 
     name: str
 
-    def encode(self, image: np.ndarray) -> Any:
+    def encode(self, image: np.ndarray, cancel=None) -> Any:
         """Embed a float32 (H, W, 3) image in [0, 1]; the result is opaque and cacheable.
 
-        A backend may also accept ``cancel=`` (a ``threading.Event``) and raise
-        :class:`~napari_sam2.engine.errors.Cancelled` once it is set.
+        ``cancel`` (a ``threading.Event`` or None): once set, raise
+        :class:`~napari_sam2.engine.errors.Cancelled` as soon as the backend can.
         """
 
     def predict(
@@ -79,6 +92,17 @@ class Predictor(Protocol):
 
     def describe(self) -> dict:
         """JSON-friendly facts for status lines and provenance."""
+
+    def cache_key(self) -> tuple:
+        """What identifies its embeddings (model, weights, device, precision, input size)."""
+
+
+CAPABILITIES = {"supports_video": False, "propagation_prompt": "mask+box", "trainable": False}
+
+
+def capability(backend, name: str):
+    """A declared capability of ``backend`` (see :class:`Predictor`), or its default."""
+    return getattr(backend, name, CAPABILITIES[name])
 
 
 def sort_candidates(masks: np.ndarray, scores: np.ndarray, low_res=None):

@@ -26,7 +26,10 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from ..errors import Cancelled
+from ..automatic.classical import classical_instances
+from ..automatic.params import AutomaticRegion, EverythingParams
+from ..automatic.postprocess import fill_small_holes
+from ..cancel import check_cancel
 from ..prompts import Box, ObjectPrompt
 from .base import Prediction
 
@@ -64,6 +67,9 @@ class ClassicalBackend:
     """Deterministic, weight-free region growing / thresholding."""
 
     name = "classical"
+    # its box rule keeps the largest component of the box, often a neighbour in dense
+    # tissue: projection propagation prompts with the previous mask alone
+    propagation_prompt = "mask"
 
     def __init__(self, sigma: float = 1.0, split_touching: bool = True):
         self.sigma = float(sigma)
@@ -82,8 +88,7 @@ class ClassicalBackend:
         return (self.name, self.sigma)
 
     def encode(self, image: np.ndarray, cancel=None) -> dict:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Encoding cancelled.")
+        check_cancel(cancel, "Encoding cancelled.")
         gray = np.asarray(image, dtype=np.float32)
         if gray.ndim == 3:
             gray = gray.mean(axis=-1)
@@ -106,6 +111,25 @@ class ClassicalBackend:
                 Prediction(masks, np.asarray(_SCORES[: len(steps)]), None, obj, {"multimask": mm})
             )
         return out
+
+    def automatic_instances(
+        self, region: AutomaticRegion, params: EverythingParams, *, cancel=None, progress=None
+    ) -> np.ndarray:
+        """Otsu threshold + watershed instances (:func:`classical_instances`) of a plane, or
+        of a tile with the whole plane's threshold (no hole filling there: the merged plane
+        is filled once)."""
+        if region.is_tile:
+            smooth = gaussian(region.gray(), params.sigma, preserve_range=True)
+            return classical_instances(smooth, params, threshold=region.threshold())[0]
+        smooth = region.embedding()["smooth"]
+        if params.sigma != self.sigma:
+            smooth = gaussian(region.gray(), params.sigma, preserve_range=True)
+        lab, _ = classical_instances(smooth, params)
+        if params.hole_area:
+            lab = fill_small_holes(lab, params.hole_area)
+        if progress is not None:
+            progress(1, 1)
+        return lab
 
     # ----------------------------------------------------------------- rules
     def _segment(self, emb: dict, obj: ObjectPrompt, step: float) -> np.ndarray:

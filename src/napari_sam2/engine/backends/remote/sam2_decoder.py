@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...errors import ModelError
-from ..sam2_backend import Sam2Backend
+from ..sam2 import Sam2Backend
 from .encoder import RemoteBackend
 from .errors import ServerProtocolError
 

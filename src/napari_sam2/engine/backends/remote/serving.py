@@ -21,7 +21,7 @@ def model_id(backend) -> str:
 
 
 def _sam2_backend(backend):
-    from ..sam2_backend import Sam2Backend
+    from ..sam2 import Sam2Backend
 
     return backend if isinstance(backend, Sam2Backend) else None
 
