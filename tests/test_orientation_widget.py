@@ -35,13 +35,7 @@ def _volume() -> np.ndarray:
 def _oracle(layer, voxel, axis) -> np.ndarray:
     """The classical backend's object for a click on ``voxel``, segmented on the 2-D
     plane across ``axis`` cut out of the image with numpy (rows: the lower data axis)."""
-    plane = np.take(np.asarray(layer.data), voxel[axis], axis=axis)
-    seg = Segmenter(backend="classical").set_image(
-        plane, contrast_limits=tuple(layer.contrast_limits)
-    )
-    rc = [v for i, v in enumerate(voxel) if i != axis]
-    [pred] = seg.predict(points=np.array([rc]), point_labels=np.array([1]))
-    return pred.candidates[0]
+    return _oracle_of(np.asarray(layer.data), voxel, axis, layer)
 
 
 def _on_plane(mask2d, voxel, axis) -> np.ndarray:
@@ -346,3 +340,42 @@ def test_embeddings_are_cached_per_orientation(make_napari_viewer, qtbot):
     transposed = segment((0, 2, 1), 0)  # the same plane, shown with rows and columns swapped
     assert stats.encodes == 3
     np.testing.assert_array_equal(transposed, axial)
+
+
+@pytest.mark.parametrize("lead", ["t", "c"])
+def test_a_plane_across_a_4d_stack(make_napari_viewer, qtbot, lead):
+    """T, Z, Y, X (or a channel axis C first) showing (Z, X): the index runs over the
+    first axis and Y; IDs go to that time point (all channels' labels) and Y plane only."""
+    vol = np.stack([np.zeros(SHAPE, np.uint16) + 100, _volume()])  # the object at 1 only
+    viewer = make_napari_viewer()
+    layer, w = ready_widget(
+        viewer, vol, scale=(1.0, 4.0, 1.0, 1.0), axis_labels=(lead, "z", "y", "x")
+    )
+    viewer.dims.order = (0, 2, 1, 3)
+    viewer.dims.set_point(0, 1)
+    viewer.dims.set_point(2, VOXEL[1])
+    click(w.session.points_layer, (1, *layer.data_to_world((1, *VOXEL))[1:]))
+    segment_and_wait(qtbot, w)
+    req = w.session.result.request
+    labels = w.session.labels_layer
+    w.commit()
+    qtbot.waitUntil(lambda: labels.data.any(), timeout=TIMEOUT)
+    want = _on_plane(_oracle_of(vol[1], VOXEL, 1, layer), VOXEL, 1)
+    if lead == "t":
+        assert req.plane == (1, VOXEL[1]) and labels.data.shape == vol.shape
+        assert not labels.data[0].any()
+        np.testing.assert_array_equal(labels.data[1] == 1, want)
+    else:  # the channel axis is never a labels axis: the viewed channel 1 is segmented
+        assert req.plane == (VOXEL[1],) and labels.data.shape == SHAPE
+        np.testing.assert_array_equal(labels.data == 1, want)
+
+
+def _oracle_of(vol3d, voxel, axis, layer):
+    """:func:`_oracle` on a 3-D array, with ``layer``'s contrast limits."""
+    plane = np.take(vol3d, voxel[axis], axis=axis)
+    seg = Segmenter(backend="classical").set_image(
+        plane, contrast_limits=tuple(layer.contrast_limits)
+    )
+    rc = [v for i, v in enumerate(voxel) if i != axis]
+    [pred] = seg.predict(points=np.array([rc]), point_labels=np.array([1]))
+    return pred.candidates[0]
