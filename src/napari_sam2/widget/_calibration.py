@@ -62,7 +62,9 @@ class BackgroundCalibration(QObject):
             return
         ev = self._cancel = threading.Event()
         self.runs += 1
-        self.dock.set_status(f"{self.dock.describe()} · measuring fp32 vs bf16 in the background…")
+        self.dock.set_status(
+            f"{self.dock.describe()} · measuring fp32 vs bf16 in the background…"
+        )
         self._worker = create_worker(
             _ap.measure,
             seg,
