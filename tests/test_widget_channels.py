@@ -226,15 +226,16 @@ def test_selecting_another_channel_keeps_the_combined_image(make_napari_viewer, 
     assert [lay.name for lay in w.session.prepare().source.layers] == ["A", "B"]
 
 
-def test_rolled_axes_are_refused(make_napari_viewer, qtbot, monkeypatch):
+def test_rolled_axes_segment_the_displayed_plane(make_napari_viewer, qtbot):
+    """Ctrl-E / dims order: the plane across the stack is segmented (adapter.orientation)."""
     viewer = make_napari_viewer()
     _, w = ready_widget(viewer, np.stack([discs()] * 4))
     w.session.points_layer.add([2, 40, 40])
-    warnings = []
-    monkeypatch.setattr("napari_sam2.widget._notify.show_warning", warnings.append)
-    viewer.dims.order = (2, 0, 1)  # a Z-Y view across the stack
-    w.segment()
-    assert warnings and "axes" in warnings[0] and not w.busy
+    viewer.dims.order = (2, 0, 1)  # a Z-Y view across the stack, at X = 40
+    viewer.dims.set_point(2, 40)
+    segment_and_wait(qtbot, w)
+    req = w.session.result.request
+    assert req.plane == (40,) and req.orientation.plane_axes == (0, 1)
     viewer.dims.order = (0, 1, 2)
     viewer.dims.set_point(0, 2)
     segment_and_wait(qtbot, w)

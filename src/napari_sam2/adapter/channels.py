@@ -136,6 +136,7 @@ class ImageSource:
     kwargs: dict
     layers: tuple
     level: int = 0
+    orientation: tuple = ()  # the displayed axes' key when not the last two (.orientation)
     _signature: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -145,7 +146,7 @@ class ImageSource:
             tuple((id(lay), id(lay.data)) for lay in self.layers),
             repr(self.kwargs),
             self.level,
-        )
+        ) + ((self.orientation,) if self.orientation else ())
 
     def signature(self) -> tuple:
         """Changes when the pixels or the way they are mapped change (as of creation;
@@ -158,6 +159,8 @@ class ImageSource:
             d["level"] = self.level
         if "channel" in self.kwargs:
             d["channel"] = self.kwargs["channel"]
+        if self.orientation:
+            d["plane_axes"] = list(self.orientation[-2:])
         return d
 
 

@@ -30,7 +30,7 @@ the error; :func:`~napari_sam2.adapter.layers.write_edits` rolls back the same w
 labels are never left half-written.
 
 ``session`` is a :class:`~napari_sam2.adapter.session.SegmentationSession` (its public
-commit API: ``result``, ``is_current``, ``viewed_plane``, ``labels_layer``, ``overwrite``,
+commit API: ``result``, ``is_current``, ``shows_plane_of``, ``labels_layer``, ``overwrite``,
 ``labels_version``, ``next_id``, ``cached_max``, ``fit_ids``, ``notices``,
 ``record_commit``).
 """
@@ -47,6 +47,7 @@ from ..engine.edits import plan_edits
 from ..engine.errors import LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE, LabelEdit
 from .layers import labels_matching, painting, save_history, write_edits
+from .orientation import Orientation
 
 CHUNK_PX = 256 * 1024  # bounding-box pixels per band (~5-15 ms to check and write)
 STEP_PX = 512 * 1024  # pixels written per event-loop turn
@@ -96,6 +97,13 @@ class CommitJob:
     chunks: list[Chunk] = field(default_factory=list)
     max_before: int | None = None  # the layer's cached max ID when the job began
     attempts: int = 0
+    orientation: Orientation | None = None  # the displayed axes (None: the last two)
+
+    def labels(self):
+        """The layer's labels with the plane's axes last (the orientation's view, through
+        which writes reach the layer): ``plane`` and the chunks' keys index it."""
+        data = self.layer.data
+        return data if self.orientation is None else self.orientation.view(data)
 
     @property
     def ids(self) -> list[int]:
@@ -115,6 +123,8 @@ class CommitJob:
         rr, cc = edit.indices[-2:]
         lead = tuple(np.full(rr.shape, i, np.intp) for i in self.plane)
         idx = lead + (rr + self.window[0].start, cc + self.window[1].start)
+        if self.orientation is not None:  # in the labels array's own axis order
+            idx = self.orientation.data_index(idx)
         return dataclasses.replace(edit, indices=idx)
 
 
@@ -155,7 +165,7 @@ def begin_commit(session, result=None, *, copy: bool = True, any_plane: bool = F
     if (
         not any_plane
         and not session.is_current(res.request)
-        and res.request.plane != session.viewed_plane()
+        and not session.shows_plane_of(res.request)
     ):
         raise PromptError("The preview belongs to another plane: segment again here.")
     layer = session.labels_layer
@@ -168,7 +178,8 @@ def begin_commit(session, result=None, *, copy: bool = True, any_plane: bool = F
     max_before = session.cached_max(layer)  # the write's paint event empties the cache
     session.fit_ids(layer, rid if rid is not None else start + len(masks) - 1)
     plane = tuple(res.request.plane)
-    region = layer.data[plane + window]  # a view of numpy data, one window read otherwise
+    orient = res.request.oriented()
+    region = orient.view(layer.data)[plane + window]  # a view of numpy data, else one read
     return CommitJob(
         layer=layer,
         result=res,
@@ -181,6 +192,7 @@ def begin_commit(session, result=None, *, copy: bool = True, any_plane: bool = F
         start_id=start,
         policy=OVERWRITE if session.overwrite else KEEP,
         max_before=max_before,
+        orientation=orient,
     )
 
 
@@ -205,6 +217,9 @@ def plan_commit(job: CommitJob, chunk_px: int = CHUNK_PX) -> CommitJob:
         after[e.indices] = e.values
     origin = (job.window[0].start, job.window[1].start)
     job.chunks = plane_chunks(before, after, job.plane, chunk_px, origin)
+    o = job.orientation
+    if o is not None and not o.identity:  # the undo history: the labels' own axis order
+        job.chunks = [dataclasses.replace(c, indices=o.data_index(c.indices)) for c in job.chunks]
     return job
 
 
@@ -293,7 +308,7 @@ class ChunkedWriter:
             self._check_version()
             budget = self.step_px
             while self.todo and budget > 0:
-                write_chunk(self.layer.data, self.todo[0])
+                write_chunk(self.job.labels(), self.todo[0])
                 chunk = self.todo.pop(0)
                 self.written.append(chunk)
                 budget -= chunk.mask.size
@@ -319,7 +334,7 @@ class ChunkedWriter:
 
     def rollback(self) -> None:
         """Put the old values back where our new values still stand; refresh."""
-        data = self.layer.data
+        data = self.job.labels()
         for chunk in reversed(self.written):
             region = np.array(data[chunk.key])
             ours = region[chunk.mask] == chunk.new
@@ -347,7 +362,7 @@ def finish_job(session, job: CommitJob, ids: list[int]) -> list[int]:
     if session.result is res:
         session.result = None
     if not ids:  # every mask lies on other objects (keep) or reproduces the object
-        now = np.asarray(job.layer.data[job.plane + job.window])
+        now = np.asarray(job.labels()[job.plane + job.window])
         session.notices.append(nothing_new(now, job.masks, job.label_id))
         return []
     session.record_commit(job.layer, res, job.written, known_max=job.max_before)

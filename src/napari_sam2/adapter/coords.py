@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.errors import ImageError
+from .orientation import coupled, linear_part, napari_round
+from .orientation import shown_data_mapper as _shown_mapper
 
 
 def full_resolution(layer):
@@ -32,12 +34,15 @@ def image_ndim(image_layer) -> int:
     return int(image_layer.ndim)
 
 
-def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndarray:
-    """Map (N, layer.ndim) data coords of ``layer`` to (N, image.ndim) image data coords."""
+def layer_to_image_data(layer, coords, image_layer, world_point=None, shown=None) -> np.ndarray:
+    """Map (N, layer.ndim) data coords of ``layer`` to (N, image.ndim) image data coords.
+
+    ``shown``: the image axes the viewer displays (default: its last two), for the rule of
+    :func:`world_to_shown_data`."""
     coords = np.asarray(coords, dtype=float).reshape(-1, layer.ndim)
     nd_img = image_ndim(image_layer)
     out = np.empty((len(coords), nd_img))
-    to_data = shown_data_mapper(image_layer)
+    to_data = shown_data_mapper(image_layer, shown=shown)
     for i, c in enumerate(coords):
         world = np.asarray(layer.data_to_world(c), dtype=float)
         if len(world) < nd_img:
@@ -52,59 +57,33 @@ def layer_to_image_data(layer, coords, image_layer, world_point=None) -> np.ndar
     return out
 
 
-def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
-    """``(L, t)`` of the layer's data → world transform (``world = L @ data + t``)."""
-    n = int(layer.ndim)
-    t = np.asarray(layer.data_to_world(np.zeros(n)), dtype=float)
-    cols = [np.asarray(layer.data_to_world(np.eye(n)[i]), dtype=float) - t for i in range(n)]
-    return np.stack(cols, axis=1), t
-
-
-def _coupled(linear: np.ndarray, n_lead: int) -> bool:
-    """Does the transform mix the leading axes with the last two (non-orthogonal slicing)?"""
-    tol = 1e-9 * max(1.0, float(np.abs(linear).max()))
-    return bool(
-        np.abs(linear[:n_lead, n_lead:]).max(initial=0) > tol
-        or np.abs(linear[n_lead:, :n_lead]).max(initial=0) > tol
-    )
-
-
 def slices_obliquely(layer) -> bool:
     """Does napari slice this layer non-orthogonally (see the module docstring)?"""
     n = int(layer.ndim)
-    return n > 2 and _coupled(_linear(layer)[0], n - 2)
+    return n > 2 and coupled(linear_part(layer)[0], (n - 2, n - 1))
 
 
-def world_to_shown_data(layer, world, n_lead: int | None = None) -> np.ndarray:
+def world_to_shown_data(layer, world, n_lead: int | None = None, shown=None) -> np.ndarray:
     """Data coordinates of ``layer`` at a world position, as napari *shows* them.
 
-    The leading ``n_lead`` coordinates (default: all but the last two) are those of the
-    plane napari slices at that world position (its ``_SliceInput.data_slice``: the
-    world → data transform restricted to those axes); the last two are the pixel drawn
-    there (the data → world transform restricted to them, as napari's canvas uses it).
-    Equal to ``layer.world_to_data(world)`` unless the transform couples the two groups.
+    The leading ``n_lead`` coordinates (default: all but the last two; or all but the
+    displayed axes ``shown``) are those of the plane napari slices at that world position
+    (its ``_SliceInput.data_slice``: the world → data transform restricted to those axes);
+    the displayed ones are the pixel drawn there (the data → world transform restricted to
+    them, as napari's canvas uses it).  Equal to ``layer.world_to_data(world)`` unless the
+    transform couples the two groups.
     """
-    return shown_data_mapper(layer, n_lead)(world)
+    return shown_data_mapper(layer, n_lead, shown)(world)
 
 
-def shown_data_mapper(layer, n_lead: int | None = None):
+def shown_data_mapper(layer, n_lead: int | None = None, shown=None):
     """:func:`world_to_shown_data` for one layer as a function of the world position
     (the transform is read once, for mapping many prompts)."""
-    n = int(layer.ndim)
-    n_lead = n - 2 if n_lead is None else int(n_lead)
-    linear, t = _linear(layer) if n_lead > 0 else (None, None)
-    if linear is None or not _coupled(linear, n_lead):
-        return lambda world: np.asarray(layer.world_to_data(np.asarray(world, float)), float)
-    inv = np.linalg.inv(linear)
-    inv_t = -inv @ t
-
-    def to_data(world):
-        world = np.asarray(world, dtype=float)
-        lead = inv[:n_lead, :n_lead] @ world[:n_lead] + inv_t[:n_lead]
-        shown = np.linalg.solve(linear[n_lead:, n_lead:], world[n_lead:] - t[n_lead:])
-        return np.concatenate([lead, shown])
-
-    return to_data
+    if shown is None:
+        n = int(layer.ndim)
+        n_lead = n - 2 if n_lead is None else int(n_lead)
+        shown = tuple(range(n_lead, n))
+    return _shown_mapper(layer, shown)
 
 
 def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> tuple[int, ...]:
@@ -122,16 +101,6 @@ def current_plane(image_layer, world_point, *, n_leading: int | None = None) -> 
     shape = full_resolution(image_layer).shape[: image_ndim(image_layer)]
     idx = napari_round(data[:n])
     return tuple(int(np.clip(i, 0, s - 1)) for i, s in zip(idx, shape[:n], strict=True))
-
-
-def napari_round(values) -> np.ndarray:
-    """Plane indices from data coordinates with napari's slicing rule (``np.round``: half
-    to even).  Values within 1e-9 of a .5 tie are first snapped onto it, so that a float
-    error of the transform cannot pick the other plane than napari at a tie."""
-    v = np.asarray(values, dtype=float)
-    halves = np.round(v * 2) / 2
-    v = np.where(np.abs(v - halves) < 1e-9, halves, v)
-    return np.round(v).astype(int)
 
 
 def on_plane(coords: np.ndarray, plane: tuple[int, ...]) -> np.ndarray:

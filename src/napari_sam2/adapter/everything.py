@@ -13,6 +13,7 @@ from ..engine.errors import ImageError, LabelsError, PromptError
 from ..engine.labels import KEEP, OVERWRITE
 from .channels import image_source
 from .layers import labels_matching, write_edits
+from .orientation import Orientation, oriented_source
 
 
 @dataclass
@@ -25,11 +26,18 @@ class EverythingRequest:
     policy: str
     pixel_size: tuple[float, float]
     cancel: threading.Event = field(default_factory=threading.Event)
+    orientation: Orientation | None = None  # the displayed axes (None: the last two)
+
+    def labels(self):
+        """The labels with the displayed plane's axes last (what ``plane`` indexes)."""
+        data = self.labels_layer.data
+        return data if self.orientation is None else self.orientation.view(data)
 
 
-def pixel_size_of(image_layer) -> tuple[float, float]:
-    """World size of one pixel along the image's last two axes (the layer's scale)."""
-    scale = np.asarray(image_layer.scale, float)[-2:]
+def pixel_size_of(image_layer, orientation: Orientation | None = None) -> tuple[float, float]:
+    """World size of one pixel along the displayed axes (default: the image's last two)."""
+    scale = np.asarray(image_layer.scale, float)
+    scale = scale[list(orientation.image_axes[-2:])] if orientation else scale[-2:]
     return float(abs(scale[0])), float(abs(scale[1]))
 
 
@@ -49,7 +57,8 @@ def prepare_everything(
         raise LabelsError(msg)
     index = session.viewed_index()
     plane = automatic.ALL_PLANES if all_planes else session.labels_plane(img, index)
-    source = image_source(session.viewer, img, session.channel, index)
+    orient = session.orientation()
+    source = oriented_source(image_source(session.viewer, img, session.channel, index), orient)
     settings = dict(settings or {})
     unknown = set(settings) - set(automatic.EverythingParams.__dataclass_fields__)
     if unknown:
@@ -61,7 +70,8 @@ def prepare_everything(
         source,
         settings,
         OVERWRITE if session.overwrite else KEEP,
-        pixel_size_of(img),
+        pixel_size_of(img, orient),
+        orientation=orient,
     )
 
 
@@ -70,7 +80,7 @@ def compute_everything(session, req: EverythingRequest, progress=None) -> list:
     session.ensure_image(req.source)
     return automatic.plan_everything(
         session.segmenter,
-        req.labels_layer.data,
+        req.labels(),
         req.plane,
         policy=req.policy,
         pixel_size=req.pixel_size,
@@ -88,6 +98,8 @@ def apply_everything(session, req: EverythingRequest, edits) -> list[int]:
     if not edits:
         return []
     session.fit_ids(layer, max(e.label_id for e in edits))
+    if req.orientation is not None:  # indices in the labels array's own axis order
+        edits = [req.orientation.data_edit(e) for e in edits]
     ids = write_edits(layer, edits)
     session.invalidate_max()
     return ids

@@ -11,6 +11,7 @@ from ..engine.errors import PromptError
 from ..engine.prompts import Box, MaskPrompt, ObjectPrompt, Points, make_objects
 from .coords import layer_to_image_data, on_plane
 from .layers import POSITIVE, channel_axis_of
+from .orientation import Orientation
 
 BOX_TYPES = ("rectangle",)
 MASK_TYPES = ("polygon", "ellipse")
@@ -32,21 +33,34 @@ class PromptSet:
         return [o.to_dict() for o in self.objects]
 
 
-def _spatial(coords: np.ndarray, image_layer) -> np.ndarray:
-    """Drop the channel axis (if any) and keep the plane's (row, col)."""
-    ch = channel_axis_of(image_layer)
-    if ch is not None:
-        coords = np.delete(coords, ch, axis=1)
+def _orientation(image_layer, orientation: Orientation | None) -> Orientation:
+    if orientation is None:
+        return Orientation.standard(image_layer.ndim, channel_axis_of(image_layer))
+    return orientation
+
+
+def _spatial(coords: np.ndarray, image_layer, orientation: Orientation | None = None):
+    """Image data coords → oriented labels-space coords: the axes in the orientation's
+    order (the displayed plane's (row, col) last), the channel axis (first) dropped."""
+    o = _orientation(image_layer, orientation)
+    coords = o.image_coords(coords)
+    if channel_axis_of(image_layer) is not None:  # first of the oriented order
+        coords = coords[:, 1:]
     return coords
 
 
-def point_prompts(points_layer, image_layer, plane, world_point=None):
-    """(coords_rc, labels) of the points lying on ``plane``."""
+def _to_image(layer, coords, image_layer, world_point, orientation):
+    o = _orientation(image_layer, orientation)
+    data = layer_to_image_data(layer, coords, image_layer, world_point, shown=o.screen_axes)
+    return _spatial(data, image_layer, o)
+
+
+def point_prompts(points_layer, image_layer, plane, world_point=None, orientation=None):
+    """(coords_rc, labels) of the points lying on ``plane`` (an index over the
+    ``orientation``'s non-displayed axes; default: the last two axes are displayed)."""
     if points_layer is None or len(points_layer.data) == 0:
         return np.empty((0, 2)), np.empty(0, int)
-    data = _spatial(
-        layer_to_image_data(points_layer, points_layer.data, image_layer, world_point), image_layer
-    )
+    data = _to_image(points_layer, points_layer.data, image_layer, world_point, orientation)
     feats = getattr(points_layer, "features", None)
     if feats is not None and POSITIVE in feats:
         labels = np.asarray(feats[POSITIVE], dtype=bool).astype(int)
@@ -65,22 +79,25 @@ def _ellipse_outline(verts: np.ndarray) -> np.ndarray:
     return c + np.cos(t) * a + np.sin(t) * b
 
 
-def shape_prompts(shapes_layer, image_layer, plane, plane_shape, world_point=None):
-    """(boxes, masks, notes) from the shapes lying on ``plane``."""
+def shape_prompts(
+    shapes_layer, image_layer, plane, plane_shape, world_point=None, orientation=None
+):
+    """(boxes, masks, notes) from the shapes lying on ``plane`` (see :func:`point_prompts`)."""
     boxes, masks, notes = [], [], []
     if shapes_layer is None or len(shapes_layer.data) == 0:
         return boxes, masks, notes
+    o = _orientation(image_layer, orientation)
+    shown = list(o.displayed_of(shapes_layer.ndim))  # the axes the shapes are drawn in
     ignored = 0
     for verts, kind in zip(shapes_layer.data, shapes_layer.shape_type, strict=True):
         if kind in IGNORED_TYPES:
             ignored += 1
             continue
         if kind == "ellipse":
-            lead = verts[:1, :-2].repeat(_ELLIPSE_SAMPLES, axis=0)
-            verts = np.concatenate([lead, _ellipse_outline(verts[:, -2:])], axis=1)
-        data = _spatial(
-            layer_to_image_data(shapes_layer, verts, image_layer, world_point), image_layer
-        )
+            outline = _ellipse_outline(verts[:, shown])
+            verts = verts[:1].repeat(_ELLIPSE_SAMPLES, axis=0).astype(float)
+            verts[:, shown] = outline
+        data = _to_image(shapes_layer, verts, image_layer, world_point, o)
         if not on_plane(data, plane).all():
             continue
         rc = data[:, -2:]
@@ -108,16 +125,21 @@ def collect_prompts(
     shapes_layer=None,
     world_point=None,
     refine_mask: np.ndarray | None = None,
+    orientation: Orientation | None = None,
 ) -> PromptSet:
     """Build the object prompts of the viewed plane.
 
     Rectangles are boxes (one object each; points inside a box join it); polygons and
     ellipses are mask prompts; lines/paths are ignored with a note.  ``refine_mask``
     (an existing object's pixels) becomes the mask prompt of a single object that the
-    points refine.
+    points refine.  ``orientation``: which axes the viewer displays
+    (:mod:`.orientation`); ``plane`` and the (row, col) prompts are in its oriented order.
     """
-    coords, labels = point_prompts(points_layer, image_layer, plane, world_point)
-    boxes, masks, notes = shape_prompts(shapes_layer, image_layer, plane, plane_shape, world_point)
+    o = orientation
+    coords, labels = point_prompts(points_layer, image_layer, plane, world_point, o)
+    boxes, masks, notes = shape_prompts(
+        shapes_layer, image_layer, plane, plane_shape, world_point, o
+    )
     if refine_mask is not None:
         if boxes or masks:
             notes.append("Refining one object: boxes and polygons on this plane were not used.")

@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from ..engine.labels import KEEP, OVERWRITE, LabelEdit
 from ..engine.propagation.report import PropagationReport
 from .channels import image_source
 from .layers import channel_axis_of, labels_matching, spatial_shape, write_edits
+from .orientation import Orientation, oriented_source
 
 Z_NAMES = ("z", "depth", "slice", "slices", "plane", "planes", "zplane")
 T_NAMES = ("t", "time", "frame", "frames", "timepoint", "timepoints")
@@ -26,13 +28,18 @@ RANGES = ("whole axis", "current to end", "start to current")
 OBJECTS = ("all on this plane", "selected label")
 
 
-def plane_axes(image_layer) -> list[tuple[int, str]]:
-    """(axis, label) of the axes a labels plane index runs over (channel axis dropped)."""
-    nd = len(spatial_shape(image_layer)) - 2
+def plane_axes(image_layer, orientation: Orientation | None = None) -> list[tuple[int, str]]:
+    """(axis, label) of the axes a labels plane index runs over (channel axis dropped):
+    the axes the viewer does not display (``orientation``; default: all but the last two),
+    numbered in the order of the plane index."""
+    nd = len(spatial_shape(image_layer))
     ch = channel_axis_of(image_layer)
+    if orientation is None:
+        orientation = Orientation.standard(image_layer.ndim, ch)
     names = [str(a) for a in getattr(image_layer, "axis_labels", ())]
     names = [a for i, a in enumerate(names) if i != ch] if ch is not None else names
-    return [(i, names[i] if i < len(names) else f"axis {i}") for i in range(nd)]
+    names = [names[a] if a < len(names) else f"axis {a}" for a in range(nd)]
+    return [(i, names[a]) for i, a in enumerate(orientation.leading)]
 
 
 def axis_kind(label: str) -> str | None:
@@ -45,15 +52,20 @@ def axis_kind(label: str) -> str | None:
     return None
 
 
-def propose_axis(image_layer) -> int | None:
-    """The axis to propagate along: the only one, the one labelled Z (stacks) or T
-    (time-lapses); None when ambiguous (both, or several unlabelled axes): ask the user."""
-    axes = plane_axes(image_layer)
+def propose_axis(image_layer, orientation: Orientation | None = None) -> int | None:
+    """The axis to propagate along: the only one not displayed, the one labelled Z
+    (stacks) or T (time-lapses), on a view across the stack the only non-T one; None when
+    ambiguous (both, or several unlabelled axes): ask the user."""
+    axes = plane_axes(image_layer, orientation)
     if not axes:
         return None
     if len(axes) == 1:
         return 0
     kinds = [axis_kind(lab) for _, lab in axes]
+    if orientation is not None and not orientation.identity and "t" in kinds:
+        across = [i for i, k in enumerate(kinds) if k != "t"]
+        if len(across) == 1:  # a view across the stack: through it, not through time
+            return across[0]
     found = [i for i, k in enumerate(kinds) if k is not None]
     return found[0] if len(found) == 1 else None
 
@@ -69,6 +81,7 @@ class PropagationJob:
     plane: tuple[int, ...]
     axis: int
     kwargs: dict
+    orientation: Orientation | None = None  # the displayed axes (None: the last two)
     cancel: threading.Event = field(default_factory=threading.Event)
     report: PropagationReport | None = None
 
@@ -97,11 +110,12 @@ def prepare_propagation(
     if session.segmenter is None:
         raise ImageError("The model is still loading: wait for the status line to say ready.")
     img = session.checked_image()
-    axes = plane_axes(img)
+    orient = session.orientation()
+    axes = plane_axes(img, orient)
     if not axes:
         raise ImageError(f"Image '{img.name}' is 2-D: there is no Z or T axis to propagate along.")
     if axis is None:
-        axis = propose_axis(img)
+        axis = propose_axis(img, orient)
         if axis is None:
             raise ImageError("Choose the axis to propagate along (Z or T).")
     if not 0 <= int(axis) < len(axes):
@@ -112,7 +126,7 @@ def prepare_propagation(
         raise LabelsError(msg)
     index = session.viewed_index()
     plane = session.labels_plane(img, index)
-    labels = session.labels_layer.data
+    labels = orient.view(session.labels_layer.data)  # the non-displayed axes first
     on_plane = np.asarray(labels[plane])
     if objects == "selected label":
         lid = int(session.labels_layer.selected_label)
@@ -128,9 +142,9 @@ def prepare_propagation(
         label_ids = None
     else:
         raise ValueError(f"objects must be one of {OBJECTS}, not {objects!r}.")
-    n = int(spatial_shape(img)[axis])
+    n = int(orient.shape(spatial_shape(img))[axis])
     stop_at = stop_range(n, int(plane[axis]), range_choice)
-    source = image_source(session.viewer, img, session.channel, index)
+    source = oriented_source(image_source(session.viewer, img, session.channel, index), orient)
     kwargs = {
         "axis": axis,
         "axis_kind": axis_kind(axes[axis][1]) or "z",  # T: objects move between frames
@@ -141,7 +155,7 @@ def prepare_propagation(
         "policy": OVERWRITE if session.overwrite else KEEP,
     }
     return PropagationJob(
-        session.segmenter, img, session.labels_layer, source, plane, axis, kwargs
+        session.segmenter, img, session.labels_layer, source, plane, axis, kwargs, orient
     )
 
 
@@ -177,7 +191,7 @@ def run_propagation(job: PropagationJob, progress=None) -> PropagationReport:
     src = job.source
     seg.set_image(src.data, **src.kwargs)  # cheap; the embedding cache is keyed by content
     job.report = seg.propagate(
-        job.labels_layer.data,
+        _oriented(job).view(job.labels_layer.data),
         job.plane,
         cancel=job.cancel,
         progress=progress,
@@ -185,6 +199,12 @@ def run_propagation(job: PropagationJob, progress=None) -> PropagationReport:
         **job.kwargs,
     )
     return job.report
+
+
+def _oriented(job: PropagationJob) -> Orientation:
+    if job.orientation is None:
+        return Orientation.standard(job.image_layer.ndim, channel_axis_of(job.image_layer))
+    return job.orientation
 
 
 def merged_edit(edits) -> LabelEdit | None:
@@ -208,6 +228,7 @@ def apply_propagation(job: PropagationJob, report: PropagationReport | None = No
     edit = merged_edit(report.edits)
     if edit is None:
         return 0
+    edit = dataclasses.replace(edit, indices=_oriented(job).data_index(edit.indices))
     write_edits(job.labels_layer, [edit])
     report.applied = True
     meta = job.labels_layer.metadata.setdefault("napari_sam2", {})

@@ -21,7 +21,7 @@ from ..engine.errors import ImageError, LabelsError, NapariSam2Error, PromptErro
 from ..engine.segmenter import Segmenter
 from .channels import VIEWED, ImageSource, image_source
 from .commit import commit_preview
-from .coords import current_plane, full_resolution, napari_round, world_to_shown_data
+from .coords import full_resolution, napari_round, world_to_shown_data
 from .layers import (
     channel_axis_of,
     check_channel_axis_first,
@@ -29,6 +29,7 @@ from .layers import (
     labels_matching,
     spatial_shape,
 )
+from .orientation import Orientation, orientation_of, oriented_source, viewed_index
 from .prompts import PromptSet, collect_prompts
 from .tiles import check_tiled_prompts, predict_request, wants_tiles
 
@@ -43,6 +44,13 @@ class Request:
     refine_id: int | None = None
     tiled: bool = False  # answered from the tile around the prompts (adapter.tiles)
     cancel: threading.Event = field(default_factory=threading.Event)
+    orientation: Orientation | None = None  # the displayed axes (adapter.orientation)
+
+    def oriented(self) -> Orientation:
+        """The request's orientation (the last two axes when none was recorded)."""
+        if self.orientation is not None:
+            return self.orientation
+        return Orientation.standard(self.image_layer.ndim, channel_axis_of(self.image_layer))
 
 
 @dataclass
@@ -86,10 +94,16 @@ class SegmentationSession:
         self.notices: list[str] = []  # messages for the user, taken by the widget
 
     # ------------------------------------------------------------ requests
-    def viewed_index(self) -> tuple[int, ...]:
-        """Index of the viewed plane over all the layer's leading axes (channel included)."""
+    def orientation(self) -> Orientation:
+        """Which axes of the image the viewer displays (:mod:`.orientation`)."""
         img = self.checked_image()
-        return current_plane(img, self.viewer.dims.point, n_leading=img.ndim - 2)
+        return orientation_of(self.viewer, img, channel_axis_of(img))
+
+    def viewed_index(self) -> tuple[int, ...]:
+        """Index of the viewed plane over the layer's non-displayed axes (channel axis
+        included, first), in the orientation's order."""
+        img = self.checked_image()
+        return viewed_index(img, self.viewer.dims.point, self.orientation())
 
     def viewed_plane(self) -> tuple[int, ...]:
         """Index of the viewed plane over the non-channel leading axes (labels' index)."""
@@ -112,21 +126,17 @@ class SegmentationSession:
             raise ImageError(f"Image '{self.image_layer.name}' has fewer than 2 dimensions.")
         if self.viewer.dims.ndisplay != 2:
             raise ImageError("Switch the viewer to 2D to segment the viewed plane.")
-        nw = self.viewer.dims.ndim
-        if set(self.viewer.dims.displayed) != {nw - 2, nw - 1}:
-            raise ImageError(
-                "The viewer shows a plane across the stack (its axes were rolled or "
-                "transposed): reset the axis order (Ctrl-E rolls them) so that the last two "
-                "axes (Y, X) are displayed."
-            )
         check_channel_axis_first(self.image_layer)
         return self.image_layer
 
-    def refine_mask(self, plane) -> tuple[np.ndarray | None, int | None]:
+    def refine_mask(self, plane, orientation=None) -> tuple[np.ndarray | None, int | None]:
         if not self.refine or self.labels_layer is None:
             return None, None
         lid = int(self.labels_layer.selected_label)
-        m = np.asarray(self.labels_layer.data[tuple(plane)]) == lid
+        labels = self.labels_layer.data
+        if orientation is not None:
+            labels = orientation.view(labels)
+        m = np.asarray(labels[tuple(plane)]) == lid
         if lid <= 0 or not m.any():
             raise PromptError(
                 f"Refine: label {lid} has no pixel on this plane; select an existing label "
@@ -140,7 +150,11 @@ class SegmentationSession:
         if layer is None:
             raise LabelsError("No Labels layer chosen: pick one or press 'New labels'.")
         pos = np.asarray(world_position, float)[-layer.ndim :]
-        idx = napari_round(world_to_shown_data(layer, pos))
+        try:
+            shown = self.orientation().displayed_of(layer.ndim)  # the labels' shown axes
+        except ImageError:
+            shown = None
+        idx = napari_round(world_to_shown_data(layer, pos, shown=shown))
         if np.any(idx < 0) or np.any(idx >= np.asarray(layer.data.shape)):
             return 0
         return int(layer.data[tuple(idx)])
@@ -164,6 +178,7 @@ class SegmentationSession:
             and now.plane == req.plane
             and now.refine_id == req.refine_id
             and now.tiled == req.tiled
+            and now.oriented().key() == req.oriented().key()
             and now.source.signature() == req.source.signature()
             and same_objects(now.prompts.objects, req.prompts.objects)
         )
@@ -173,13 +188,14 @@ class SegmentationSession:
         if self.segmenter is None:
             raise ImageError("The model is still loading: wait for the status line to say ready.")
         img = self.checked_image()
+        orient = self.orientation()
         index = self.viewed_index()
         plane = self.labels_plane(img, index)
-        hw = spatial_shape(img)[-2:]
-        tiled = wants_tiles(self, img, self.level)
+        hw = orient.plane_shape(spatial_shape(img))
+        tiled = wants_tiles(self, img, self.level, orient)
         if tiled and self.refine:  # before reading the labels plane
             tiled = check_tiled_prompts(True, hw, self.level)
-        refine_mask, refine_id = self.refine_mask(plane)
+        refine_mask, refine_id = self.refine_mask(plane, orient)
         prompts = collect_prompts(
             img,
             plane,
@@ -188,13 +204,15 @@ class SegmentationSession:
             shapes_layer=self.shapes_layer,
             world_point=self.viewer.dims.point,
             refine_mask=refine_mask,
+            orientation=orient,
         )
         prompts.objects = [o.validated(hw) for o in prompts.objects]  # fail fast, main thread
         if tiled:
             masks = any(o.mask is not None for o in prompts.objects)
             tiled = check_tiled_prompts(masks, hw, self.level)
         source = image_source(self.viewer, img, self.channel, index, self.level if tiled else 0)
-        return Request(0, img, plane, prompts, source, refine_id, tiled)
+        source = oriented_source(source, orient)
+        return Request(0, img, plane, prompts, source, refine_id, tiled, orientation=orient)
 
     def compute(self, req: Request) -> Result:
         """Encode (cached) and predict — the slow part, for a worker thread."""
@@ -217,9 +235,15 @@ class SegmentationSession:
         if req.token != self._latest or req.image_layer is not self.image_layer:
             return False
         try:
-            return self.viewed_plane() == req.plane
+            return self.shows_plane_of(req)
         except ImageError:
             return False
+
+    def shows_plane_of(self, req: Request) -> bool:
+        """Is ``req``'s plane the one viewed now (same displayed axes, same index)?
+        Raises :class:`ImageError` when no plane can be segmented now."""
+        same_axes = req.orientation is None or self.orientation().key() == req.orientation.key()
+        return req.plane == self.viewed_plane() and same_axes
 
     def accept(self, result: Result) -> bool:
         """Keep a finished result as the preview if still current."""
@@ -307,10 +331,12 @@ class SegmentationSession:
         if msg:
             raise LabelsError(msg)
         plane = self.viewed_plane()
-        paths = export_object_masks(self.labels_layer.data, out_dir, plane if plane else None)
+        orient = self.orientation()
+        labels = orient.view(self.labels_layer.data)
+        paths = export_object_masks(labels, out_dir, plane if plane else None)
         if channel_axis_of(img) is None:
-            lab = np.asarray(self.labels_layer.data[plane])
-            raw = np.asarray(full_resolution(img)[plane])
+            lab = np.asarray(labels[plane])
+            raw = np.asarray(orient.image_view(full_resolution(img), bool(img.rgb))[plane])
             limits = None if img.rgb else tuple(img.contrast_limits)
             for lid in np.unique(lab[lab > 0]):
                 name = f"cutout_{int(lid):04d}" + (

@@ -29,7 +29,6 @@ from ..engine.backends.base import Prediction
 from ..engine.errors import PromptError
 from ..engine.prompts import Box, ObjectPrompt, Points
 from ..engine.tiling import default_tile_size, predict_tiled
-from .layers import spatial_shape
 
 MAX_WINDOW = 2  # prompts wider than this many tiles are answered on a strided view
 UNTILED_MAX_PIXELS = 4096 * 4096  # mask prompts (refine, polygons) below this: whole plane
@@ -75,15 +74,17 @@ class Placement:
 
 
 # ------------------------------------------------------------------ levels
-def level_shapes(image_layer) -> list[tuple[int, int]]:
-    """The (rows, cols) plane shape of each resolution level (one for a plain layer)."""
+def level_shapes(image_layer, orientation=None) -> list[tuple[int, int]]:
+    """The (rows, cols) plane shape of each resolution level (one for a plain layer), for
+    the displayed axes (``orientation``, :mod:`.orientation`; default: the last two)."""
     nd = image_layer.ndim
+    rows, cols = (nd - 2, nd - 1) if orientation is None else orientation.image_axes[-2:]
     data = image_layer.data if getattr(image_layer, "multiscale", False) else [image_layer.data]
-    return [tuple(int(s) for s in d.shape[nd - 2 : nd]) for d in data]
+    return [(int(d.shape[rows]), int(d.shape[cols])) for d in data]
 
 
-def level_factor(image_layer, level: int) -> tuple[float, float]:
-    shapes = level_shapes(image_layer)
+def level_factor(image_layer, level: int, orientation=None) -> tuple[float, float]:
+    shapes = level_shapes(image_layer, orientation)
     (h0, w0), (h, w) = shapes[0], shapes[level]
     return h0 / h, w0 / w
 
@@ -104,11 +105,11 @@ def tile_size_of(session) -> int:
     return int(getattr(session, "tile_size", None) or default_tile_size(session.segmenter))
 
 
-def wants_tiles(session, image_layer, level: int = 0) -> bool:
+def wants_tiles(session, image_layer, level: int = 0, orientation=None) -> bool:
     """Tile when a coarser level is chosen or the plane is larger than the model input."""
     if level:
         return True
-    return max(spatial_shape(image_layer)[-2:]) > tile_size_of(session)
+    return max(level_shapes(image_layer, orientation)[0]) > tile_size_of(session)
 
 
 def check_tiled_prompts(has_masks: bool, plane_shape, level: int) -> bool:
@@ -171,10 +172,11 @@ def predict_request(session, req) -> tuple[list[Prediction], Placement]:
     """Encode the tile around ``req``'s prompts (worker thread) and predict on it."""
     seg, tile = session.segmenter, tile_size_of(session)
     img = req.image_layer
-    plane0 = tuple(spatial_shape(img)[-2:])
+    orient = req.oriented()
+    plane0 = level_shapes(img, orient)[0]
     level = req.source.level
-    factor = level_factor(img, level)
-    shape = level_shapes(img)[level]
+    factor = level_factor(img, level, orient)
+    shape = level_shapes(img, orient)[level]
     objects = [_to_level(o, factor, shape) for o in req.prompts.objects]
     data, sig, stride = req.source.data, req.source.signature(), 1
     if _extent(objects) > MAX_WINDOW * tile:

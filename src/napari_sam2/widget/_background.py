@@ -13,6 +13,7 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer
 
 from ..adapter.channels import image_source
+from ..adapter.orientation import oriented_source
 from ..adapter.tiles import wants_tiles
 from ..engine.cache.prefetch import Prefetcher, neighbours
 from ..engine.errors import NapariSam2Error
@@ -142,12 +143,13 @@ class Background(QObject):
         try:
             index = s.viewed_index()
             plane = s.viewed_plane()
-            src = image_source(s.viewer, s.image_layer, s.channel, index)
+            orient = s.orientation()
+            src = oriented_source(image_source(s.viewer, s.image_layer, s.channel, index), orient)
         except NapariSam2Error:
             return []
         if not s.holds_image(src) or not plane:
             return []
-        if wants_tiles(s, s.image_layer, s.level):  # large planes: tiles on demand only
+        if wants_tiles(s, s.image_layer, s.level, orient):  # large planes: tiles on demand only
             return []
         last, self._last_plane = self._last_plane, plane
         if last is not None and len(last) == len(plane) and last != plane:

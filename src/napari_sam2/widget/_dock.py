@@ -264,7 +264,7 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         if self._closed:
             return
         if self.session.accept(result):
-            self.preview.show(result.request.image_layer, result.masks(), _placement(result))
+            self._show_preview(result)
             self._set_status(self.describe())
         else:
             self._set_status("Result dropped: the slice, image or prompts changed meanwhile.")
@@ -353,13 +353,19 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
             return
         k = self.session.cycle_candidate()
         res = self.session.result
-        self.preview.show(res.request.image_layer, res.masks(), _placement(res))
+        self._show_preview(res)
         self._set_status(f"Candidate {k + 1}.")
 
     def _prompts_changed(self, event=None):
         self.user_action.emit()
         if self.live_check.isChecked():
             self._live_timer.start()
+
+    def _show_preview(self, res):
+        req = res.request
+        self.preview.show(
+            req.image_layer, res.masks(), _placement(res), req.orientation, req.plane
+        )
 
     def _on_slice(self, event=None):
         if self.session.result is not None and not self.session.is_current(

@@ -36,6 +36,7 @@ class DockLifecycle:
         b.connect(v, v.layers.events.inserted, self._refresh_channels)
         b.connect(v, v.layers.events.removed, self._layer_removed)
         b.connect(v, v.dims.events.current_step, self._on_slice)
+        b.connect(v, v.dims.events.order, self._on_slice)  # other displayed axes
         active = v.layers.selection.active
         if isinstance(active, napari.layers.Image):  # before first-use layers take the focus
             self.image_combo.set_value(active, emit=False)

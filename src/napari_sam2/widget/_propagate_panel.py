@@ -14,6 +14,8 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from ..adapter.layers import channel_axis_of
+from ..adapter.orientation import orientation_of
 from ..adapter.propagate import (
     OBJECTS,
     RANGES,
@@ -100,6 +102,7 @@ class PropagatePanel(QGroupBox):
         self.last_report = None
         self._pbar = None
         dock.image_combo.currentIndexChanged.connect(self.refresh_axes)
+        dock.viewer.dims.events.order.connect(self.refresh_axes)  # the displayed axes
         self.refresh_axes()
 
     # ---------------------------------------------------------------- axes
@@ -111,8 +114,9 @@ class PropagatePanel(QGroupBox):
         if img is None:
             return
         try:
-            axes = plane_axes(img)
-            proposed = propose_axis(img)
+            orient = orientation_of(self.dock.viewer, img, channel_axis_of(img))  # across the view
+            axes = plane_axes(img, orient)
+            proposed = propose_axis(img, orient)
         except NapariSam2Error:
             return
         if proposed is None and axes:
@@ -174,7 +178,12 @@ class PropagatePanel(QGroupBox):
             _notify.show_warning("No Labels layer chosen.")
             return None, None
         axis = self.chosen_axis()
-        return layer, 0 if axis is None else int(axis)
+        if axis is None:
+            return layer, 0
+        try:  # the list numbers the axes not displayed: the labels' own axis of that entry
+            return layer, self.dock.session.orientation().leading[int(axis)]
+        except (NapariSam2Error, IndexError):
+            return layer, int(axis)
 
     def add_tracks(self):
         layer, axis = self._time_labels()
@@ -248,6 +257,8 @@ class PropagatePanel(QGroupBox):
         self.runner.close()
         with contextlib.suppress(TypeError, RuntimeError):
             self.dock.image_combo.currentIndexChanged.disconnect(self.refresh_axes)
+        with contextlib.suppress(TypeError, RuntimeError, ValueError):
+            self.dock.viewer.dims.events.order.disconnect(self.refresh_axes)
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
