@@ -51,10 +51,10 @@ def _pct(values, q) -> float:
 
 def bench_model(size: str, args) -> dict:
     import torch
-    from napari_sam2.engine.model.load import load_sam2
 
     from napari_sam2.engine.backends.remote import connect, wire
     from napari_sam2.engine.backends.sam2 import Sam2Backend
+    from napari_sam2.engine.model.load import load_sam2
 
     torch.manual_seed(0)
     loaded = load_sam2(size, None, random_weights=True, device=args.device,

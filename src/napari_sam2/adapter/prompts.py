@@ -160,3 +160,23 @@ def collect_prompts(
             ObjectPrompt(points=Points(coords, labels) if len(coords) else None, mask=masks[0])
         ]
     return PromptSet(objects, notes, len(coords), len(boxes), len(masks))
+
+
+def same_objects(a, b) -> bool:
+    """Are two lists of :class:`~napari_sam2.engine.prompts.ObjectPrompt` the same prompts?"""
+
+    def arrays(o):
+        return (
+            None if o.points is None else o.points.coords,
+            None if o.points is None else o.points.labels,
+            None if o.box is None else o.box.as_array(),
+            None if o.mask is None else o.mask.mask,
+        )
+
+    def same(x, y):
+        return (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+
+    return len(a) == len(b) and all(
+        p.label_id == q.label_id and all(map(same, arrays(p), arrays(q)))
+        for p, q in zip(a, b, strict=True)
+    )

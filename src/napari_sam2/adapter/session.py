@@ -30,7 +30,7 @@ from .layers import (
     spatial_shape,
 )
 from .orientation import Orientation, orientation_of, oriented_source, viewed_index
-from .prompts import PromptSet, collect_prompts
+from .prompts import PromptSet, collect_prompts, same_objects
 from .tiles import check_tiled_prompts, predict_request, wants_tiles
 
 
@@ -381,23 +381,3 @@ class SegmentationSession:
             d["plane"] = list(res.request.plane)
             d["commit"] = len(commits) - 1
             objs.setdefault(int(lid), []).append(d)
-
-
-def same_objects(a, b) -> bool:
-    """Are two lists of :class:`~napari_sam2.engine.prompts.ObjectPrompt` the same prompts?"""
-
-    def arrays(o):
-        return (
-            None if o.points is None else o.points.coords,
-            None if o.points is None else o.points.labels,
-            None if o.box is None else o.box.as_array(),
-            None if o.mask is None else o.mask.mask,
-        )
-
-    def same(x, y):
-        return (x is None) == (y is None) and (x is None or np.array_equal(x, y))
-
-    return len(a) == len(b) and all(
-        p.label_id == q.label_id and all(map(same, arrays(p), arrays(q)))
-        for p, q in zip(a, b, strict=True)
-    )

@@ -348,24 +348,11 @@ class Segmenter:
         See docs/propagation.md.
         """
         return _propagate.propagate(
-            self,
-            labels,
-            plane,
-            axis=axis,
-            label_ids=label_ids,
-            direction=direction,
-            stop_at=stop_at,
-            mode=mode,
-            policy=policy,
-            cancel=cancel,
-            progress=progress,
-            iou_threshold=iou_threshold,
-            max_area_ratio=max_area_ratio,
-            min_area=min_area,
-            prompt=prompt,
-            apply=apply,
-            axis_kind=axis_kind,
-        )
+            self, labels, plane, axis=axis, label_ids=label_ids, direction=direction,
+            stop_at=stop_at, mode=mode, policy=policy, cancel=cancel, progress=progress,
+            iou_threshold=iou_threshold, max_area_ratio=max_area_ratio, min_area=min_area,
+            prompt=prompt, apply=apply, axis_kind=axis_kind,
+        )  # fmt: skip
 
     def segment_everything(
         self,
@@ -396,17 +383,8 @@ class Segmenter:
         see :class:`napari_sam2.engine.automatic.params.EverythingParams`.
         """
         return _automatic.segment_everything(
-            self,
-            labels,
-            plane,
-            points_per_side=points_per_side,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            min_area=min_area,
-            max_area=max_area,
-            policy=policy,
-            pixel_size=pixel_size,
-            cancel=cancel,
-            progress=progress,
-            **advanced,
-        )
+            self, labels, plane, points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+            min_area=min_area, max_area=max_area, policy=policy, pixel_size=pixel_size,
+            cancel=cancel, progress=progress, **advanced,
+        )  # fmt: skip
