@@ -97,6 +97,42 @@ class Predictor(Protocol):
         """What identifies its embeddings (model, weights, device, precision, input size)."""
 
 
+@dataclass(frozen=True)
+class SamFeatures:
+    """What SAM 2's mask decoder reads from an image, typed: the image embedding, the
+    high-resolution features and the original (H, W).
+
+    A SAM 2 backend's ``encode`` output stays opaque to the caches (they store and move it
+    as it is); code that runs the decoder itself (fine-tuning) reads it through this view
+    instead of by key.
+    """
+
+    image_embed: Any
+    high_res_feats: tuple
+    orig_hw: tuple[int, int]
+
+    @classmethod
+    def of(cls, embedding) -> SamFeatures:
+        """The features of a SAM 2 (or transformers) backend's embedding."""
+        if isinstance(embedding, cls):
+            return embedding
+        return cls(
+            embedding["image_embed"],
+            tuple(embedding["high_res_feats"]),
+            (int(embedding["orig_hw"][0]), int(embedding["orig_hw"][1])),
+        )
+
+    def to(self, device, dtype=None) -> SamFeatures:
+        """A copy as new tensors on ``device`` (and ``dtype``), outside the autograd graph."""
+
+        def move(t):
+            return t.detach().clone().to(device=device, dtype=dtype)
+
+        return SamFeatures(
+            move(self.image_embed), tuple(move(f) for f in self.high_res_feats), self.orig_hw
+        )
+
+
 CAPABILITIES = {"supports_video": False, "propagation_prompt": "mask+box", "trainable": False}
 
 

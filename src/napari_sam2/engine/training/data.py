@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backends.base import SamFeatures
 from ..cancel import check_cancel
 from ..errors import LabelsError
 from ..prompts import Box, ObjectPrompt, Points
@@ -33,7 +34,7 @@ class TrainPlane:
     labels: np.ndarray  # (H, W) int, the plane's ground truth
     image: object = field(default=None, repr=False)
     image_kwargs: dict = field(default_factory=dict, repr=False)
-    embedding: dict | None = field(default=None, repr=False)
+    embedding: SamFeatures | None = field(default=None, repr=False)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -104,13 +105,7 @@ def encode_planes(segmenter, planes, device, *, cancel=None, progress=None) -> N
             current = plane.image
         emb = segmenter.embedding(plane.index, cancel=cancel)
         with torch.inference_mode(False):
-            plane.embedding = {
-                "image_embed": emb["image_embed"].detach().clone().float().to(device),
-                "high_res_feats": [
-                    f.detach().clone().float().to(device) for f in emb["high_res_feats"]
-                ],
-                "orig_hw": tuple(emb["orig_hw"]),
-            }
+            plane.embedding = SamFeatures.of(emb).to(device, torch.float32)
         if progress is not None:
             progress(i + 1, len(planes))
 

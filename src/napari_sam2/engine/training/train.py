@@ -8,6 +8,7 @@ import copy
 
 import numpy as np
 
+from ..backends.base import SamFeatures
 from . import data as fd
 from .annotator import corrective_click, iou
 
@@ -52,16 +53,17 @@ class Trainer:
 
     def forward(self, emb, prompts, multimask: bool):
         """Low-res logits (B, C, s/4, s/4) and predicted IoUs (B, C), as inference decodes."""
-        pts = self.backend.prompt_tensors(prompts, emb["orig_hw"])
+        emb = SamFeatures.of(emb)
+        pts = self.backend.prompt_tensors(prompts, emb.orig_hw)
         sparse, dense = self.pe(points=pts, boxes=None, masks=None)
         low, iou, _, _ = self.dec(
-            image_embeddings=emb["image_embed"],
+            image_embeddings=emb.image_embed,
             image_pe=self._dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
             repeat_image=True,
-            high_res_features=list(emb["high_res_feats"]),
+            high_res_features=list(emb.high_res_feats),
         )
         return low, iou
 
