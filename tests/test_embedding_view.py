@@ -42,7 +42,6 @@ def test_the_scan_finds_key_reads(tmp_path):  # control: the check above can fai
 def test_features_of_a_real_encode(sam2_random_checkpoint):
     torch = pytest.importorskip("torch")
     from conftest import TEST_IMAGE_SIZE
-
     from napari_sam2.engine import Segmenter
 
     seg = Segmenter("tiny", checkpoint=sam2_random_checkpoint, device="cpu",
