@@ -289,7 +289,7 @@ def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
     w.session.compute = lambda req: calls.append(req.token) or compute(req)
     fired = []  # the live timer's timeouts, with the number of points then
     pts = w.session.points_layer
-    w._live_timer.timeout.connect(lambda: fired.append(len(pts.data)))
+    w.live_timer.timeout.connect(lambda: fired.append(len(pts.data)))
     w.live_check.setChecked(True)
 
     def shown(n):  # a finished run on n points is the preview
@@ -309,7 +309,7 @@ def test_live_mode_reruns_debounced_on_prompt_change(make_napari_viewer, qtbot):
     w.live_check.setChecked(False)
     w.session.result = None
     click(pts, layer.data_to_world((40, 75)))
-    assert not w._live_timer.isActive()  # live off: no run is scheduled
+    assert not w.live_timer.isActive()  # live off: no run is scheduled
     w.segment()  # the user's own Segment runs (and nothing else)
     qtbot.waitUntil(lambda: shown(4), timeout=TIMEOUT)
     assert fired == [2, 3] and len(calls) == 3

@@ -59,8 +59,8 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         self._docks = []  # the QDockWidget we are in (its destroyed signal is watched)
         self._hint = ""  # what to do next, shown with the model line until the first segment
         self._image_note = ""  # channels stacked as planes? shown like _hint (adapter.channels)
-        self._live_timer = QTimer(self, singleShot=True, interval=400)
-        self._live_timer.timeout.connect(self.segment)
+        self.live_timer = QTimer(self, singleShot=True, interval=400)  # Live: re-run after edits
+        self.live_timer.timeout.connect(self.segment)
         self.committer = Committer(self)
         self._build()
         self._connect_viewer()
@@ -359,7 +359,7 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
     def _prompts_changed(self, event=None):
         self.user_action.emit()
         if self.live_check.isChecked():
-            self._live_timer.start()
+            self.live_timer.start()
 
     def _show_preview(self, res):
         req = res.request

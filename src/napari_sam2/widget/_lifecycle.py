@@ -65,7 +65,7 @@ class DockLifecycle:
                 close and close()
         self.preview.remove()
         with suppress(RuntimeError):
-            self._live_timer.stop()
+            self.live_timer.stop()
             self.busy_bar.set_busy("segment", False)
 
     def event(self, ev):
