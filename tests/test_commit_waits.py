@@ -273,3 +273,36 @@ def test_model_change_drops_a_waiting_commit_with_a_notice(gated, qtbot):
     backend.gate.set()
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT)
     assert not w.session.labels_layer.data.any()
+
+
+def test_commit_awaiting_a_queued_segment_keeps_it_when_the_user_moves_on(
+    make_napari_viewer, qtbot
+):
+    """C waits for a *queued* Segment (the prompts changed while one ran); a Segment on
+    another plane then runs after it instead of replacing it: the awaited object is
+    written into its plane, the other plane's object becomes the preview."""
+    backend = EncodeGated()
+    stack = np.stack([discs()] * 3)
+    layer, w = ready_widget(make_napari_viewer(), stack, Segmenter(predictor=backend))
+    labels, pts = w.session.labels_layer, w.session.points_layer
+    w.viewer.dims.set_point(0, 0)
+    click(pts, layer.data_to_world((0, *LEFT)))
+    _segment_running(qtbot, w, backend)
+    pts.data = np.empty((0, 3))  # the user moves the click to the other disc ...
+    click(pts, layer.data_to_world((0, *RIGHT)))
+    _key(pts, "C")  # ... and commits at once: a second Segment is queued and awaited
+    awaited = w.committer.awaiting
+    assert awaited is not None and awaited.plane == (0,)
+    w.viewer.dims.set_point(0, 2)  # moves on before either result is there
+    click(pts, layer.data_to_world((2, *LEFT)))
+    _key(pts, "S")  # held behind the awaited Segment, not replacing it
+    assert w.committer.awaiting is awaited
+    backend.gate.set()
+    qtbot.waitUntil(
+        lambda: _idle(w) and w.session.result is not None
+        and w.session.result.request.plane == (2,),
+        timeout=TIMEOUT,
+    )
+    assert labels.data[(0, *RIGHT)] == 1 and labels.data[(0, *LEFT)] == 0
+    assert set(np.unique(labels.data[0])) == {0, 1} and not labels.data[1:].any()
+    assert w.session.result.request.plane == (2,)  # plane 2's object is the preview

@@ -54,6 +54,7 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         self._worker = None
         self._running = None  # the Request the worker computes
         self._pending = None
+        self._after = None  # a Segment queued behind one a Commit waits for
         self._bindings = Bindings()
         self._closed = False
         self._docks = []  # the QDockWidget we are in (its destroyed signal is watched)
@@ -180,7 +181,7 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         """Use ``seg`` from now on; a running request and a shown result of the previous
         model are dropped (a preview is never committed with another model's name)."""
         self.committer.stop_waiting("the model changed while segmenting.")
-        self._pending = None
+        self._pending = self._after = None
         self.session.cancel()
         self.session.result = None
         self.preview.clear()
@@ -232,12 +233,27 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
             moved = run.plane != req.plane or run.image_layer is not req.image_layer
             if moved and not self.committer.waits_for(run):
                 self.session.cancel(run)  # the user moved on: stop its encode
+            if self._pending is not None and self._held_for_commit(self._pending, req):
+                return
             if self._pending is not None:
                 self.session.cancel(self._pending)  # superseded before it ran
                 self.committer.superseded(self._pending, req)
             self._pending = req
             return
         self._run(req)
+
+    def _held_for_commit(self, pending, req) -> bool:
+        """A Commit waits for the queued ``pending`` and ``req`` is on another plane (or
+        image): ``pending`` still runs first and ``req`` after it (it replaces an earlier
+        one held there), so the awaited object is never traded for another plane's."""
+        moved = pending.plane != req.plane or pending.image_layer is not req.image_layer
+        if not (moved and self.committer.waits_for(pending)):
+            return False
+        if self._after is not None:
+            self.session.cancel(self._after)
+            self.committer.superseded(self._after, req)
+        self._after = req
+        return True
 
     def _run(self, req):
         self._set_status(f"Segmenting plane {req.plane or '(2D)'}…")
@@ -258,7 +274,10 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
 
     def segment_in_flight(self):
         """The newest Segment request still to give a result (queued or running), or None."""
-        return self._pending if self._pending is not None else self._running
+        for req in (self._after, self._pending, self._running):
+            if req is not None:
+                return req
+        return None
 
     def _segmented(self, result):
         if self._closed:
@@ -288,12 +307,12 @@ class SAM2Widget(LayerActions, DockLifecycle, QWidget):
         except RuntimeError:  # the widget was deleted meanwhile
             return
         if self._pending is not None and not self._closed:
-            req, self._pending = self._pending, None
+            req, self._pending, self._after = self._pending, self._after, None
             self._run(req)
 
     def cancel(self):
         self.committer.stop_waiting()
-        self._pending = None
+        self._pending = self._after = None
         self.session.cancel()
         if self._worker is not None:
             self._worker.quit()
