@@ -4,8 +4,7 @@ another module's ``_private`` names.  The contracts between the rooms (engine < 
 adapter < widget | batch < cli; engine and io free of napari/Qt) are in pyproject.toml's
 ``[tool.importlinter]`` and checked by ``lint-imports`` (test at the end).
 
-Known offenders outside engine/ are listed below while they are being fixed on other
-branches (issue 21); the lists must only shrink.  engine/ has none.
+The package has none of either: a new one fails here.
 """
 
 from __future__ import annotations
@@ -23,23 +22,6 @@ import napari_sam2
 PKG_DIR = Path(napari_sam2.__file__).parent
 PKG = "napari_sam2"
 
-# import cycles (as sorted module sets) that still exist outside engine/: being removed
-KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"adapter.session", "adapter.tiles"}),
-    frozenset({"adapter.coords", "adapter.layers"}),
-    frozenset({"widget._dock", "widget._commit"}),
-]
-# a cycle through these modules (batch <-> cli, batch/_files <-> _outputs) is known too
-KNOWN_CYCLE_MEMBERS = {"batch", "cli", "_cli_common"}
-# (importing module, imported module, private name) outside engine/: being removed
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {
-    ("adapter.commit", "adapter.session", "_nothing_new"),
-    ("adapter.tiles", "adapter.session", "_nothing_new"),
-    ("cli", "_app_cli", "_version"),
-    ("batch._outputs", "io.nifti", "_provenance"),
-    ("io.dicom_seg", "io.medical_writer", "_source_from_viewer"),
-    ("io.dicom_seg", "io.medical_writer", "_transform_matrix"),
-}
 # ``from X import _name`` of a private *module* inside its own package is fine
 # (e.g. ``from ._sam_common import ...``); only a ``_name`` imported from another module is.
 
@@ -159,35 +141,20 @@ def cycles(edges: dict[str, set[str]]) -> list[frozenset[str]]:
     return out
 
 
-def _known(cycle: frozenset[str]) -> bool:
-    if cycle in KNOWN_CYCLES:
-        return True
-    return all(m.split(".")[0] in KNOWN_CYCLE_MEMBERS for m in cycle)
-
-
 @pytest.fixture(scope="module")
 def graph():
     return import_graph(_modules())
 
 
-def test_engine_has_no_import_cycle(graph):
+def test_no_import_cycle(graph):
     edges, _ = graph
-    found = [c for c in cycles(edges) if any(m.startswith("engine") for m in c)]
-    assert not found, [sorted(c) for c in found]
-
-
-def test_no_new_import_cycle(graph):
-    edges, _ = graph
-    new = [sorted(c) for c in cycles(edges) if not _known(c)]
-    assert not new, new
+    found = [sorted(c) for c in cycles(edges)]
+    assert not found, found
 
 
 def test_no_private_name_imported_from_another_module(graph):
     _, private = graph
-    engine = sorted(p for p in private if p[0].startswith("engine"))
-    assert not engine, engine
-    new = sorted(p for p in private if p not in KNOWN_PRIVATE)
-    assert not new, new
+    assert not private, sorted(private)
 
 
 def test_engine_top_level_stays_small():
