@@ -2,7 +2,7 @@
 
 Shows the widget's first use on the shipped 2-D nuclei sample (first_use.png), annotates it
 (widget.png), runs Segment everything and measures the objects (panels.png), annotates the
-3-D sample (widget_3d.png) (the backend that `auto` finds: SAM 2 with a checkpoint, else the
+3-D sample (widget_3d.png) and then its side view, Z x X with the axes rolled (any_plane.png) (the backend that `auto` finds: SAM 2 with a checkpoint, else the
 classical fallback) and saves PNGs under docs/images/.  The dock's sections start in their
 default open/closed state (a fresh settings file, not the user's).
 """
@@ -120,6 +120,25 @@ def main() -> int:
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "widget_3d.png"), canvas_only=False)
+
+    # the same stack seen from the side (Z x X, axes rolled): segmented on that plane
+    w.next_object()
+    y = data.shape[1] // 2
+    viewer.dims.order = (1, 0, 2)  # Y is the slider; Z and X are displayed
+    viewer.dims.set_current_step(1, y)
+    side = gaussian(np.asarray(data[:, y, :], float), 2)
+    for zz, c in peak_local_max(side, min_distance=10, num_peaks=6, exclude_border=2):
+        labels = w.session.labels_layer.data
+        if labels[zz, y, c]:
+            continue  # already inside an object written from this view
+        w.session.points_layer.add((zz, y, c))
+        w.segment()
+        wait(w)
+        w.commit()
+        w.next_object()
+    viewer.reset_view()
+    settle()
+    viewer.screenshot(str(OUT / "any_plane.png"), canvas_only=False)
     print("written:", *sorted(OUT.glob("*.png")))
     viewer.close()
     return 0

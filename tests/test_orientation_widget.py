@@ -125,12 +125,14 @@ def test_preview_lies_on_the_shown_plane_and_goes_with_the_view(make_napari_view
     order, axis = ORDERS[name]
     viewer = make_napari_viewer()
     layer, w = ready_widget(viewer, _volume(), scale=(4.0, 1.0, 1.0))
+    layer.units = ("micrometer",) * 3
     _show(viewer, layer, order, axis, VOXEL[axis])
     world = _click_world(viewer, layer, VOXEL, axis)
     click(w.session.points_layer, world)
     segment_and_wait(qtbot, w)
     preview = w.preview.layer
     assert preview.ndim == 3 and preview.visible
+    assert tuple(preview.units) == tuple(layer.units)  # no "inconsistent units" warning
     assert preview.get_value(world, world=True) == 1  # drawn under the click
     outside = list(VOXEL)
     outside[axis - 1 if axis else 1] = 2  # same plane, outside the cuboid

@@ -120,6 +120,9 @@ def _across(image_layer, plane_data, orientation: Orientation, plane, placement=
     affine = np.asarray(geo["affine"], float)[:nd, :nd]
     m = np.linalg.solve(affine, linear_part(probe)[0])
     out = {k: geo[k] for k in ("rotate", "shear", "affine") if k in geo}
+    units = getattr(image_layer, "units", None)  # the image's, or napari warns of a mix
+    if units is not None:
+        out["units"] = tuple(units)
     out["scale"] = np.asarray(geo["scale"], float) * factor
     out["translate"] = np.asarray(geo["translate"], float) + m @ offset
     return np.ascontiguousarray(data), out
