@@ -38,6 +38,9 @@ FILES = (
     "tests/test_widget_lifecycle.py",
     "tests/test_widget_robust.py",
     "tests/test_widget_first_use.py",
+    "tests/test_server.py",
+    "tests/test_server_faults.py",
+    "tests/test_commit_waits.py",
 )
 SECTIONS = {
     "test_parity_sam2.py": "Parity with sam2's SAM2ImagePredictor (same random-weight checkpoint)",
@@ -48,6 +51,9 @@ SECTIONS = {
     "test_widget_lifecycle.py": "Widget lifecycle: close, reopen, first use",
     "test_widget_robust.py": "Widget robustness (wrong layers, removed layers, replaced data)",
     "test_widget_first_use.py": "Widget first use",
+    "test_server.py": "Remote GPU inference (napari-sam2 serve): parity with local masks, auth, limits, concurrency",
+    "test_server_faults.py": "Remote GPU inference: server killed mid-request, restarted, unreachable",
+    "test_commit_waits.py": "A commit is never lost (Commit pressed while Segment runs)",
 }
 
 
