@@ -120,9 +120,12 @@ def _across(image_layer, plane_data, orientation: Orientation, plane, placement=
     affine = np.asarray(geo["affine"], float)[:nd, :nd]
     m = np.linalg.solve(affine, linear_part(probe)[0])
     out = {k: geo[k] for k in ("rotate", "shear", "affine") if k in geo}
-    units = getattr(image_layer, "units", None)  # the image's, or napari warns of a mix
-    if units is not None:
-        out["units"] = tuple(units)
+    units = tuple(getattr(image_layer, "units", None) or ())  # napari warns of a mix
+    ch = orientation.channel_axis
+    if ch is not None and len(units) == nd + 1:  # the labels have no channel axis
+        units = units[:ch] + units[ch + 1 :]
+    if len(units) == nd:
+        out["units"] = units
     out["scale"] = np.asarray(geo["scale"], float) * factor
     out["translate"] = np.asarray(geo["translate"], float) + m @ offset
     return np.ascontiguousarray(data), out
