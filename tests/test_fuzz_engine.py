@@ -250,6 +250,9 @@ def valid_share(stage: str, at_least: float):
 
         run.__signature__ = inspect.signature(test)
         del run.__wrapped__
+        for attr in dir(test):  # hypothesis's pytest plugin sees a @given test (statistics)
+            if "hypothesis" in attr and not attr.startswith("__"):
+                setattr(run, attr, getattr(test, attr))
         return run
 
     return decorate
