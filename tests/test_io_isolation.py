@@ -89,75 +89,8 @@ def test_suffix_tables_live_only_in_io():
     assert not offenders, offenders
 
 
-def _import_graph() -> dict[str, set[str]]:
-    """module → the napari_sam2 modules it imports (imports inside functions count)."""
-    mods = {}
-    for f in SRC.rglob("*.py"):
-        parts = list(f.relative_to(SRC.parent).with_suffix("").parts)
-        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
-    graph: dict[str, set[str]] = {m: set() for m in mods}
-    for m, f in mods.items():
-        package = m.split(".") if f.name == "__init__.py" else m.split(".")[:-1]
-        for node in ast.walk(ast.parse(f.read_text())):
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            base = package[: len(package) - node.level + 1] if node.level else []
-            target = ".".join([*base, *([node.module] if node.module else [])])
-            for alias in node.names:
-                sub = f"{target}.{alias.name}"
-                graph[m] |= {sub} if sub in mods else ({target} & mods.keys())
-    return graph
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter[0]
-        counter[0] += 1
-        stack.append(root)
-        on.add(root)
-        while work:
-            v, children = work[-1]
-            w = next(children, None)
-            if w is not None:
-                if w not in index:
-                    index[w] = low[w] = counter[0]
-                    counter[0] += 1
-                    stack.append(w)
-                    on.add(w)
-                    work.append((w, iter(sorted(graph[w]))))
-                elif w in on:
-                    low[v] = min(low[v], index[w])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[v])
-            if low[v] == index[v]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on.discard(w)
-                    comp.append(w)
-                    if w == v:
-                        break
-                if len(comp) > 1:
-                    out.append(sorted(comp))
-    return out
-
-
-def test_no_import_cycle_through_io_batch_or_cli():
-    rooms = tuple(f"napari_sam2.{r}" for r in ("io", "batch", "cli"))
-    found = [c for c in _cycles(_import_graph()) if any(m.startswith(rooms) for m in c)]
-    assert not found, found
-
-
-def test_cycle_finder_finds_a_cycle():
-    """Control for the test above."""
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+# Import cycles (through io, batch, cli or anywhere else) are found by
+# tests/test_layering.py over the whole package.
 
 
 def _private_imports(room: str) -> list[str]:
