@@ -59,6 +59,18 @@ def prompt_for(mask: np.ndarray, label_id: int, kind: str) -> ObjectPrompt:
     return ObjectPrompt(points=pts, box=box, mask=mp, label_id=label_id)
 
 
+def predict_plane(seg, plan, pos, masks: dict):
+    """Prompt plane ``pos`` with each object's mask (``{label ID: mask}``, one batched
+    predict): ``(ids, predictions, full-plane masks with overlaps resolved)``."""
+    ids = sorted(masks)
+    objects = [prompt_for(masks[i], i, plan.prompt) for i in ids]
+    preds = seg.predict(plan.index(pos), objects=objects, multimask=False, cancel=plan.cancel)
+    plan.report.plane_reads += 1
+    shape = plan.source.plane_shape  # bbox-local masks on tiled planes
+    full = [p.plane_mask(shape) for p in preds]
+    return ids, preds, resolve_overlaps(full, [p.score for p in preds], ids)
+
+
 def run_projection(seg, plan) -> None:
     """Plane by plane with the image predictor (any backend)."""
     report = plan.report
@@ -72,13 +84,5 @@ def run_projection(seg, plan) -> None:
                 plan.step(len(positions) - k)
                 break
             plan.check_cancel()
-            ids = sorted(active)
-            objects = [prompt_for(active[i], i, plan.prompt) for i in ids]
-            preds = seg.predict(
-                plan.index(pos), objects=objects, multimask=False, cancel=plan.cancel
-            )
-            report.plane_reads += 1
-            shape = plan.source.plane_shape  # bbox-local masks on tiled planes
-            masks = [p.plane_mask(shape) for p in preds]
-            resolved = resolve_overlaps(masks, [p.score for p in preds], ids)
+            ids, _, resolved = predict_plane(seg, plan, pos, active)
             plan.take(direction, pos, dict(zip(ids, resolved, strict=True)), active)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..tiling import Tile, raw_tile
 from . import motion
-from .projection import prompt_for, resolve_overlaps
+from .projection import predict_plane
 from .report import END
 
 
@@ -70,15 +70,7 @@ def run_tracking(seg, plan) -> None:
             if not moved:
                 plan.step(len(positions) - k)
                 break
-            ids = sorted(moved)
-            objects = [prompt_for(moved[i], i, plan.prompt) for i in ids]
-            preds = seg.predict(
-                plan.index(pos), objects=objects, multimask=False, cancel=plan.cancel
-            )
-            report.plane_reads += 1
-            shape = plan.source.plane_shape  # bbox-local masks on tiled planes
-            masks = [p.plane_mask(shape) for p in preds]
-            resolved = resolve_overlaps(masks, [p.score for p in preds], ids)
+            ids, preds, resolved = predict_plane(seg, plan, pos, moved)
             masks = {}
             for lid, m, p in zip(ids, resolved, preds, strict=True):
                 if not rule.confident(p):
